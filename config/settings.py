@@ -1,0 +1,263 @@
+"""Typed settings from environment variables and an optional TOML file.
+
+Every setting has one environment variable (the name users type) and one TOML key (the same
+name, lower case, without the ``STREAMD_`` prefix). The environment wins over the file. A bad
+value raises :class:`ConfigError` whose message is one line naming the variable, the value and
+what is allowed; the CLI prints it and exits non-zero, with no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["text", "json"]
+
+
+class ConfigError(Exception):
+    """A setting has a value streamd cannot use; the message is one line for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str | None = None
+    database_replica_url: str | None = None
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    http_host: str = "0.0.0.0"  # noqa: S104 - a server is meant to be reachable
+    http_port: int = 8080
+    rtmp_host: str = "0.0.0.0"  # noqa: S104
+    rtmp_port: int = 1935
+    data_dir: Path = Path("./var")
+    public_url: str | None = None
+    jwt_secret: str | None = None
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "text"
+    cache_cleanup_interval: float = 60.0
+
+    @property
+    def pg_dir(self) -> Path:
+        """Where the embedded PostgreSQL cluster keeps its data."""
+        return self.data_dir / "pg"
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database_url is None
+
+    def http_base_url(self) -> str:
+        """The URL printed for browsers: the public URL, or one built from the bind address."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{_display_host(self.http_host)}:{self.http_port}"
+
+    def rtmp_base_url(self) -> str:
+        host = urlsplit(self.public_url).hostname if self.public_url else None
+        return f"rtmp://{host or _display_host(self.rtmp_host)}:{self.rtmp_port}"
+
+
+def _display_host(bind: str) -> str:
+    return "localhost" if bind in ("0.0.0.0", "::", "") else bind  # noqa: S104
+
+
+# --- value parsers: each returns the typed value or raises ValueError("what is allowed") ---
+
+
+def _str(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("a non-empty string")
+    return raw
+
+
+def _postgres_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("postgres", "postgresql") or not (parts.hostname or parts.query):
+        raise ValueError("a URL like postgresql://user:password@host:5432/dbname")
+    return raw
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("an http:// or https:// URL such as https://live.example.com")
+    return raw.rstrip("/")
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"an integer from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"an integer from {lo} to {hi}")
+        return value
+
+    return parse
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("a number of seconds greater than 0") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError("a number of seconds greater than 0")
+    return value
+
+
+def _host(raw: str) -> str:
+    value = raw.strip()
+    if not value or any(c.isspace() for c in value) or "/" in value:
+        raise ValueError("a host name or IP address to bind, such as 0.0.0.0 or 127.0.0.1")
+    return value
+
+
+def _path(raw: str) -> Path:
+    if not raw.strip() or "\x00" in raw:
+        raise ValueError("a directory path")
+    return Path(raw).expanduser()
+
+
+def _secret(raw: str) -> str:
+    if len(raw) < 32:
+        raise ValueError("a random string of at least 32 characters (leave unset to generate one)")
+    return raw
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError("one of " + ", ".join(allowed))
+        return value
+
+    return parse
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    field: str
+    env: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+SPECS: tuple[_Spec, ...] = (
+    _Spec("database_url", "DATABASE_URL", _postgres_url,
+          "PostgreSQL URL; unset = embedded PostgreSQL under the data dir"),
+    _Spec("database_replica_url", "DATABASE_REPLICA_URL", _postgres_url,
+          "optional read replica for read-heavy queries; unset = primary"),
+    _Spec("db_pool_min", "STREAMD_DB_POOL_MIN", _int_range(0, 1000), "minimum pool connections"),
+    _Spec("db_pool_max", "STREAMD_DB_POOL_MAX", _int_range(1, 1000), "maximum pool connections"),
+    _Spec("http_host", "STREAMD_HTTP_HOST", _host, "HTTP bind address"),
+    _Spec("http_port", "STREAMD_HTTP_PORT", _int_range(1, 65535), "HTTP port"),
+    _Spec("rtmp_host", "STREAMD_RTMP_HOST", _host, "RTMP bind address"),
+    _Spec("rtmp_port", "STREAMD_RTMP_PORT", _int_range(1, 65535), "RTMP port"),
+    _Spec("data_dir", "STREAMD_DATA_DIR", _path, "data directory (database, media, secrets)"),
+    _Spec("public_url", "STREAMD_PUBLIC_URL", _http_url,
+          "public base URL of the web app, used in printed and returned URLs"),
+    _Spec("jwt_secret", "STREAMD_JWT_SECRET", _secret,
+          "HS256 signing secret; unset = generated once into DATA_DIR/jwt_secret"),
+    _Spec("log_level", "STREAMD_LOG_LEVEL", _choice("debug", "info", "warning", "error"),
+          "log level"),
+    _Spec("log_format", "STREAMD_LOG_FORMAT", _choice("text", "json"), "log line format"),
+    _Spec("cache_cleanup_interval", "STREAMD_CACHE_CLEANUP_INTERVAL", _positive_float,
+          "seconds between deletions of expired cache rows"),
+)  # fmt: skip
+
+
+def _toml_key(spec: _Spec) -> str:
+    return spec.env.removeprefix("STREAMD_").lower()
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, config_file: Path | None = None
+) -> Settings:
+    """Build settings from a TOML file (optional) overlaid by the environment."""
+    environ = os.environ if env is None else env
+    file_values = _read_toml(config_file) if config_file is not None else {}
+    known = {_toml_key(s) for s in SPECS}
+    for key in file_values:
+        if key not in known:
+            allowed = ", ".join(sorted(known))
+            raise ConfigError(f"{config_file}: unknown setting {key!r}; known settings: {allowed}")
+
+    values: dict[str, Any] = {}
+    for spec in SPECS:
+        raw: str | None = environ.get(spec.env)
+        source = spec.env
+        if raw is None and _toml_key(spec) in file_values:
+            raw = _toml_scalar(file_values[_toml_key(spec)])
+            source = f"{config_file}: {_toml_key(spec)}"
+        if raw is None or (raw == "" and spec.env.startswith("DATABASE")):
+            continue  # unset (an empty DATABASE_URL means "use the embedded database")
+        try:
+            values[spec.field] = spec.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}={raw!r} is invalid: expected {exc}") from None
+
+    settings = Settings(**values)
+    if settings.db_pool_min > settings.db_pool_max:
+        raise ConfigError(
+            f"STREAMD_DB_POOL_MIN={settings.db_pool_min} is invalid: "
+            f"expected at most STREAMD_DB_POOL_MAX ({settings.db_pool_max})"
+        )
+    if settings.http_port == settings.rtmp_port and settings.http_host == settings.rtmp_host:
+        raise ConfigError(
+            f"STREAMD_RTMP_PORT={settings.rtmp_port} is invalid: "
+            "expected a port different from STREAMD_HTTP_PORT"
+        )
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config {path}: not valid TOML: {exc}") from None
+
+
+def _toml_scalar(value: object) -> str:
+    if isinstance(value, bool | dict | list):
+        # bool is an int subclass; neither it nor tables map onto any setting
+        return repr(value)
+    return str(value)
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, help) for every setting, for docs and ``streamd check``."""
+    defaults = {f.name: f.default for f in fields(Settings)}
+    return [(s.env, "" if defaults[s.field] is None else str(defaults[s.field]), s.help)
+            for s in SPECS]  # fmt: skip
+
+
+def as_dict(settings: Settings) -> dict[str, object]:
+    """Settings safe to print: secrets and passwords masked."""
+    out: dict[str, object] = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if f.name == "jwt_secret" and value is not None:
+            value = "***"
+        elif f.name.endswith("_url") and isinstance(value, str):
+            value = _mask_password(value)
+        out[f.name] = str(value) if isinstance(value, Path) else value
+    return out
+
+
+def _mask_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

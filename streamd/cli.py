@@ -1,0 +1,103 @@
+"""``streamd`` command line: serve, migrate, check, user create, live create.
+
+Exit codes: 0 success, 1 an operational failure (database unreachable, migration failed,
+invalid input), 2 a usage or configuration error. Errors print one line to stderr, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from config.settings import ConfigError, Settings, load_settings
+from db.embedded import EmbeddedPostgresError
+from db.migrate import MigrationError
+from streamd.runtime import AlreadyServing
+
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+class CliError(Exception):
+    """A failure to report as one line, with exit code 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamd", description="Self-hosted live streaming.")
+    parser.add_argument("--config", type=Path, help="TOML settings file (environment wins)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("serve", help="run the platform (HTTP API and web app)")
+    sub.add_parser("migrate", help="apply pending database migrations")
+    sub.add_parser("check", help="check config, database and migrations")
+
+    user = sub.add_parser("user", help="manage users").add_subparsers(
+        dest="user_command", required=True, metavar="ACTION"
+    )
+    create_user = user.add_parser("create", help="create a user")
+    create_user.add_argument("--username", required=True)
+    create_user.add_argument("--email", required=True)
+    create_user.add_argument(
+        "--password-stdin", action="store_true", required=True,
+        help="read the password from the first line of standard input",
+    )  # fmt: skip
+    create_user.add_argument("--role", choices=("viewer", "creator", "admin"), default="viewer")
+
+    live = sub.add_parser("live", help="manage lives").add_subparsers(
+        dest="live_command", required=True, metavar="ACTION"
+    )
+    create_live = live.add_parser("create", help="create a live; prints its id and stream key")
+    create_live.add_argument("--user", required=True, help="username of the owner")
+    create_live.add_argument("--title", required=True)
+    create_live.add_argument("--description")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(config_file=args.config)
+    except ConfigError as exc:
+        print(f"streamd: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    from streamd.logs import configure_logging
+
+    configure_logging(settings)
+    command = _command(args)
+    try:
+        code = _run(command(settings, args))
+    except (CliError, MigrationError, EmbeddedPostgresError, AlreadyServing, ConfigError) as exc:
+        print(f"streamd: {exc}", file=sys.stderr)
+        code = 1
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        print(f"streamd: database error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # not on Windows
+        return asyncio.run(coro)
+    result: int = uvloop.run(coro)
+    return result
+
+
+def _command(args: argparse.Namespace) -> Command:
+    from streamd import commands
+
+    table: dict[str, Command] = {
+        "serve": commands.serve,
+        "migrate": commands.migrate,
+        "check": commands.check,
+        "user": commands.user_create,
+        "live": commands.live_create,
+    }
+    return table[args.command]

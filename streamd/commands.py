@@ -1,0 +1,118 @@
+"""What each CLI command does: short functions wiring config, database and the app."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from config.secrets import jwt_secret
+from config.settings import Settings
+from db import lives, users
+from db import migrate as migrations
+from streamd.runtime import database_url, serve_lock
+from web.accounts import AccountError, create_user
+
+log = logging.getLogger("streamd")
+
+
+@contextlib.asynccontextmanager
+async def _connect(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    with database_url(settings) as url:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+
+async def migrate(settings: Settings, args: argparse.Namespace) -> int:
+    async with _connect(settings) as conn:
+        applied = await migrations.migrate(conn)
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+async def check(settings: Settings, args: argparse.Namespace) -> int:
+    print("config: ok")
+    jwt_secret(settings)
+    async with _connect(settings) as conn:
+        version = await conn.fetchval("SHOW server_version")
+        print(f"database: ok (PostgreSQL {version})")
+        todo = await migrations.pending(conn)
+    if todo:
+        names = ", ".join(m.name for m in todo)
+        print(f"migrations: {len(todo)} pending ({names}); run `streamd migrate`", file=sys.stderr)
+        return 1
+    print("migrations: up to date")
+    return 0
+
+
+async def user_create(settings: Settings, args: argparse.Namespace) -> int:
+    password = sys.stdin.readline().rstrip("\r\n")
+    async with _connect(settings) as conn:
+        await _require_migrated(conn)
+        try:
+            row = await create_user(
+                conn, username=args.username, email=args.email, password=password, role=args.role
+            )
+        except AccountError as exc:
+            print(f"streamd: invalid {exc}", file=sys.stderr)
+            return 1
+    _print_json({k: row[k] for k in ("id", "username", "email", "role")})
+    return 0
+
+
+async def live_create(settings: Settings, args: argparse.Namespace) -> int:
+    async with _connect(settings) as conn:
+        await _require_migrated(conn)
+        owner = await users.get_by_username(conn, args.user)
+        if owner is None:
+            print(f"streamd: no user named {args.user!r}", file=sys.stderr)
+            return 1
+        if owner["role"] not in ("creator", "admin") or not owner["is_active"]:
+            print(
+                f"streamd: user {args.user!r} cannot own lives (role {owner['role']}, "
+                f"active={owner['is_active']}); lives need an active creator or admin",
+                file=sys.stderr,
+            )
+            return 1
+        if not 1 <= len(args.title) <= 100:
+            print("streamd: invalid title: 1-100 characters", file=sys.stderr)
+            return 1
+        row = await lives.create(
+            conn, user_id=owner["id"], title=args.title, description=args.description
+        )
+    _print_json({"id": row["id"], "stream_key": row["stream_key"], "title": row["title"]})
+    return 0
+
+
+async def _require_migrated(conn: asyncpg.Connection) -> None:
+    if await migrations.pending(conn):
+        # Operators script these commands right after install: bring the schema up first.
+        await migrations.migrate(conn)
+
+
+async def serve(settings: Settings, args: argparse.Namespace) -> int:
+    from streamd.server import run_server
+
+    with serve_lock(settings.data_dir), database_url(settings) as url:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            applied = await migrations.migrate(conn)
+        finally:
+            await conn.close()
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        jwt_secret(settings)
+        await run_server(settings, url)
+    return 0
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, default=str), flush=True)

@@ -1,0 +1,67 @@
+"""``streamd serve``: one event loop running the HTTP app (RTMP joins it in the ingest issue)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+
+import uvicorn
+
+from config.settings import Settings
+from web.app import create_app
+
+log = logging.getLogger("streamd")
+
+
+async def run_server(settings: Settings, database_url: str) -> None:
+    """Serve until SIGINT/SIGTERM; uvicorn drains connections and runs the lifespan shutdown."""
+    app = create_app(settings, database_url)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,  # logging is configured by streamd.logs
+        access_log=False,  # one line per request comes from web.middleware instead
+        proxy_headers=True,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    server = _Server(config, banner(settings))
+    await server.serve()
+    if not server.started:
+        raise SystemExit(1)  # uvicorn has logged why (port in use, lifespan failure)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, printing where to point a browser once it listens."""
+
+    def __init__(self, config: uvicorn.Config, banner: str) -> None:
+        super().__init__(config)
+        self._banner = banner
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            print(self._banner, file=sys.stderr, flush=True)
+
+
+def banner(settings: Settings) -> str:
+    web = settings.http_base_url()
+    database = (
+        "embedded PostgreSQL in " + str(settings.pg_dir.resolve())
+        if (settings.uses_embedded_database)
+        else "DATABASE_URL"
+    )
+    return "\n".join(
+        [
+            "",
+            "streamd is running",
+            f"  browser:  {web}/",
+            f"  health:   {web}/health   ready: {web}/ready   metrics: {web}/metrics",
+            f"  database: {database}",
+            "  OBS:      RTMP ingest is not part of this build yet (see the README)",
+            "  stop:     Ctrl+C",
+            "",
+        ]
+    )

@@ -1,0 +1,76 @@
+"""Request id, one access-log line and metrics per request, as one pure ASGI middleware."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from web.metrics import HttpMetrics
+
+access_log = logging.getLogger("streamd.access")
+
+REQUEST_ID_HEADER = b"x-request-id"
+# A client-supplied id is kept only when it is short and plain (it lands in logs).
+_SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+UNMATCHED = "<unmatched>"
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (``/api/lives/{id}``), never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
+        request_id = incoming.decode() if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500  # if the app dies before sending a start message
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [h for h in message.get("headers", []) if h[0] != REQUEST_ID_HEADER]
+                headers.append((REQUEST_ID_HEADER, request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if scope["type"] == "http":
+                elapsed = time.perf_counter() - started
+                route = route_template(scope)
+                self.metrics.observe(scope["method"], route, status, elapsed)
+                client = scope.get("client")
+                access_log.info(
+                    "%s %s %d %.1fms",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    elapsed * 1000,
+                    extra={
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "client": client[0] if client else None,
+                    },
+                )
