@@ -153,7 +153,11 @@ class EmbeddedPostgres:
                 capture_output=True,
                 text=True,
                 timeout=timeout,
+                # All three: keeping root's group would apply group bits (not "other") on the
+                # root-owned directories the server must traverse.
                 user=user,
+                group=user,
+                extra_groups=[] if user else None,
                 cwd=self.pg_dir,
                 env=env,
             )

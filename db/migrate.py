@@ -90,14 +90,19 @@ def split_statements(sql: str) -> list[Statement]:
 
 def _append(out: list[Statement], sql: str, start: int, end: int) -> None:
     text = sql[start:end]
-    stripped = _strip_comments(text).strip()
-    if stripped:
-        offset = start + (len(text) - len(text.lstrip()))
-        out.append(Statement(text.strip(), sql.count("\n", 0, offset) + 1))
+    if _strip_comments(text).strip():
+        code = _code_start(text)
+        out.append(Statement(text[code:].strip(), sql.count("\n", 0, start + code) + 1))
 
 
 def _strip_comments(text: str) -> str:
     return re.sub(r"--[^\n]*|/\*.*?\*/", "", text, flags=re.S)
+
+
+def _code_start(text: str) -> int:
+    """Index of the first character that is neither whitespace nor inside a leading comment."""
+    match = re.match(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", text, flags=re.S)
+    return match.end() if match else 0
 
 
 async def applied_versions(conn: asyncpg.Connection) -> dict[int, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -60,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(config_file=args.config)
+        env = dict(os.environ)
+        if args.command != "serve":
+            # One-shot commands print their result; progress logs would only be noise.
+            env.setdefault("STREAMD_LOG_LEVEL", "warning")
+        settings = load_settings(env, config_file=args.config)
     except ConfigError as exc:
         print(f"streamd: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)

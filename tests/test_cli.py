@@ -1,0 +1,172 @@
+"""The CLI end to end, as operators script it, against the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from db.embedded import EmbeddedPostgres
+from tests.helpers import ServeProcess, cli_env, free_port, run_cli
+
+PASSWORD = "correct horse battery staple\n"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data dir shared by this module's tests: the embedded cluster is created once."""
+    return tmp_path_factory.mktemp("cli") / "var"
+
+
+def _postmaster_pid(data_dir: Path) -> int | None:
+    path = data_dir / "pg" / "data" / "postmaster.pid"
+    return int(path.read_text().split()[0]) if path.exists() else None
+
+
+def test_migrate_check_user_and_live(data_dir: Path) -> None:
+    env = cli_env(data_dir)
+    result = run_cli("migrate", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("applied 1 migration(s)")
+    assert run_cli("migrate", env=env).stdout == "applied 0 migration(s)\n"
+
+    check = run_cli("check", env=env)
+    assert check.returncode == 0, check.stderr
+    assert "database: ok (PostgreSQL 18" in check.stdout
+    assert "migrations: up to date" in check.stdout
+
+    created = run_cli(
+        "user", "create", "--username", "alice", "--email", "alice@example.com",
+        "--password-stdin", "--role", "creator", env=env, stdin=PASSWORD,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    user = json.loads(created.stdout)
+    assert user == {"id": user["id"], "username": "alice", "email": "alice@example.com",
+                    "role": "creator"}  # fmt: skip
+
+    live = run_cli("live", "create", "--user", "alice", "--title", "Friday stream", env=env)
+    assert live.returncode == 0, live.stderr
+    body = json.loads(live.stdout)
+    assert isinstance(body["id"], int)
+    assert len(body["stream_key"]) >= 32  # 192 bits, URL-safe base64
+    second = json.loads(
+        run_cli("live", "create", "--user", "alice", "--title", "x", env=env).stdout
+    )
+    assert second["stream_key"] != body["stream_key"]
+    # Each command started and stopped the embedded server for itself.
+    assert _postmaster_pid(data_dir) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["user", "create", "--username", "alice", "--email", "other@example.com",
+          "--password-stdin"], PASSWORD, "username: is already taken"),
+        (["user", "create", "--username", "bob", "--email", "ALICE@example.com",
+          "--password-stdin"], PASSWORD, "email: is already taken"),
+        (["user", "create", "--username", "b", "--email", "b@example.com",
+          "--password-stdin"], PASSWORD, "username: 3-50 characters"),
+        (["user", "create", "--username", "bob", "--email", "b@example.com",
+          "--password-stdin"], "short\n", "password: must be 10 to 1024 characters"),
+        (["live", "create", "--user", "nobody", "--title", "t"], "", "no user named 'nobody'"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_and_changes_nothing(
+    data_dir: Path, args: list[str], stdin: str, message: str
+) -> None:
+    env = cli_env(data_dir)
+    result = run_cli(*args, env=env, stdin=stdin)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert message in lines[-1]
+    assert "Traceback" not in result.stderr
+
+
+def test_viewer_cannot_own_a_live(data_dir: Path) -> None:
+    env = cli_env(data_dir)
+    made = run_cli(
+        "user", "create", "--username", "victor", "--email", "v@example.com", "--password-stdin",
+        env=env, stdin=PASSWORD,
+    )  # fmt: skip
+    assert json.loads(made.stdout)["role"] == "viewer"
+    result = run_cli("live", "create", "--user", "victor", "--title", "t", env=env)
+    assert result.returncode == 1
+    assert "lives need an active creator or admin" in result.stderr
+
+
+def test_bad_role_is_a_usage_error(data_dir: Path) -> None:
+    result = run_cli(
+        "user", "create", "--username", "x1", "--email", "x@e.com", "--password-stdin",
+        "--role", "root", env=cli_env(data_dir), stdin=PASSWORD,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "invalid choice: 'root'" in result.stderr
+
+
+@pytest.fixture
+def serving(data_dir: Path) -> Iterator[ServeProcess]:
+    server = ServeProcess(cli_env(data_dir))
+    try:
+        server.wait_healthy()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_serve_shares_its_database_and_stops_it_on_exit(data_dir: Path) -> None:
+    server = ServeProcess(cli_env(data_dir))
+    server.wait_healthy()
+    pid = _postmaster_pid(data_dir)
+    assert pid is not None
+    assert httpx.get(server.base_url + "/ready").status_code == 200
+
+    # Other commands use the running server and leave it running.
+    check = run_cli("check", env=cli_env(data_dir))
+    assert check.returncode == 0, check.stderr
+    live = run_cli("live", "create", "--user", "alice", "--title", "while serving",
+                   env=cli_env(data_dir))  # fmt: skip
+    assert live.returncode == 0, live.stderr
+    assert _postmaster_pid(data_dir) == pid
+
+    # A second serve on the same data dir is refused, and the first is undisturbed.
+    second = run_cli("serve", env={**server.env, "STREAMD_HTTP_PORT": str(free_port())})
+    assert second.returncode == 1
+    assert "another streamd serve" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert httpx.get(server.base_url + "/ready").status_code == 200
+
+    code, _, err = server.stop()
+    assert code == 0, err
+    assert "streamd is running" in err
+    assert f"http://127.0.0.1:{server.http_port}/" in err
+    assert _postmaster_pid(data_dir) is None  # stopped cleanly with the last holder
+
+
+def test_ready_follows_the_database_while_the_process_stays_up(tmp_path: Path) -> None:
+    external = EmbeddedPostgres(tmp_path / "external-pg")
+    url = external.acquire()
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    server = ServeProcess(cli_env(tmp_path / "var", DATABASE_URL=url))
+    try:
+        server.wait_healthy()
+        assert httpx.get(server.base_url + "/ready").status_code == 200
+
+        external.stop()
+        r = httpx.get(server.base_url + "/ready", timeout=10)
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "not_ready"
+        assert "primary database unreachable" in r.json()["error"]["message"]
+        assert httpx.get(server.base_url + "/health").status_code == 200
+
+        external.start(port)
+        statuses = [httpx.get(server.base_url + "/ready", timeout=10).status_code
+                    for _ in range(3)]  # fmt: skip
+        assert statuses[-1] == 200
+        assert server.proc.poll() is None
+    finally:
+        code, _, err = server.stop()
+        external.release()
+    assert code == 0, err

@@ -1,0 +1,140 @@
+"""Settings: defaults, env and TOML sources, and one precise line per invalid value."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from config.secrets import jwt_secret
+from config.settings import ConfigError, Settings, as_dict, load_settings
+from tests.helpers import cli_env, run_cli
+
+
+def test_defaults() -> None:
+    s = load_settings({})
+    assert (s.http_host, s.http_port, s.rtmp_host, s.rtmp_port) == (
+        "0.0.0.0",
+        8080,
+        "0.0.0.0",
+        1935,
+    )
+    assert s.data_dir == Path("./var")
+    assert s.database_url is None and s.uses_embedded_database
+    assert s.database_replica_url is None
+    assert (s.log_level, s.log_format) == ("info", "text")
+
+
+def test_environment_values_are_parsed() -> None:
+    s = load_settings(
+        {
+            "DATABASE_URL": "postgresql://u:p@db:5432/streamd",
+            "DATABASE_REPLICA_URL": "postgres://u:p@replica/streamd",
+            "STREAMD_HTTP_PORT": "9000",
+            "STREAMD_RTMP_HOST": "127.0.0.1",
+            "STREAMD_DATA_DIR": "/srv/streamd",
+            "STREAMD_PUBLIC_URL": "https://live.example.com/",
+            "STREAMD_LOG_LEVEL": "DEBUG",
+            "STREAMD_LOG_FORMAT": "json",
+            "STREAMD_DB_POOL_MAX": "20",
+        }
+    )
+    assert s.http_port == 9000 and s.rtmp_host == "127.0.0.1"
+    assert s.data_dir == Path("/srv/streamd")
+    assert s.public_url == "https://live.example.com"
+    assert s.http_base_url() == "https://live.example.com"
+    assert s.rtmp_base_url() == "rtmp://live.example.com:1935"
+    assert (s.log_level, s.log_format, s.db_pool_max) == ("debug", "json", 20)
+    assert not s.uses_embedded_database
+    assert as_dict(s)["database_url"] == "postgresql://u:***@db:5432/streamd"
+
+
+INVALID = [
+    ("DATABASE_URL", "mysql://root@localhost/x", "postgresql://"),
+    ("DATABASE_REPLICA_URL", "not a url", "postgresql://"),
+    ("STREAMD_HTTP_PORT", "abc", "integer from 1 to 65535"),
+    ("STREAMD_HTTP_PORT", "70000", "integer from 1 to 65535"),
+    ("STREAMD_RTMP_PORT", "0", "integer from 1 to 65535"),
+    ("STREAMD_HTTP_HOST", "bad host", "host name or IP address"),
+    ("STREAMD_RTMP_HOST", "", "host name or IP address"),
+    ("STREAMD_DATA_DIR", " ", "directory path"),
+    ("STREAMD_PUBLIC_URL", "live.example.com", "http:// or https://"),
+    ("STREAMD_JWT_SECRET", "short", "at least 32 characters"),
+    ("STREAMD_LOG_LEVEL", "verbose", "debug, info, warning, error"),
+    ("STREAMD_LOG_FORMAT", "xml", "text, json"),
+    ("STREAMD_DB_POOL_MIN", "-1", "integer from 0 to 1000"),
+    ("STREAMD_DB_POOL_MAX", "0", "integer from 1 to 1000"),
+    ("STREAMD_CACHE_CLEANUP_INTERVAL", "nan", "greater than 0"),
+]
+
+
+@pytest.mark.parametrize(("var", "value", "allowed"), INVALID)
+def test_invalid_value_names_variable_value_and_what_is_allowed(
+    var: str, value: str, allowed: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({var: value})
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{var}={value!r} is invalid: expected ")
+    assert allowed in message
+
+
+def test_cross_field_rules() -> None:
+    with pytest.raises(ConfigError, match="STREAMD_DB_POOL_MIN=5 is invalid: expected at most"):
+        load_settings({"STREAMD_DB_POOL_MIN": "5", "STREAMD_DB_POOL_MAX": "2"})
+    with pytest.raises(ConfigError, match="STREAMD_RTMP_PORT=8080 is invalid"):
+        load_settings({"STREAMD_RTMP_PORT": "8080"})
+
+
+def test_empty_database_url_means_embedded() -> None:
+    assert load_settings({"DATABASE_URL": ""}).uses_embedded_database
+
+
+def test_toml_file_and_environment_precedence(tmp_path: Path) -> None:
+    path = tmp_path / "streamd.toml"
+    path.write_text('http_port = 9100\nlog_format = "json"\ndata_dir = "/data"\n')
+    s = load_settings({"STREAMD_HTTP_PORT": "9200"}, config_file=path)
+    assert s.http_port == 9200  # environment wins
+    assert s.log_format == "json" and s.data_dir == Path("/data")
+
+
+def test_toml_errors_name_the_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "streamd.toml"
+    path.write_text("http_port = 99999\n")
+    with pytest.raises(ConfigError, match=r"streamd.toml: http_port='99999' is invalid"):
+        load_settings({}, config_file=path)
+    path.write_text("htp_port = 1\n")
+    with pytest.raises(ConfigError, match="unknown setting 'htp_port'"):
+        load_settings({}, config_file=path)
+    path.write_text("http_port = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings({}, config_file=path)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_settings({}, config_file=tmp_path / "missing.toml")
+
+
+def test_jwt_secret_is_generated_once_and_private(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "var")
+    first = jwt_secret(settings)
+    assert len(first) >= 32
+    assert jwt_secret(settings) == first
+    path = tmp_path / "var" / "jwt_secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    other = Settings(data_dir=tmp_path / "other")
+    assert jwt_secret(other) != first  # random, not a built-in default
+    assert jwt_secret(Settings(data_dir=tmp_path, jwt_secret="x" * 40)) == "x" * 40
+
+
+@pytest.mark.parametrize(("var", "value", "allowed"), INVALID[::3])
+def test_cli_prints_one_line_and_exits_non_zero(
+    tmp_path: Path, var: str, value: str, allowed: str
+) -> None:
+    result = run_cli("check", env=cli_env(tmp_path, **{var: value}))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert var in lines[0] and repr(value) in lines[0] and allowed in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "pg").exists()  # stopped before touching anything
