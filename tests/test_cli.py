@@ -170,3 +170,35 @@ def test_ready_follows_the_database_while_the_process_stays_up(tmp_path: Path) -
         code, _, err = server.stop()
         external.release()
     assert code == 0, err
+
+
+def test_sigint_stops_serve_and_its_database(data_dir: Path) -> None:
+    import signal
+
+    server = ServeProcess(cli_env(data_dir))
+    server.wait_healthy()
+    assert _postmaster_pid(data_dir) is not None
+    server.proc.send_signal(signal.SIGINT)
+    code, _, err = server.stop()
+    assert code == 0, err
+    assert "received SIGINT, shutting down" in err
+    assert _postmaster_pid(data_dir) is None
+
+
+def test_a_killed_serve_leaves_nothing_that_blocks_the_next_run(data_dir: Path) -> None:
+    import signal
+
+    server = ServeProcess(cli_env(data_dir))
+    server.wait_healthy()
+    server.proc.send_signal(signal.SIGKILL)
+    assert server.stop()[0] == -signal.SIGKILL
+    # The orphaned PostgreSQL keeps running; the next command uses it, sees no other live
+    # holder, and stops it when done. The serve lock died with the process.
+    assert _postmaster_pid(data_dir) is not None
+    check = run_cli("check", env=cli_env(data_dir))
+    assert check.returncode == 0, check.stderr
+    assert _postmaster_pid(data_dir) is None
+    again = ServeProcess(cli_env(data_dir))
+    again.wait_healthy()
+    assert httpx.get(again.base_url + "/ready").status_code == 200
+    assert again.stop()[0] == 0

@@ -116,3 +116,24 @@ async def test_read_pool_uses_replica_when_configured(database_url: str) -> None
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
             body = (await c.get("/ready")).json()
         assert body["database"] == {"primary": "ok", "replica": "ok"}
+
+
+async def test_unexpected_errors_are_json_500_without_details(database_url: str) -> None:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    application = create_app(Settings(), database_url)
+
+    async def broken(request: Request) -> Response:
+        raise RuntimeError("secret internals")
+
+    application.add_route("/broken", broken)
+    transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as c,
+    ):
+        r = await c.get("/broken")
+    assert r.status_code == 500
+    assert r.json() == {"error": {"code": "internal_error", "message": "internal server error"}}
+    assert "secret" not in r.text
