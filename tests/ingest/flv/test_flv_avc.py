@@ -96,7 +96,8 @@ def test_sps_with_emulation_prevention_and_scaling_matrix() -> None:
         "1"  # bit_depth_chroma_minus8 0
         "0"  # qpprime_y_zero_transform_bypass_flag
         "1"  # seq_scaling_matrix_present_flag
-        "1" + "1" * 16  # list 0 present: 16 deltas of se(0) = "1"
+        "1"
+        + "1" * 16  # list 0 present: 16 deltas of se(0) = "1"
         + "0" * 7  # lists 1..7 absent
         + "1"  # log2_max_frame_num_minus4 0
         "1"  # pic_order_cnt_type 0
@@ -108,7 +109,10 @@ def test_sps_with_emulation_prevention_and_scaling_matrix() -> None:
         "1"  # frame_mbs_only_flag
         "1"  # direct_8x8_inference_flag
         "1"  # frame_cropping_flag
-        "1" "1" "1" "00100"  # crop left 0, right 0, top 0, bottom 3 -> 128 - 6 = 122
+        "1"
+        "1"
+        "1"
+        "00100"  # crop left 0, right 0, top 0, bottom 3 -> 128 - 6 = 122
         "0"  # vui_parameters_present_flag
         "1"  # rbsp_stop_one_bit
     )
@@ -140,8 +144,8 @@ def test_bad_records(data: bytes) -> None:
 def test_sps_size_out_of_range() -> None:
     # profile 66, level 10, sps id 0, log2_max_frame_num 0, poc type 2, 0 refs, no gaps,
     # width_in_mbs_minus1 = 4095 (65536 px wide, over the 16-bit sample-entry limit).
-    bits = "01000010" "00000000" "00001010" "1" "1" "011" "1" "0"
-    bits += "0" * 12 + "1" + "000000000000" + "1" "1" "1" "0" "0" "1"
+    bits = "0100001000000000000010101101110"
+    bits += "0" * 12 + "1" + "000000000000" + "111001"
     bits += "0" * (-len(bits) % 8)
     with pytest.raises(FlvError, match="out of range"):
         AvcSps.parse(b"\x67" + int(bits, 2).to_bytes(len(bits) // 8, "big"))

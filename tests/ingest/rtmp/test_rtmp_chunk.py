@@ -24,7 +24,9 @@ def fmt0(csid: int, ts: int, length: int, type_id: int, sid: int) -> bytes:
     return hdr + (struct.pack(">I", ts) if ext else b"")
 
 
-def decode_all(data: bytes, *, step: int = 0, decoder: ChunkDecoder | None = None) -> list[RawMessage]:
+def decode_all(
+    data: bytes, *, step: int = 0, decoder: ChunkDecoder | None = None
+) -> list[RawMessage]:
     dec = decoder or ChunkDecoder()
     out: list[RawMessage] = []
     pieces = [data] if not step else [data[i : i + step] for i in range(0, len(data), step)]
