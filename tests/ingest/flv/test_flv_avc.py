@@ -86,36 +86,33 @@ def test_emulation_prevention() -> None:
 
 def test_sps_with_emulation_prevention_and_scaling_matrix() -> None:
     """A hand-built High SPS: scaling lists present, zeros that need escaping in the RBSP."""
-    bits = (
-        "01100100"  # profile_idc 100
-        "00000000"  # constraint flags
-        "00000000"  # level_idc 0: with the byte above, 00 00 then 03 must be escaped
-        "1"  # seq_parameter_set_id 0
-        "010"  # chroma_format_idc 1
-        "1"  # bit_depth_luma_minus8 0
-        "1"  # bit_depth_chroma_minus8 0
-        "0"  # qpprime_y_zero_transform_bypass_flag
-        "1"  # seq_scaling_matrix_present_flag
-        "1"
-        + "1" * 16  # list 0 present: 16 deltas of se(0) = "1"
-        + "0" * 7  # lists 1..7 absent
-        + "1"  # log2_max_frame_num_minus4 0
-        "1"  # pic_order_cnt_type 0
-        "1"  # log2_max_pic_order_cnt_lsb_minus4 0
-        "1"  # max_num_ref_frames 0
-        "0"  # gaps_in_frame_num_value_allowed_flag
-        "0001010"  # pic_width_in_mbs_minus1 9 -> 160
-        "0001000"  # pic_height_in_map_units_minus1 7 -> 128
-        "1"  # frame_mbs_only_flag
-        "1"  # direct_8x8_inference_flag
-        "1"  # frame_cropping_flag
-        "1"
-        "1"
-        "1"
-        "00100"  # crop left 0, right 0, top 0, bottom 3 -> 128 - 6 = 122
-        "0"  # vui_parameters_present_flag
-        "1"  # rbsp_stop_one_bit
-    )
+    fields = [
+        "01100100",  # profile_idc 100
+        "00000000",  # constraint flags
+        "00000000",  # level_idc 0: with the byte above, 00 00 that needs an escape
+        "1",  # seq_parameter_set_id 0
+        "010",  # chroma_format_idc 1
+        "1",  # bit_depth_luma_minus8 0
+        "1",  # bit_depth_chroma_minus8 0
+        "0",  # qpprime_y_zero_transform_bypass_flag
+        "1",  # seq_scaling_matrix_present_flag
+        "1" + "1" * 16,  # list 0 present: 16 deltas of se(0) = "1"
+        "0" * 7,  # lists 1..7 absent
+        "1",  # log2_max_frame_num_minus4 0
+        "1",  # pic_order_cnt_type 0
+        "1",  # log2_max_pic_order_cnt_lsb_minus4 0
+        "1",  # max_num_ref_frames 0
+        "0",  # gaps_in_frame_num_value_allowed_flag
+        "0001010",  # pic_width_in_mbs_minus1 9 -> 160
+        "0001000",  # pic_height_in_map_units_minus1 7 -> 128
+        "1",  # frame_mbs_only_flag
+        "1",  # direct_8x8_inference_flag
+        "1",  # frame_cropping_flag
+        "11100100",  # crop left 0, right 0, top 0, bottom 3 -> 128 - 6 = 122
+        "0",  # vui_parameters_present_flag
+        "1",  # rbsp_stop_one_bit
+    ]
+    bits = "".join(fields)
     bits += "0" * (-len(bits) % 8)
     rbsp = int(bits, 2).to_bytes(len(bits) // 8, "big")
     escaped = rbsp[:3] + b"\x03" + rbsp[3:]
@@ -142,10 +139,24 @@ def test_bad_records(data: bytes) -> None:
 
 
 def test_sps_size_out_of_range() -> None:
-    # profile 66, level 10, sps id 0, log2_max_frame_num 0, poc type 2, 0 refs, no gaps,
-    # width_in_mbs_minus1 = 4095 (65536 px wide, over the 16-bit sample-entry limit).
-    bits = "0100001000000000000010101101110"
-    bits += "0" * 12 + "1" + "000000000000" + "111001"
+    fields = [
+        "01000010",  # profile_idc 66
+        "00000000",  # constraint flags
+        "00001010",  # level_idc 10
+        "1",  # seq_parameter_set_id 0
+        "1",  # log2_max_frame_num_minus4 0
+        "011",  # pic_order_cnt_type 2
+        "1",  # max_num_ref_frames 0
+        "0",  # gaps_in_frame_num_value_allowed_flag
+        "0" * 12 + "1" + "0" * 12,  # pic_width_in_mbs_minus1 4095: 65536 px, over 16 bits
+        "1",  # pic_height_in_map_units_minus1 0
+        "1",  # frame_mbs_only_flag
+        "1",  # direct_8x8_inference_flag
+        "0",  # frame_cropping_flag
+        "0",  # vui_parameters_present_flag
+        "1",  # rbsp_stop_one_bit
+    ]
+    bits = "".join(fields)
     bits += "0" * (-len(bits) % 8)
     with pytest.raises(FlvError, match="out of range"):
         AvcSps.parse(b"\x67" + int(bits, 2).to_bytes(len(bits) // 8, "big"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -53,7 +54,7 @@ def test_x265_main(flv_tags: Tags) -> None:
     assert (sps.width, sps.height, sps.conformance_window) == (320, 240, (0, 0, 0, 0))
     config = parse_config(data)
     assert config.codec_string == "hvc1.1.6.L60.90"
-    assert (config.bit_depth, config.chroma_format, config.frame_rate) == (8, 1, 25)
+    assert (config.bit_depth, config.chroma_format, config.frame_rate) == (8, 1, Fraction(25))
 
 
 def test_main10_conformance_window(flv_tags: Tags) -> None:
@@ -65,7 +66,11 @@ def test_main10_conformance_window(flv_tags: Tags) -> None:
     assert sps.conformance_window == (0, 4, 0, 5)
     assert (sps.width, sps.height, sps.bit_depth_luma, sps.bit_depth_chroma) == (200, 150, 10, 10)
     config = parse_config(data)
-    assert (config.codec_string, config.profile, config.frame_rate) == ("hvc1.2.4.L60.90", 2, 30)
+    assert (config.codec_string, config.profile, config.frame_rate) == (
+        "hvc1.2.4.L60.90",
+        2,
+        Fraction(30),
+    )
 
 
 def test_frame_rate_falls_back_to_avg_frame_rate(flv_tags: Tags) -> None:
@@ -78,7 +83,7 @@ def test_frame_rate_falls_back_to_avg_frame_rate(flv_tags: Tags) -> None:
     data[index - 2 : index + len(sps)] = len(truncated).to_bytes(2, "big") + truncated
     data[19:21] = (50 * 256).to_bytes(2, "big")  # avgFrameRate: 50 fps in 1/256 units
     config = parse_config(bytes(data))
-    assert (config.width, config.height, config.frame_rate) == (320, 240, 50)
+    assert (config.width, config.height, config.frame_rate) == (320, 240, Fraction(50))
 
 
 @pytest.mark.parametrize(

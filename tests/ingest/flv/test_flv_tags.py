@@ -18,12 +18,14 @@ import av
 import pytest
 
 from ingest.flv import (
+    AudioEvent,
     AudioSequenceEnd,
     AudioSequenceStart,
     FlvError,
     Ignored,
     UnsupportedCodec,
     UnsupportedFeature,
+    VideoEvent,
     VideoMetadata,
     VideoSequenceEnd,
     VideoSequenceStart,
@@ -48,6 +50,7 @@ def parse_file(tags: Sequence[Any]) -> dict[tuple[str, int], Track]:
     """Feed every audio/video tag of a file to the parsers; group results by (kind, track)."""
     tracks: dict[tuple[str, int], Track] = defaultdict(Track)
     for tag in tags:
+        event: VideoEvent | AudioEvent
         if tag.tag_type == 9:
             kind, event = "video", parse_video_tag(tag.payload, tag.timestamp)
         elif tag.tag_type == 8:
@@ -97,6 +100,7 @@ def pyav_view(path: Path) -> dict[tuple[str, int], PyAvStream]:
             )
         for packet in container.demux():
             if packet.size:
+                assert packet.dts is not None and packet.pts is not None
                 streams[packet.stream.index].packets.append(
                     (packet.dts, packet.pts, packet.is_keyframe, bytes(packet))
                 )
@@ -190,7 +194,7 @@ def test_hevc_enhanced_packet_types(flv_tags: Tags) -> None:
             assert event.pts_ms - event.dts_ms == offset
     assert any(isinstance(e, MediaPacket) and e.pts_ms > e.dts_ms for e in events)
     config = next(e.config for e in events if isinstance(e, VideoSequenceStart))
-    assert (config.profile, config.level, config.frame_rate) == (1, 60, 25)
+    assert (config.profile, config.level, config.frame_rate) == (1, 60, Fraction(25))
 
 
 def test_av1_empty_sequence_start_then_record(flv_tags: Tags) -> None:

@@ -1,0 +1,165 @@
+"""Who may publish: stream-key check and one publisher per live across every streamd process.
+
+A publish is admitted when its key names a live whose owner is active and no other publisher,
+on this process or any other, holds that live. The cluster-wide rule is a PostgreSQL session
+advisory lock per live, held for the life of the publish on one connection per process (not one
+per publisher: fifty streams must not cost fifty database connections). If that connection
+dies, PostgreSQL releases every lock it held; the gate reconnects, takes them back, and ends the
+sessions whose lock someone else took meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from db import lives
+
+log = logging.getLogger(__name__)
+
+# Session advisory lock keys for lives: a namespace in the top 16 bits, the live id below.
+_LOCK_NAMESPACE = 0x5354 << 48
+RECONNECT_DELAY_S = 1.0
+
+RejectReason = Literal[
+    "wrong_app", "bad_key", "unknown_key", "owner_inactive", "already_publishing", "database_error"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    live_id: int
+    username: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: RejectReason
+    message: str  # safe to show to the publisher and to log: never the key
+
+
+def redact(key: str) -> str:
+    """What a log line may show of a stream key."""
+    return f"{key[:4]}…({len(key)} chars)" if len(key) > 8 else "…"
+
+
+class PublishGate:
+    def __init__(self, pool: asyncpg.Pool, lock_dsn: str, app_name: str) -> None:
+        self._pool = pool
+        self._lock_dsn = lock_dsn
+        self.app_name = app_name
+        self._conn: asyncpg.Connection | None = None
+        self._conn_lock = asyncio.Lock()
+        self._held: dict[int, Callable[[], None]] = {}  # live id -> how to end its session
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def open(self) -> None:
+        self._conn = await self._connect()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+        if self._conn is not None:
+            await self._conn.close()  # releases every advisory lock this process held
+
+    async def _connect(self) -> asyncpg.Connection:
+        conn = await asyncpg.connect(self._lock_dsn, timeout=10)
+        conn.add_termination_listener(self._on_lost)
+        return conn
+
+    # --- admission ---
+
+    async def admit(self, app: str, key: str, on_lost: Callable[[], None]) -> Admitted | Rejected:
+        """Check ``app``/``key`` and take the live's lock. ``on_lost`` ends the session if the
+        lock is ever lost for good."""
+        if app != self.app_name:
+            return Rejected("wrong_app", f"unknown application {app!r}; use /{self.app_name}")
+        if not key or len(key) > 200 or not key.isascii():
+            return Rejected("bad_key", "invalid stream key")
+        try:
+            row = await lives.get_publish_target(self._pool, key)
+            # The row was found by an index lookup on the key; compare what Python compares in
+            # constant time so the answer's timing does not depend on how much of it matched.
+            if row is None or not hmac.compare_digest(row["stream_key"].encode(), key.encode()):
+                return Rejected("unknown_key", "invalid stream key")
+            if not row["owner_active"]:
+                return Rejected("owner_inactive", "this account is deactivated")
+            live_id = int(row["id"])
+            if live_id in self._held or not await self._try_lock(live_id):
+                return Rejected("already_publishing", "this live already has a publisher")
+            self._held[live_id] = on_lost
+            try:
+                await lives.mark_live(self._pool, live_id)
+            except BaseException:
+                await self.release(live_id, ended=False)
+                raise
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            log.warning("publish admission failed on a database error: %s", exc)
+            return Rejected("database_error", "temporarily unavailable, retry shortly")
+        return Admitted(live_id, str(row["username"]))
+
+    async def release(self, live_id: int, *, ended: bool = True) -> None:
+        """The publish is over: free the lock, and mark the live ended when ``ended``."""
+        if self._held.pop(live_id, None) is None:
+            return
+        try:
+            if ended:
+                await lives.mark_ended(self._pool, live_id)
+            await self._unlock(live_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            # The lock dies with its connection; the status is fixed by the next publish.
+            log.warning("live %d: could not record the end of the publish: %s", live_id, exc)
+
+    def held(self) -> frozenset[int]:
+        return frozenset(self._held)
+
+    # --- the lock connection ---
+
+    async def _try_lock(self, live_id: int) -> bool:
+        async with self._conn_lock:
+            if self._conn is None or self._conn.is_closed():
+                raise asyncpg.InterfaceError("publish lock connection is down")
+            got = await self._conn.fetchval(
+                "SELECT pg_try_advisory_lock($1)", _LOCK_NAMESPACE | live_id
+            )
+        return bool(got)
+
+    async def _unlock(self, live_id: int) -> None:
+        async with self._conn_lock:
+            if self._conn is not None and not self._conn.is_closed():
+                await self._conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_NAMESPACE | live_id)
+
+    def _on_lost(self, conn: asyncpg.Connection | PoolConnectionProxy) -> None:
+        if self._closed or (self._reconnecting is not None and not self._reconnecting.done()):
+            return
+        log.warning("publish lock connection lost; %d live lock(s) to take back", len(self._held))
+        self._reconnecting = asyncio.get_running_loop().create_task(self._recover())
+
+    async def _recover(self) -> None:
+        while not self._closed:
+            try:
+                conn = await self._connect()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                await asyncio.sleep(RECONNECT_DELAY_S)
+                continue
+            async with self._conn_lock:
+                self._conn = conn
+            for live_id, end_session in list(self._held.items()):
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                    if await self._try_lock(live_id):
+                        continue
+                log.warning("live %d: lock taken elsewhere while disconnected; ending", live_id)
+                self._held.pop(live_id, None)
+                end_session()
+            log.info("publish lock connection restored")
+            return

@@ -1,0 +1,386 @@
+"""asyncio glue around the sans-IO RTMP connection: sockets, timers, admission, sessions.
+
+One :class:`RtmpProtocol` per TCP (or TLS) connection feeds bytes to an
+:class:`~ingest.rtmp.RtmpServerConnection`, acts on its events, and writes its replies. The
+only awaits are the database calls of admission; while one runs, reading is paused so a client
+cannot queue unbounded input. A protocol error, a timeout or an unsupported codec closes that
+connection alone, with one log line and a metric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from ingest.flv import (
+    AudioSequenceStart,
+    FlvError,
+    UnsupportedCodec,
+    UnsupportedFeature,
+    VideoSequenceStart,
+    parse_audio_tag,
+    parse_video_tag,
+)
+from ingest.gate import Admitted, PublishGate, redact
+from ingest.media import MediaPacket
+from ingest.metrics import IngestMetrics
+from ingest.rtmp import (
+    AudioMessage,
+    CloseStream,
+    ConnectionClosed,
+    ConnectRequest,
+    DeleteStream,
+    Event,
+    FCUnpublish,
+    MetaData,
+    PublishRequest,
+    RtmpProtocolError,
+    RtmpServerConnection,
+    UnknownCommand,
+    VideoMessage,
+)
+from ingest.session import PublishSession, Subscription
+from ingest.timestamps import TimestampExtender
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RtmpLimits:
+    max_connections: int = 1000
+    handshake_timeout: float = 10.0  # from accept until publish starts
+    idle_timeout: float = 30.0  # no byte at all from a publishing client
+
+
+class RtmpServer:
+    """Listens for RTMP(S), admits publishers through the gate, owns the live sessions."""
+
+    def __init__(
+        self,
+        gate: PublishGate,
+        metrics: IngestMetrics,
+        limits: RtmpLimits,
+        on_session: Callable[[PublishSession], None] | None = None,
+    ) -> None:
+        self.gate = gate
+        self.metrics = metrics
+        self.limits = limits
+        self.on_session = on_session
+        self.sessions: dict[int, PublishSession] = {}
+        self.connections: set[RtmpProtocol] = set()
+        self._servers: list[asyncio.Server] = []
+
+    async def listen(
+        self, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+    ) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: RtmpProtocol(self), host, port, ssl=ssl_context, reuse_address=True
+        )
+        self._servers.append(server)
+        return server
+
+    def ports(self) -> list[int]:
+        return [int(s.getsockname()[1]) for srv in self._servers for s in srv.sockets]
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.abort("server shutting down")
+        for server in self._servers:
+            await server.wait_closed()
+        # Let the release tasks of the aborted connections finish their database writes.
+        pending = [c.release_task for c in self.connections if c.release_task is not None]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def stop_live(self, live_id: int, reason: str) -> bool:
+        """End a live's publish from the server side (owner or admin pressed stop)."""
+        for conn in self.connections:
+            if conn.session is not None and conn.session.live_id == live_id:
+                conn.stop_publish(reason)
+                return True
+        return False
+
+
+class RtmpProtocol(asyncio.Protocol):
+    def __init__(self, server: RtmpServer) -> None:
+        self.server = server
+        self.conn = RtmpServerConnection()
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.session: PublishSession | None = None
+        self.release_task: asyncio.Task[None] | None = None
+        self._app = ""
+        self._key_in_app = ""
+        self._stream_id = 0
+        self._admitting = False
+        self._closed = False
+        self._last_data = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
+        self._video_ts = TimestampExtender()
+        self._audio_ts = TimestampExtender()
+
+    # --- asyncio callbacks ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if len(self.server.connections) >= self.server.limits.max_connections:
+            self._reject("too_many_connections", "connection limit reached")
+            self.transport.abort()
+            return
+        self.server.connections.add(self)
+        self.server.metrics.connections.inc()
+        self._schedule(self.server.limits.handshake_timeout, self._on_handshake_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_data = time.monotonic()
+        self.conn.receive_data(data)
+        self._pump()
+
+    def eof_received(self) -> bool:
+        self.conn.receive_data(b"")
+        self._pump()
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self in self.server.connections:
+            self.server.connections.discard(self)
+            self.server.metrics.connections.dec()
+        self._closed = True
+        self._end_session()
+
+    # --- the event pump ---
+
+    def _pump(self) -> None:
+        try:
+            while not self._admitting and not self._closed:
+                event = self.conn.next_event()
+                if event is None:
+                    break
+                self._handle(event)
+        except RtmpProtocolError as exc:
+            self._reject(exc.reason, str(exc))
+            self._flush()
+            self.close()
+            return
+        self._flush()
+
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, VideoMessage):
+            self._on_video(event)
+        elif isinstance(event, AudioMessage):
+            self._on_audio(event)
+        elif isinstance(event, ConnectRequest):
+            # "rtmp://HOST/live/KEY" with an empty key field: some clients send the key as part
+            # of the app; keep it as the publish name to use when the publish name is empty.
+            app, _, self._key_in_app = event.app.strip("/").partition("/")
+            self._app = app
+            if self._app != self.server.gate.app_name:
+                self.conn.reject_connect(f"unknown application; use /{self.server.gate.app_name}")
+                self._reject("wrong_app", f"app {event.app[:64]!r}")
+                self._close_after_flush()
+            else:
+                self.conn.accept_connect()
+        elif isinstance(event, PublishRequest):
+            self._start_admission(event)
+        elif isinstance(event, MetaData):
+            if self.session is not None:
+                self.session.metadata = dict(event.metadata)
+        elif isinstance(event, CloseStream | DeleteStream | FCUnpublish):
+            if self.session is not None and (
+                not isinstance(event, CloseStream | DeleteStream) or event.was_publishing
+            ):
+                log.info(
+                    "live %d: publisher %s stopped publishing", self.session.live_id, self.peer
+                )
+                self._end_session()
+        elif isinstance(event, UnknownCommand):
+            if event.transaction_id:
+                self.conn.reject_command(event.transaction_id, f"{event.name[:64]} not supported")
+        elif isinstance(event, ConnectionClosed):
+            self.close()
+
+    def _on_video(self, event: VideoMessage) -> None:
+        if self.session is None:
+            return
+        try:
+            parsed = parse_video_tag(event.payload, self._video_ts.extend(event.timestamp))
+        except (UnsupportedCodec, UnsupportedFeature) as exc:
+            self._refuse_media(str(exc))
+            return
+        except FlvError as exc:
+            log.warning("live %d: skipped a malformed video tag: %s", self.session.live_id, exc)
+            return
+        if parsed.track_id != 0:
+            return  # E-RTMP multitrack: only the default track is ingested
+        if isinstance(parsed, MediaPacket):
+            self.session.feed(parsed)
+            self.server.metrics.bytes_in.labels(str(self.session.live_id)).inc(len(parsed.data))
+        elif isinstance(parsed, VideoSequenceStart):
+            self.session.set_video_config(parsed.config)
+
+    def _on_audio(self, event: AudioMessage) -> None:
+        if self.session is None:
+            return
+        try:
+            parsed = parse_audio_tag(event.payload, self._audio_ts.extend(event.timestamp))
+        except (UnsupportedCodec, UnsupportedFeature) as exc:
+            self._refuse_media(str(exc))
+            return
+        except FlvError as exc:
+            log.warning("live %d: skipped a malformed audio tag: %s", self.session.live_id, exc)
+            return
+        if parsed.track_id != 0:
+            return
+        if isinstance(parsed, MediaPacket):
+            self.session.feed(parsed)
+            self.server.metrics.bytes_in.labels(str(self.session.live_id)).inc(len(parsed.data))
+        elif isinstance(parsed, AudioSequenceStart):
+            self.session.set_audio_config(parsed.config)
+
+    def _refuse_media(self, what: str) -> None:
+        assert self.session is not None
+        log.warning("live %d: refusing publisher %s: %s", self.session.live_id, self.peer, what)
+        self.server.metrics.rejections.labels("unsupported_codec").inc()
+        self.conn.end_publish(self._stream_id, f"Refused: {what}. Use H.264/HEVC/AV1 and AAC.")
+        self._end_session()
+        self._close_after_flush()
+
+    # --- admission (the one await) ---
+
+    def _start_admission(self, event: PublishRequest) -> None:
+        if self.session is not None:
+            self.conn.reject_publish(event.stream_id, "NetStream.Publish.BadName", "one publish")
+            return
+        self._admitting = True
+        assert self.transport is not None
+        self.transport.pause_reading()
+        task = asyncio.get_running_loop().create_task(self._admit(event))
+        task.add_done_callback(_log_crash)
+
+    async def _admit(self, event: PublishRequest) -> None:
+        key = event.name or self._key_in_app
+        outcome = await self.server.gate.admit(self._app, key, self._lost_lock)
+        if self._closed:  # the client left while we were asking
+            if isinstance(outcome, Admitted):
+                await self.server.gate.release(outcome.live_id)
+            return
+        if isinstance(outcome, Admitted):
+            self._stream_id = event.stream_id
+            self.session = PublishSession(outcome.live_id, self._app, self.peer)
+            self.session.drop_hook = self._count_drop
+            self.server.sessions[outcome.live_id] = self.session
+            self.server.metrics.sessions.inc()
+            self.conn.accept_publish(event.stream_id)
+            log.info(
+                "live %d: %s started publishing (user %s, key %s)",
+                outcome.live_id, self.peer, outcome.username, redact(key),
+            )  # fmt: skip
+            self._schedule(self.server.limits.idle_timeout, self._on_idle_check)
+            if self.server.on_session is not None:
+                self.server.on_session(self.session)
+        else:
+            code = {
+                "already_publishing": "NetStream.Publish.BadName",
+                "database_error": "NetStream.Publish.Failed",
+            }.get(outcome.reason, "NetStream.Publish.Denied")
+            self.conn.reject_publish(event.stream_id, code, outcome.message)
+            self._reject(outcome.reason, f"key {redact(key)}: {outcome.message}")
+            self._close_after_flush()
+        self._admitting = False
+        if self.transport is not None and not self._closed:
+            self.transport.resume_reading()
+            self._pump()
+
+    def _lost_lock(self) -> None:
+        self.stop_publish("publish lock lost")
+
+    def _count_drop(self, sub: Subscription) -> None:
+        self.server.metrics.consumer_drops.labels(sub.name).inc()
+
+    # --- ending ---
+
+    def stop_publish(self, reason: str) -> None:
+        if self.session is not None and not self._closed:
+            self.conn.end_publish(self._stream_id, f"Stopped by the server: {reason}.")
+            log.info("live %d: stopping publisher %s: %s", self.session.live_id, self.peer, reason)
+            self._end_session()
+            self._close_after_flush()
+
+    def _end_session(self) -> None:
+        session, self.session = self.session, None
+        if session is None:
+            return
+        session.end()
+        if self.server.sessions.get(session.live_id) is session:
+            del self.server.sessions[session.live_id]
+        self.server.metrics.sessions.dec()
+        self.server.metrics.bytes_in.remove(str(session.live_id))
+        self.release_task = asyncio.get_running_loop().create_task(
+            self.server.gate.release(session.live_id)
+        )
+        self.release_task.add_done_callback(_log_crash)
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self.server.metrics.rejections.labels(reason).inc()
+        log.warning("rtmp %s refused (%s): %s", self.peer, reason, detail)
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _close_after_flush(self) -> None:
+        self._flush()
+        self.close()
+
+    def close(self) -> None:
+        if not self._closed and self.transport is not None:
+            self._closed = True
+            self.transport.close()  # flushes what was written, then closes
+
+    def abort(self, reason: str) -> None:
+        if self.session is not None:
+            self.stop_publish(reason)
+        if self.transport is not None:
+            self.transport.abort()
+
+    # --- timers (clock reads stay here, out of the protocol) ---
+
+    def _schedule(self, delay: float, callback: Callable[[], None]) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(delay, callback)
+
+    def _on_handshake_timeout(self) -> None:
+        if self.session is None and not self._admitting and not self._closed:
+            self._reject("handshake_timeout", "did not start publishing in time")
+            self.abort("handshake timeout")
+
+    def _on_idle_check(self) -> None:
+        if self._closed:
+            return
+        idle = time.monotonic() - self._last_data
+        limit = self.server.limits.idle_timeout
+        if idle >= limit:
+            self._reject("idle_timeout", f"no data for {idle:.0f}s")
+            self.abort("idle timeout")
+        else:
+            self._schedule(limit - idle, self._on_idle_check)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("rtmp task failed", exc_info=exc)
