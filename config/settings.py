@@ -34,6 +34,13 @@ class Settings:
     http_port: int = 8080
     rtmp_host: str = "0.0.0.0"  # noqa: S104
     rtmp_port: int = 1935
+    rtmp_app: str = "live"
+    rtmps_port: int | None = None
+    rtmps_cert: Path | None = None
+    rtmps_key: Path | None = None
+    rtmp_max_connections: int = 1000
+    rtmp_handshake_timeout: float = 10.0
+    rtmp_idle_timeout: float = 30.0
     data_dir: Path = Path("./var")
     public_url: str | None = None
     jwt_secret: str | None = None
@@ -124,6 +131,20 @@ def _path(raw: str) -> Path:
     return Path(raw).expanduser()
 
 
+def _app_name(raw: str) -> str:
+    value = raw.strip().strip("/")
+    if not value or len(value) > 64 or not all(c.isalnum() or c in "-_." for c in value):
+        raise ValueError("1-64 letters, digits, '-', '_' or '.', such as live")
+    return value
+
+
+def _file(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ValueError("the path of a readable file")
+    return path
+
+
 def _secret(raw: str) -> str:
     if len(raw) < 32:
         raise ValueError("a random string of at least 32 characters (leave unset to generate one)")
@@ -159,6 +180,18 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("http_port", "STREAMD_HTTP_PORT", _int_range(1, 65535), "HTTP port"),
     _Spec("rtmp_host", "STREAMD_RTMP_HOST", _host, "RTMP bind address"),
     _Spec("rtmp_port", "STREAMD_RTMP_PORT", _int_range(1, 65535), "RTMP port"),
+    _Spec("rtmp_app", "STREAMD_RTMP_APP", _app_name,
+          "RTMP application name: OBS Server is rtmp://HOST:PORT/APP"),
+    _Spec("rtmps_port", "STREAMD_RTMPS_PORT", _int_range(1, 65535),
+          "RTMPS port (needs STREAMD_RTMPS_CERT and STREAMD_RTMPS_KEY)"),
+    _Spec("rtmps_cert", "STREAMD_RTMPS_CERT", _file, "PEM certificate chain for RTMPS"),
+    _Spec("rtmps_key", "STREAMD_RTMPS_KEY", _file, "PEM private key for RTMPS"),
+    _Spec("rtmp_max_connections", "STREAMD_RTMP_MAX_CONNECTIONS", _int_range(1, 100_000),
+          "RTMP connections accepted at once; more are closed at once"),
+    _Spec("rtmp_handshake_timeout", "STREAMD_RTMP_HANDSHAKE_TIMEOUT", _positive_float,
+          "seconds a client has to complete the handshake and publish"),
+    _Spec("rtmp_idle_timeout", "STREAMD_RTMP_IDLE_TIMEOUT", _positive_float,
+          "seconds without any byte from a publisher before it is dropped"),
     _Spec("data_dir", "STREAMD_DATA_DIR", _path, "data directory (database, media, secrets)"),
     _Spec("public_url", "STREAMD_PUBLIC_URL", _http_url,
           "public base URL of the web app, used in printed and returned URLs"),
@@ -207,6 +240,13 @@ def load_settings(
         raise ConfigError(
             f"STREAMD_DB_POOL_MIN={settings.db_pool_min} is invalid: "
             f"expected at most STREAMD_DB_POOL_MAX ({settings.db_pool_max})"
+        )
+    if (settings.rtmps_port is not None) != (
+        settings.rtmps_cert is not None and settings.rtmps_key is not None
+    ):
+        raise ConfigError(
+            f"STREAMD_RTMPS_PORT={settings.rtmps_port} is invalid: expected it together with "
+            "both STREAMD_RTMPS_CERT and STREAMD_RTMPS_KEY (or none of the three)"
         )
     if settings.http_port == settings.rtmp_port and settings.http_host == settings.rtmp_host:
         raise ConfigError(

@@ -1,4 +1,4 @@
-"""``streamd serve``: one event loop running the HTTP app (RTMP joins it in the ingest issue)."""
+"""``streamd serve``: one event loop running the HTTP app and the RTMP(S) listeners."""
 
 from __future__ import annotations
 
@@ -7,20 +7,54 @@ import contextlib
 import logging
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Iterator
 
 import uvicorn
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
 
-from config.settings import Settings
+from config.settings import ConfigError, Settings
+from db.pools import open_database
+from ingest.gate import PublishGate
+from ingest.metrics import IngestMetrics
+from ingest.server import RtmpLimits, RtmpServer
 from web.app import create_app
 
 log = logging.getLogger("streamd")
 
 
 async def run_server(settings: Settings, database_url: str) -> None:
-    """Serve until SIGINT/SIGTERM; uvicorn drains connections and runs the lifespan shutdown."""
-    app = create_app(settings, database_url)
+    """Serve HTTP and RTMP until SIGINT/SIGTERM, then close everything in reverse order."""
+    registry = CollectorRegistry()
+    db = await open_database(database_url, settings)
+    try:
+        gate = PublishGate(db.primary, database_url, settings.rtmp_app)
+        await gate.open()
+        rtmp = RtmpServer(
+            gate,
+            IngestMetrics(registry),
+            RtmpLimits(
+                max_connections=settings.rtmp_max_connections,
+                handshake_timeout=settings.rtmp_handshake_timeout,
+                idle_timeout=settings.rtmp_idle_timeout,
+            ),
+        )
+        try:
+            await rtmp.listen(settings.rtmp_host, settings.rtmp_port)
+            if settings.rtmps_port is not None:
+                await rtmp.listen(settings.rtmp_host, settings.rtmps_port, _tls_context(settings))
+            app = create_app(settings, database_url, registry=registry, database=db)
+            await _serve_http(settings, app)
+        finally:
+            await rtmp.close()
+            await gate.close()
+    finally:
+        await db.close()
+
+
+async def _serve_http(settings: Settings, app: Starlette) -> None:
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -35,6 +69,16 @@ async def run_server(settings: Settings, database_url: str) -> None:
     await server.serve()
     if not server.started:
         raise SystemExit(1)  # uvicorn has logged why (port in use, lifespan failure)
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext:
+    assert settings.rtmps_cert is not None and settings.rtmps_key is not None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.rtmps_cert, settings.rtmps_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"STREAMD_RTMPS_CERT/STREAMD_RTMPS_KEY cannot be loaded: {exc}") from None
+    return context
 
 
 class _Server(uvicorn.Server):
@@ -84,7 +128,8 @@ def banner(settings: Settings) -> str:
             f"  browser:  {web}/",
             f"  health:   {web}/health   ready: {web}/ready   metrics: {web}/metrics",
             f"  database: {database}",
-            "  OBS:      RTMP ingest is not part of this build yet (see the README)",
+            f"  OBS:      Server {settings.rtmp_base_url()}/{settings.rtmp_app}"
+            "   Stream Key: printed by `streamd live create`",
             "  stop:     Ctrl+C",
             "",
         ]

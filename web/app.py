@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from config.settings import Settings
 from db import cache
-from db.pools import open_database
+from db.pools import Database, open_database
 from web.errors import EXCEPTION_HANDLERS
 from web.health import health, ready
 from web.metrics import HttpMetrics, metrics_endpoint
@@ -24,14 +24,24 @@ from web.middleware import RequestContextMiddleware
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, database_url: str) -> Starlette:
-    """Build the app; pools and background tasks open when the app starts, not here."""
-    registry = CollectorRegistry()
+def create_app(
+    settings: Settings,
+    database_url: str,
+    *,
+    registry: CollectorRegistry | None = None,
+    database: Database | None = None,
+) -> Starlette:
+    """Build the app; pools and background tasks open when the app starts, not here.
+
+    ``database``: pools the caller opened and will close (shared with ingest in ``serve``);
+    otherwise the app opens its own from ``database_url``. ``registry``: where metrics go.
+    """
+    registry = registry if registry is not None else CollectorRegistry()
     metrics = HttpMetrics(registry)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db = await open_database(database_url, settings)
+        db = database if database is not None else await open_database(database_url, settings)
         app.state.db = db
         app.state.cache = cache.Cache(db.primary)
         cleanup = asyncio.create_task(
@@ -43,7 +53,8 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             cleanup.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await cleanup
-            await db.close()
+            if database is None:
+                await db.close()
 
     routes = [
         Route("/health", health, methods=["GET"]),
