@@ -321,9 +321,9 @@ class RtmpServerConnection:
         full = _text_arg(cmd.arguments)
         key, _, query = full.partition("?")
         publish_type = _text_arg(cmd.arguments, 1) or "live"
+        # An empty name is legal here: OBS with Server "rtmp://HOST/live/KEY" and an empty key
+        # field sends app "live/KEY" and publish name "". The glue decides what a name means.
         try:
-            if not key:
-                raise RtmpProtocolError("bad_name", "empty stream name")
             _check_length(key, MAX_STREAM_NAME_LENGTH, "stream name")
             _check_length(query, MAX_QUERY_LENGTH, "stream name query")
         except RtmpProtocolError as exc:

@@ -1,0 +1,467 @@
+"""RTMP ingest end to end: real ffmpeg publishers -> RtmpServer -> sessions, on a real PostgreSQL.
+
+The server runs in the test's event loop (the production classes, wired as ``streamd serve``
+wires them) so the tests can read what each publish session received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import imageio_ffmpeg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from db import lives, users
+from ingest.gate import PublishGate
+from ingest.media import AudioConfig, MediaPacket, VideoConfig
+from ingest.metrics import IngestMetrics
+from ingest.rtmp.client import RtmpClient
+from ingest.server import RtmpLimits, RtmpServer
+from ingest.session import PublishSession
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+SYSTEM_FFMPEG = shutil.which("ffmpeg")
+HANDSHAKE_TIMEOUT = 2.0
+
+
+@dataclass
+class Received:
+    session: PublishSession
+    items: list[tuple[float, Any]] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def video(self) -> list[MediaPacket]:
+        return [i for _, i in self.items if isinstance(i, MediaPacket) and i.kind == "video"]
+
+    @property
+    def audio(self) -> list[MediaPacket]:
+        return [i for _, i in self.items if isinstance(i, MediaPacket) and i.kind == "audio"]
+
+    def max_arrival_gap(self) -> float:
+        times = [t for t, i in self.items if isinstance(i, MediaPacket)]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+@dataclass
+class Harness:
+    server: RtmpServer
+    port: int
+    registry: CollectorRegistry
+    pool: asyncpg.Pool
+    database_url: str
+    keys: list[str]
+    live_ids: list[int]
+    received: list[Received] = field(default_factory=list)
+
+    def url(self, i: int = 0, app: str = "live") -> str:
+        return f"rtmp://127.0.0.1:{self.port}/{app}/{self.keys[i]}"
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+
+@pytest.fixture
+async def rtmp(database_url: str) -> AsyncIterator[Harness]:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=5)
+    owner = await users.create(
+        pool, username="streamer", email="s@example.com", password_hash="x", role="creator"
+    )
+    rows = [await lives.create(pool, user_id=owner["id"], title=f"live {i}") for i in range(3)]
+    gate = PublishGate(pool, database_url, "live")
+    await gate.open()
+    registry = CollectorRegistry()
+    received: list[Received] = []
+
+    def on_session(session: PublishSession) -> None:
+        rec = Received(session)
+        received.append(rec)
+        sub = session.subscribe("test", maxsize=100_000)
+
+        async def collect() -> None:
+            async for item in sub:
+                rec.items.append((time.monotonic(), item))
+            rec.done.set()
+
+        asyncio.get_running_loop().create_task(collect())
+
+    server = RtmpServer(
+        gate,
+        IngestMetrics(registry),
+        RtmpLimits(max_connections=50, handshake_timeout=HANDSHAKE_TIMEOUT, idle_timeout=5),
+        on_session=on_session,
+    )
+    await server.listen("127.0.0.1", 0)
+    harness = Harness(
+        server, server.ports()[0], registry, pool, database_url,
+        [r["stream_key"] for r in rows], [r["id"] for r in rows], received,
+    )  # fmt: skip
+    try:
+        yield harness
+    finally:
+        await server.close()
+        await gate.close()
+        await pool.close()
+
+
+async def ffmpeg_publish(
+    url: str, *args: str, seconds: float = 3, binary: str = FFMPEG, video: str = "libx264"
+) -> tuple[int, str]:
+    """Publish ``seconds`` of OBS-like test media; return ffmpeg's exit code and stderr."""
+    inputs = [
+        "-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
+        "-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+    ]  # fmt: skip
+    codec = {
+        "libx264": ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-bf", "2"],
+        "libx265": ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"],
+    }[video]
+    proc = await asyncio.create_subprocess_exec(
+        binary, "-hide_banner", "-loglevel", "error", *inputs,
+        *codec, "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "128k", "-t", str(seconds), *args, "-f", "flv", url,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=seconds + 30)
+    assert proc.returncode is not None
+    return proc.returncode, err.decode(errors="replace")
+
+
+async def _session_done(rtmp: Harness, index: int = 0) -> Received:
+    for _ in range(100):
+        if len(rtmp.received) > index:
+            break
+        await asyncio.sleep(0.05)
+    rec = rtmp.received[index]
+    await asyncio.wait_for(rec.done.wait(), timeout=10)
+    return rec
+
+
+def assert_h264_timing(rec: Received, frames: int) -> None:
+    video = rec.video
+    assert len(video) == frames
+    assert video[0].keyframe
+    dts = [p.dts_ms for p in video]
+    assert dts == sorted(dts), "dts must be monotonic"
+    assert all(p.pts_ms >= p.dts_ms for p in video)
+    assert any(p.pts_ms != p.dts_ms for p in video), "B-frames give pts != dts"
+    # Every presentation time is distinct and they form the 30 fps grid once sorted.
+    pts = sorted(p.pts_ms for p in video)
+    steps = {b - a for a, b in itertools.pairwise(pts)}
+    assert steps <= {33, 34}
+    keyframes = [i for i, p in enumerate(video) if p.keyframe]
+    assert keyframes == list(range(0, frames, 60))  # the 2 s GOP we asked for
+
+
+async def test_obs_like_h264_aac_publish(rtmp: Harness) -> None:
+    listener = await asyncpg.connect(rtmp.database_url)
+    notes: list[dict[str, Any]] = []
+    await listener.add_listener("live_status", lambda *a: notes.append(json.loads(a[3])))
+    try:
+        publisher = asyncio.create_task(ffmpeg_publish(rtmp.url(0), seconds=3))
+        for _ in range(100):
+            if rtmp.received:
+                break
+            await asyncio.sleep(0.05)
+        status = await rtmp.pool.fetchval("SELECT status FROM lives WHERE id=$1", rtmp.live_ids[0])
+        assert status == "live"
+        assert rtmp.metric("streamd_rtmp_publish_sessions") == 1
+        code, err = await publisher
+        assert code == 0, err
+        rec = await _session_done(rtmp)
+        for _ in range(100):  # the end is recorded by a task after the session closes
+            if len(notes) == 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await listener.close()
+
+    v = rec.session.video_config
+    a = rec.session.audio_config
+    assert isinstance(v, VideoConfig)
+    assert (v.codec, v.width, v.height) == ("h264", 640, 360)
+    assert v.codec_string.startswith("avc1.64")  # High profile
+    assert isinstance(a, AudioConfig)
+    assert (a.codec_string, a.sample_rate, a.channels) == ("mp4a.40.2", 48000, 1)
+    # Consumers get the configs before any packet.
+    assert isinstance(rec.items[0][1], VideoConfig | AudioConfig)
+    assert_h264_timing(rec, frames=90)
+    assert abs(len(rec.audio) - 3 * 48000 / 1024) <= 3
+    assert rec.session.metadata.get("width") == 640.0
+
+    row = await rtmp.pool.fetchrow(
+        "SELECT status, start_time, end_time FROM lives WHERE id=$1", rtmp.live_ids[0]
+    )
+    assert row["status"] == "ended"
+    assert row["end_time"] >= row["start_time"]
+    assert [n["status"] for n in notes] == ["live", "ended"]
+    assert rtmp.metric("streamd_rtmp_publish_sessions") == 0
+    assert rtmp.metric("streamd_rtmp_connections") == 0
+
+
+async def test_system_ffmpeg_publishes_too(rtmp: Harness) -> None:
+    """Debian's ffmpeg (installed by ./dev test) is a second, independent RTMP client."""
+    assert SYSTEM_FFMPEG, "Debian's ffmpeg is missing: ./dev test installs it (apt-get ffmpeg)"
+    code, err = await ffmpeg_publish(rtmp.url(0), seconds=2, binary=SYSTEM_FFMPEG)
+    assert code == 0, err
+    rec = await _session_done(rtmp)
+    assert rec.session.video_config is not None
+    assert_h264_timing(rec, frames=60)
+
+
+async def test_hevc_over_enhanced_rtmp(rtmp: Harness) -> None:
+    code, err = await ffmpeg_publish(rtmp.url(0), seconds=2, video="libx265")
+    assert code == 0, err
+    rec = await _session_done(rtmp)
+    v = rec.session.video_config
+    assert v is not None
+    assert (v.codec, v.width, v.height) == ("hevc", 640, 360)
+    assert v.codec_string.startswith("hvc1.")
+    assert len(rec.video) == 60
+    assert rec.video[0].keyframe
+    assert [p.dts_ms for p in rec.video] == sorted(p.dts_ms for p in rec.video)
+
+
+@pytest.mark.parametrize("drop", ["-vn", "-an"])
+async def test_audio_only_and_video_only(rtmp: Harness, drop: str) -> None:
+    code, err = await ffmpeg_publish(rtmp.url(0), drop, seconds=2)
+    assert code == 0, err
+    rec = await _session_done(rtmp)
+    if drop == "-vn":
+        assert rec.session.video_config is None
+        assert not rec.video
+        assert rec.session.audio_config is not None
+        assert len(rec.audio) > 80
+    else:
+        assert rec.session.audio_config is None
+        assert not rec.audio
+        assert len(rec.video) == 60
+
+
+async def test_obs_style_app_and_key_fields(rtmp: Harness) -> None:
+    """OBS: Server rtmp://HOST:1935/live, Stream Key KEY (sent as app and play path)."""
+    url = f"rtmp://127.0.0.1:{rtmp.port}"
+    code, err = await ffmpeg_publish(
+        url, "-rtmp_app", "live", "-rtmp_playpath", rtmp.keys[1], seconds=1
+    )
+    assert code == 0, err
+    rec = await _session_done(rtmp)
+    assert rec.session.live_id == rtmp.live_ids[1]
+
+
+async def test_key_carried_in_the_app_with_an_empty_stream_key(rtmp: Harness) -> None:
+    """Server rtmp://HOST/live/KEY with an empty key field: the key arrives inside the app."""
+    reader, writer, client = await handshaken(rtmp.port)
+    try:
+        client.connect(f"live/{rtmp.keys[2]}")
+        client.publish_sequence("")
+        client.publish(1, "")
+        writer.write(client.data_to_send())
+        statuses = await _read_statuses(reader, writer, client)
+        assert "NetStream.Publish.Start" in statuses
+    finally:
+        writer.close()
+    rec = await _session_done(rtmp)
+    assert rec.session.live_id == rtmp.live_ids[2]
+
+
+async def handshaken(
+    port: int,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, RtmpClient]:
+    """A TCP connection whose RTMP handshake is done (C2 sent)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    client = RtmpClient()
+    writer.write(client.data_to_send())
+    while not client.handshake.complete:
+        data = await asyncio.wait_for(reader.read(65536), timeout=5)
+        assert data, "server closed during the handshake"
+        client.receive_data(data)
+    writer.write(client.data_to_send())
+    return reader, writer, client
+
+
+async def _read_statuses(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: RtmpClient, wait: float = 3
+) -> list[str]:
+    """onStatus/_error codes the server sent, until it closes or ``wait`` seconds pass."""
+    codes: list[str] = []
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            data = await asyncio.wait_for(reader.read(65536), deadline - time.monotonic())
+        except TimeoutError:
+            break
+        if not data:
+            codes.append("<closed>")
+            break
+        client.receive_data(data)
+        writer.write(client.data_to_send())
+        for msg in client.messages():
+            args = getattr(msg, "arguments", ())
+            for arg in args:
+                if isinstance(arg, dict) and "code" in arg:
+                    codes.append(str(arg["code"]))
+        if any(c.startswith("NetStream.Publish.") for c in codes):
+            break
+    return codes
+
+
+async def test_wrong_key_wrong_app_and_duplicate_publisher(rtmp: Harness) -> None:
+    code, err = await ffmpeg_publish(
+        f"rtmp://127.0.0.1:{rtmp.port}/live/not-a-key-{'x' * 20}", seconds=1
+    )
+    assert code != 0
+    assert "invalid stream key" in err
+    assert rtmp.metric("streamd_rtmp_rejections_total", reason="unknown_key") == 1
+
+    code, err = await ffmpeg_publish(rtmp.url(0, app="vod"), seconds=1)
+    assert code != 0
+    assert rtmp.metric("streamd_rtmp_rejections_total", reason="wrong_app") == 1
+
+    first = asyncio.create_task(ffmpeg_publish(rtmp.url(0), seconds=4))
+    while not rtmp.received:
+        await asyncio.sleep(0.05)
+    code, err = await ffmpeg_publish(rtmp.url(0), seconds=1)
+    assert code != 0
+    assert "already has a publisher" in err
+    assert rtmp.metric("streamd_rtmp_rejections_total", reason="already_publishing") == 1
+    code, err = await first
+    assert code == 0, err
+    rec = await _session_done(rtmp)
+    assert len(rtmp.received) == 1
+    assert len(rec.video) == 120  # the first publisher lost nothing
+    assert rec.max_arrival_gap() < 1.0
+
+
+# --- hostile peers, each on its own connection while a real publisher streams ---
+
+
+def _connect_then(build: Any) -> Any:
+    def attack(client: RtmpClient) -> None:
+        client.connect("live")
+        build(client)
+
+    return attack
+
+
+ATTACKS: dict[str, tuple[Any, str]] = {
+    "set_chunk_size_0x7fffffff": (
+        lambda c: c.send_raw(2, 0, 1, 0, b"\x7f\xff\xff\xff"),
+        "chunk_size_too_large",
+    ),
+    "csid_65599_flood": (
+        lambda c: [c.send_raw(csid, 0, 8, 1, b"x" * 300) for csid in range(65599, 65299, -1)],
+        "too_many_chunk_streams",
+    ),
+    "header_announcing_0xffffff_bytes": (
+        lambda c: c.send_bytes(b"\x06" + bytes(3) + b"\xff\xff\xff\x09" + bytes(4)),
+        "message_too_large",
+    ),
+    "stream_name_300_bytes": (
+        _connect_then(lambda c: (c.publish_sequence("k"), c.publish(1, "k" * 300))),
+        "name_too_long",
+    ),
+    "amf0_nested_10000_deep": (
+        lambda c: c.send_raw(
+            3, 0, 20, 0, b"\x02\x00\x07connect\x00" + bytes(8) + b"\x03\x00\x01k" * 10_000
+        ),
+        "amf_too_deep",
+    ),
+}
+
+
+async def _run_attack(port: int, attack: Any) -> float:
+    """Perform one attack after a real handshake; seconds until the server closed on us."""
+    reader, writer, client = await handshaken(port)
+    started = time.monotonic()
+    attack(client)
+    try:
+        writer.write(client.data_to_send())
+        while True:
+            data = await asyncio.wait_for(reader.read(65536), timeout=10)
+            if not data:
+                return time.monotonic() - started
+            client.receive_data(data)
+            writer.write(client.data_to_send())
+    except (ConnectionResetError, BrokenPipeError):
+        return time.monotonic() - started
+    finally:
+        writer.close()
+
+
+async def _random_bytes_handshake(port: int) -> float:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = time.monotonic()
+    junk = random.Random(4).randbytes(4096)
+    writer.write(b"\x16" + junk)  # a TLS ClientHello's first byte: version 0x16 is not RTMP
+    try:
+        assert await asyncio.wait_for(reader.read(), timeout=10) == b""
+    except ConnectionResetError:
+        pass
+    finally:
+        writer.close()
+    return time.monotonic() - started
+
+
+async def _slow_handshake(port: int) -> float:
+    """C0 and C1 sent one byte per second: the handshake timeout must cut it off."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = time.monotonic()
+    try:
+        for byte in b"\x03" + os.urandom(1536):
+            writer.write(bytes([byte]))
+            try:
+                if await asyncio.wait_for(reader.read(65536), timeout=1.0) == b"":
+                    return time.monotonic() - started
+            except TimeoutError:
+                continue
+    except (ConnectionResetError, BrokenPipeError):
+        return time.monotonic() - started
+    finally:
+        writer.close()
+    raise AssertionError("a one-byte-per-second handshake was never cut off")
+
+
+async def test_hostile_inputs_close_only_their_connection(
+    rtmp: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    publisher = asyncio.create_task(ffmpeg_publish(rtmp.url(0), seconds=6))
+    while not rtmp.received:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    with caplog.at_level(logging.WARNING, logger="ingest.server"):
+        closed_after = await asyncio.gather(
+            *(_run_attack(rtmp.port, make) for make, _ in ATTACKS.values()),
+            _random_bytes_handshake(rtmp.port),
+            _slow_handshake(rtmp.port),
+        )
+        code, err = await publisher
+    assert code == 0, err
+
+    names = [*ATTACKS, "random_bytes_handshake", "slow_handshake"]
+    reasons = [why for _, why in ATTACKS.values()] + ["bad_version", "handshake_timeout"]
+    for name, reason, seconds in zip(names, reasons, closed_after, strict=True):
+        assert rtmp.metric("streamd_rtmp_rejections_total", reason=reason) == 1, name
+        lines = [r for r in caplog.records if f"({reason})" in r.getMessage()]
+        assert len(lines) == 1, (name, [r.getMessage() for r in lines])
+        limit = HANDSHAKE_TIMEOUT + 2 if reason == "handshake_timeout" else 2.0
+        assert seconds < limit, (name, seconds)
+
+    rec = await _session_done(rtmp)
+    assert len(rtmp.received) == 1
+    assert len(rec.video) == 180  # every frame of the legitimate publisher arrived
+    assert rec.max_arrival_gap() < 1.0
+    assert rtmp.metric("streamd_rtmp_connections") == 0
