@@ -202,3 +202,44 @@ def test_a_killed_serve_leaves_nothing_that_blocks_the_next_run(data_dir: Path) 
     again.wait_healthy()
     assert httpx.get(again.base_url + "/ready").status_code == 200
     assert again.stop()[0] == 0
+
+
+def test_serve_takes_rtmp_publishes(data_dir: Path) -> None:
+    import subprocess
+    import time
+
+    import imageio_ffmpeg
+
+    env = cli_env(data_dir)
+    key = json.loads(
+        run_cli("live", "create", "--user", "alice", "--title", "rtmp", env=env).stdout
+    )["stream_key"]
+    server = ServeProcess(env)
+    try:
+        server.wait_healthy()
+        rtmp_port = server.env["STREAMD_RTMP_PORT"]
+        publisher = subprocess.Popen(
+            [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error",
+             "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", "3",
+             "-c:v", "libx264", "-g", "30", "-f", "flv",
+             f"rtmp://127.0.0.1:{rtmp_port}/live/{key}"],
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        seen = False
+        for _ in range(60):
+            text = httpx.get(server.base_url + "/metrics").text
+            if "streamd_rtmp_publish_sessions 1.0" in text:
+                seen = True
+                break
+            time.sleep(0.1)
+        _, err = publisher.communicate(timeout=30)
+        assert publisher.returncode == 0, err
+        assert seen
+        time.sleep(0.5)
+        assert "streamd_rtmp_publish_sessions 0.0" in httpx.get(server.base_url + "/metrics").text
+    finally:
+        code, _, err = server.stop()
+    assert code == 0, err
+    assert f"OBS:      Server rtmp://127.0.0.1:{rtmp_port}/live" in err
+    assert "started publishing" in err
+    assert key not in err  # the key is never logged whole

@@ -86,6 +86,12 @@ def test_cross_field_rules() -> None:
         load_settings({"STREAMD_DB_POOL_MIN": "5", "STREAMD_DB_POOL_MAX": "2"})
     with pytest.raises(ConfigError, match="STREAMD_RTMP_PORT=8080 is invalid"):
         load_settings({"STREAMD_RTMP_PORT": "8080"})
+    with pytest.raises(ConfigError, match="STREAMD_RTMPS_PORT=1936 is invalid: expected it"):
+        load_settings({"STREAMD_RTMPS_PORT": "1936"})
+    with pytest.raises(ConfigError, match=r"STREAMD_RTMPS_CERT='/nope\.pem' is invalid"):
+        load_settings({"STREAMD_RTMPS_CERT": "/nope.pem"})
+    with pytest.raises(ConfigError, match="STREAMD_RTMP_APP='a/b' is invalid"):
+        load_settings({"STREAMD_RTMP_APP": "a/b"})
 
 
 def test_empty_database_url_means_embedded() -> None:

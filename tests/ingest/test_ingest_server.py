@@ -465,3 +465,109 @@ async def test_hostile_inputs_close_only_their_connection(
     assert len(rec.video) == 180  # every frame of the legitimate publisher arrived
     assert rec.max_arrival_gap() < 1.0
     assert rtmp.metric("streamd_rtmp_connections") == 0
+
+
+def _self_signed(tmp_path: Any) -> tuple[Any, Any]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_rtmps(rtmp: Harness, tmp_path: Any) -> None:
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    tls = await rtmp.server.listen("127.0.0.1", 0, context)
+    port = tls.sockets[0].getsockname()[1]
+    # ffmpeg verifies the server certificate against the CA file we give it.
+    url = f"rtmps://127.0.0.1:{port}/live/{rtmp.keys[0]}"
+    code, err = await ffmpeg_publish(url, "-ca_file", str(cert), seconds=1)
+    assert code == 0, err
+    rec = await _session_done(rtmp)
+    assert len(rec.video) == 30
+
+
+async def test_a_stuck_consumer_loses_packets_not_the_publisher(rtmp: Harness) -> None:
+    collect = rtmp.server.on_session
+    assert collect is not None
+
+    def with_stuck_consumer(session: PublishSession) -> None:
+        collect(session)
+        session.subscribe("stuck", maxsize=10)  # never read
+
+    rtmp.server.on_session = with_stuck_consumer
+    code, err = await ffmpeg_publish(rtmp.url(0), seconds=2)
+    assert code == 0, err
+    rec = await _session_done(rtmp)
+    assert len(rec.video) == 60  # the reading consumer got everything
+    assert rec.max_arrival_gap() < 1.0
+    assert rtmp.metric("streamd_ingest_consumer_drops_total", consumer="stuck") > 100
+
+
+async def test_connection_limit_and_idle_timeout(rtmp: Harness) -> None:
+    limit = rtmp.server.limits.max_connections
+    conns = [await asyncio.open_connection("127.0.0.1", rtmp.port) for _ in range(limit)]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", rtmp.port)
+        assert await asyncio.wait_for(reader.read(), timeout=5) == b""  # closed at once
+        writer.close()
+        assert rtmp.metric("streamd_rtmp_rejections_total", reason="too_many_connections") == 1
+    finally:
+        for _, w in conns:
+            w.close()
+    for _ in range(100):
+        if rtmp.metric("streamd_rtmp_connections") == 0:
+            break
+        await asyncio.sleep(0.05)
+
+    # A publisher that goes silent is dropped after the idle timeout, and its live ends.
+    reader, writer, client = await handshaken(rtmp.port)
+    try:
+        client.connect("live")
+        client.publish_sequence(rtmp.keys[1])
+        client.publish(1, rtmp.keys[1])
+        writer.write(client.data_to_send())
+        assert "NetStream.Publish.Start" in await _read_statuses(reader, writer, client)
+        started = time.monotonic()
+        await asyncio.wait_for(reader.read(), timeout=15)  # returns at EOF: the server hung up
+        waited = time.monotonic() - started
+    finally:
+        writer.close()
+    assert rtmp.server.limits.idle_timeout - 1 <= waited <= rtmp.server.limits.idle_timeout + 3
+    assert rtmp.metric("streamd_rtmp_rejections_total", reason="idle_timeout") == 1
+    rec = await _session_done(rtmp)
+    assert rec.session.ended
