@@ -1,0 +1,50 @@
+"""Types shared across the packager: ladder rungs and what a rendition is made of.
+
+A *rendition* is one variant of a live's HLS stream: the *source* (the publisher's own video,
+remuxed without decoding) or a *rung* of the transcoded ladder. Every rendition carries the
+source's audio (copied when it is AAC), so each variant playlist is self-contained (muxed
+audio+video fMP4 segments).
+
+Renditions are fed the ingest media types: a `VideoConfig`/`AudioConfig` whenever the codec
+configuration changes, then `MediaPacket`s with millisecond `dts_ms`/`pts_ms`. Transcoded rungs
+produce the same types (libx264 output in AVCC form with its avcC as `VideoConfig.extradata`),
+so one segmenter serves every rendition.
+
+Segment boundaries are decided by the same rule in every rendition — cut at a video keyframe
+whose pts is at least the target duration after the current segment's start — and the ladder
+forces an IDR at exactly each source keyframe's pts (and nowhere else), so every rendition cuts
+at the same media timestamps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, TypeAlias
+
+from ingest.media import AudioConfig, MediaPacket, VideoConfig
+
+RenditionItem: TypeAlias = MediaPacket | VideoConfig | AudioConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Rung:
+    """One transcoded variant of the ladder."""
+
+    name: str  # playlist/directory name, e.g. "720p"
+    width: int
+    height: int
+    fps: int
+    video_bitrate: int  # bits per second (the encoder's target; maxrate = 1.5x)
+
+
+DEFAULT_LADDER: tuple[Rung, ...] = (
+    Rung("720p", 1280, 720, 30, 3_000_000),
+    Rung("480p", 854, 480, 30, 1_200_000),
+    Rung("360p", 640, 360, 30, 700_000),
+)
+
+
+class RenditionSink(Protocol):
+    """Where a rendition's items go (the segmenter of that rendition)."""
+
+    def push(self, item: RenditionItem) -> None: ...
