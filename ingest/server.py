@@ -121,6 +121,7 @@ class RtmpProtocol(asyncio.Protocol):
         self._key_in_app = ""
         self._stream_id = 0
         self._admitting = False
+        self._write_paused = False
         self._closed = False
         self._last_data = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
@@ -146,6 +147,18 @@ class RtmpProtocol(asyncio.Protocol):
         self._last_data = time.monotonic()
         self.conn.receive_data(data)
         self._pump()
+
+    def pause_writing(self) -> None:
+        # A client that does not read our acks and statuses must not make us buffer for it:
+        # stop reading its input until our output drains.
+        self._write_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self.transport is not None and not self._admitting and not self._closed:
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool:
         self.conn.receive_data(b"")
@@ -254,7 +267,7 @@ class RtmpProtocol(asyncio.Protocol):
         assert self.session is not None
         log.warning("live %d: refusing publisher %s: %s", self.session.live_id, self.peer, what)
         self.server.metrics.rejections.labels("unsupported_codec").inc()
-        self.conn.end_publish(self._stream_id, f"Refused: {what}. Use H.264/HEVC/AV1 and AAC.")
+        self.conn.fail_publish(self._stream_id, f"Refused: {what}; use H.264/HEVC/AV1 and AAC")
         self._end_session()
         self._close_after_flush()
 
@@ -301,7 +314,8 @@ class RtmpProtocol(asyncio.Protocol):
             self._close_after_flush()
         self._admitting = False
         if self.transport is not None and not self._closed:
-            self.transport.resume_reading()
+            if not self._write_paused:
+                self.transport.resume_reading()
             self._pump()
 
     def _lost_lock(self) -> None:

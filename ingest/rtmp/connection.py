@@ -390,6 +390,13 @@ class RtmpServerConnection:
         self._streams[stream_id] = _Stream.CREATED
         self._send_status(stream_id, "status", "NetStream.Unpublish.Success", description)
 
+    def fail_publish(self, stream_id: int, description: str) -> None:
+        """Server-side end of a publish on an error (unsupported codec): onStatus error
+        NetStream.Failed, which FFmpeg and OBS show to the streamer."""
+        self._expect_stream(stream_id, _Stream.PUBLISHING)
+        self._streams[stream_id] = _Stream.CREATED
+        self._send_status(stream_id, "error", "NetStream.Failed", description)
+
     def reject_command(self, transaction_id: float, description: str) -> None:
         """``_error`` NetConnection.Call.Failed for an UnknownCommand that wants a reply."""
         info: dict[str, AmfValue] = {

@@ -571,3 +571,23 @@ async def test_connection_limit_and_idle_timeout(rtmp: Harness) -> None:
     assert rtmp.metric("streamd_rtmp_rejections_total", reason="idle_timeout") == 1
     rec = await _session_done(rtmp)
     assert rec.session.ended
+
+
+async def test_unsupported_codec_is_refused_with_a_status_and_a_log_line(
+    rtmp: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        FFMPEG, "-hide_banner", "-loglevel", "error",
+        "-re", "-f", "lavfi", "-i", "sine=sample_rate=44100", "-t", "3",
+        "-c:a", "adpcm_swf", "-f", "flv", rtmp.url(0),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="ingest.server"):
+        await asyncio.wait_for(proc.communicate(), timeout=30)
+        rec = await _session_done(rtmp)
+    assert rec.session.ended
+    assert not rec.audio
+    assert rtmp.metric("streamd_rtmp_rejections_total", reason="unsupported_codec") == 1
+    lines = [r.getMessage() for r in caplog.records if "refusing publisher" in r.getMessage()]
+    assert len(lines) == 1
+    assert "unsupported audio codec" in lines[0]

@@ -327,6 +327,14 @@ def test_close_stream_and_end_publish() -> None:
     with pytest.raises(RuntimeError):
         pair.server.accept_publish(sid)
 
+    pair = Pair()
+    sid = pair.publishing()
+    pair.server.fail_publish(sid, "Refused: unsupported audio codec: mp3")
+    pair.client.receive_data(pair.server.data_to_send())
+    assert statuses(pair) == [("error", "NetStream.Failed")]
+    pair.client.send_audio(sid, 0, b"\x2f")
+    assert pair.pump() == []  # media after the failure is not delivered
+
 
 def test_ignored_commands_and_unknown_ones() -> None:
     pair = Pair()
