@@ -78,9 +78,12 @@ class AudioConfig:
     extension_sample_rate: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MediaPacket:
     """One coded frame with its timing.
+
+    Not frozen, unlike the configs: one is made per frame on the hot path, and a frozen
+    dataclass's ``__init__`` pays an ``object.__setattr__`` per field. Treat it as immutable.
 
     Video `data` is the access unit as carried in FLV: for H.264/HEVC the NAL units with
     big-endian length prefixes (AVCC/HVCC form, `VideoConfig.nal_length_size` bytes), for

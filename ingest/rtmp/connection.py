@@ -138,6 +138,7 @@ class RtmpServerConnection:
         self._error: RtmpProtocolError | None = None
         #: Bytes received from the peer so far (handshake included).
         self.bytes_received = 0
+        self._handshake_done = False
         #: Audio/video/data messages dropped because their stream was not publishing.
         self.dropped_messages = 0
 
@@ -161,7 +162,8 @@ class RtmpServerConnection:
             self._eof = True
             return
         self.bytes_received += len(data)
-        if self._handshake.complete:
+        if self._handshake_done or self._handshake.complete:  # a plain bool on the hot path
+            self._handshake_done = True
             self._decoder.receive_data(data)
         else:
             self._hs_in += data
@@ -170,6 +172,8 @@ class RtmpServerConnection:
             self._send_control(Acknowledgement(self.bytes_received & _MASK32))
 
     def data_to_send(self) -> bytes:
+        if not self._out:
+            return b""
         out = bytes(self._out)
         self._out.clear()
         return out
@@ -185,7 +189,10 @@ class RtmpServerConnection:
             raise
 
     def _next_event(self) -> Event | None:
-        if not self._handshake.complete:
+        if not self._handshake_done:
+            if self._handshake.complete:
+                self._handshake_done = True
+                return self._next_event()
             if self._hs_in:
                 data = bytes(self._hs_in)
                 self._hs_in.clear()

@@ -591,3 +591,21 @@ async def test_unsupported_codec_is_refused_with_a_status_and_a_log_line(
     lines = [r.getMessage() for r in caplog.records if "refusing publisher" in r.getMessage()]
     assert len(lines) == 1
     assert "unsupported audio codec" in lines[0]
+
+
+async def test_reads_are_coalesced_for_busy_publishers_without_losing_frames(rtmp: Harness) -> None:
+    cbr = ["-b:v", "4M", "-minrate", "4M", "-maxrate", "4M", "-bufsize", "1M"]
+    publisher = asyncio.create_task(
+        ffmpeg_publish(rtmp.url(0), *cbr, "-x264-params", "nal-hrd=cbr", seconds=4)
+    )
+    low_waters: set[int] = set()
+    while not publisher.done():
+        low_waters |= {c._low_water for c in rtmp.server.connections}
+        await asyncio.sleep(0.1)
+    code, err = await publisher
+    assert code == 0, err
+    rec = await _session_done(rtmp)
+    assert len(rec.video) == 120
+    # ~500 kB/s * 25 ms: the kernel wakes us per ~12 kB instead of per TCP segment.
+    assert max(low_waters) > 8 * 1024
+    assert rec.max_arrival_gap() < 1.0
