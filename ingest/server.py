@@ -157,7 +157,6 @@ class RtmpProtocol(asyncio.Protocol):
         self._schedule(self.server.limits.handshake_timeout, self._on_handshake_timeout)
 
     def data_received(self, data: bytes) -> None:
-        self._last_data = time.monotonic()
         self.conn.receive_data(data)
         self._pump()
 
@@ -398,12 +397,14 @@ class RtmpProtocol(asyncio.Protocol):
         if self._closed:
             return
         now = time.monotonic()
+        received = self.conn.bytes_received
+        if received != self._tick_bytes:  # no clock read per packet: a tick is precise enough
+            self._last_data = now
         idle = now - self._last_data
         if idle >= self.server.limits.idle_timeout:
             self._reject("idle_timeout", f"no data for {idle:.0f}s")
             self.abort("idle timeout")
             return
-        received = self.conn.bytes_received
         rate = (received - self._tick_bytes) / max(now - self._tick_time, 1e-3)
         self._tick_bytes, self._tick_time = received, now
         self._set_read_low_water(int(rate * COALESCE_S) if idle < TICK_S else 1)

@@ -202,19 +202,32 @@ class ChunkDecoder:
     def _read_body(self) -> RawMessage | bool:
         buf = self._buf
         pos = self._pos
-        avail = len(buf) - pos
-        if avail <= 0:
+        end = len(buf)
+        if pos >= end:
             return False
         # A non-zero _body_left always comes with a stream holding a partial message.
         st = cast(_ChunkStream, self._body)
         partial = cast(bytearray, st.partial)
-        n = self._body_left if self._body_left <= avail else avail
-        # One copy, no intermediate slice; the temporary view dies with the statement
-        # (CPython refcounting), so the buffer can be resized on the next feed.
-        partial += memoryview(buf)[pos : pos + n]
-        self._pos = pos + n
-        self._body_left -= n
-        st.remaining -= n
+        left = self._body_left
+        # The continuation chunks of one message usually follow each other, each behind a
+        # one-byte fmt 3 header: take them in this loop instead of one header/body round per
+        # chunk. Anything else (another chunk stream, extended timestamps) takes the general
+        # path through _read_header.
+        fmt3 = 0xC0 | st.csid if st.csid < 64 and not st.ext else -1
+        while True:
+            n = left if left <= end - pos else end - pos
+            # One copy, no intermediate slice; the temporary view dies with the statement
+            # (CPython refcounting), so the buffer can be resized on the next feed.
+            partial += memoryview(buf)[pos : pos + n]
+            pos += n
+            left -= n
+            st.remaining -= n
+            if left or not st.remaining or pos >= end or buf[pos] != fmt3:
+                break
+            pos += 1
+            left = st.remaining if st.remaining <= self.chunk_size else self.chunk_size
+        self._pos = pos
+        self._body_left = left
         if st.remaining:
             return True
         self._body = None
