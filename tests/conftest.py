@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -20,13 +23,17 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg-session") / "pg")
+def pg_server() -> Iterator[EmbeddedPostgres]:
+    # Not under pytest's tmp_path: pytest resets /tmp/pytest-of-USER to mode 0700 whenever a
+    # session starts, which would cut the server's user (when run as root) off its data dir.
+    root = Path(tempfile.mkdtemp(prefix="streamd-test-pg-"))
+    server = EmbeddedPostgres(root / "pg")
     server.acquire()
     try:
         yield server
     finally:
         server.release()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
