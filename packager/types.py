@@ -48,3 +48,13 @@ class RenditionSink(Protocol):
     """Where a rendition's items go (the segmenter of that rendition)."""
 
     def push(self, item: RenditionItem) -> None: ...
+
+
+# How packager/segmenter.py applies the rule above (appended by the packager's pipeline work):
+# - a keyframe at least half the target in is also a cut when waiting one more keyframe
+#   interval (the last one seen) would overshoot the target by `PackagerOptions.max_overshoot`
+#   (0.5 s) or more, so 1.5 s GOPs give 1.5 s segments rather than 3 s ones;
+# - only the source rendition applies the rule: it records each segment start in a `CutPlan`,
+#   and ladder renditions cut at their first keyframe at or after each planned start (within
+#   10 ms), taking the source's sequence numbers; with IDRs forced at exactly the source's
+#   keyframe pts, the boundaries are identical.

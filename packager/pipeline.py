@@ -1,0 +1,394 @@
+"""The pipeline of one live broadcast: publish sessions in, renditions and a master playlist out.
+
+Follow one video packet: :meth:`LivePipeline.run` reads it from the session's subscription and
+:meth:`LivePipeline.feed` rebases its timestamps onto the broadcast's output timeline (each
+session — the first and every reconnect — continues where the previous one ended, so players
+never see time go backwards), then hands it to the *source* rendition (``packager.rendition``:
+segmenter -> muxer -> storage -> media playlist), to the ladder if one is attached (its rungs
+come back through ``on_output`` as more renditions) and, keyframes only, to the thumbnailer
+(which the ladder feeds instead when there is one).
+When a rendition publishes a segment, the master playlist is rewritten if what it says changed.
+
+Storage layout (keys; ``web.hls`` serves them at ``/hls/...``)::
+
+    hls/{live}/master.m3u8                      the live's master playlist (stable URL)
+    hls/{live}/{broadcast}/{rendition}/live.m3u8, init.mp4, seg_N.m4s (or seg_N.ts)
+    hls/{live}/{broadcast}/vod.m3u8             VOD master, once the recording is finalised
+    hls/{live}/{broadcast}/{rendition}/vod.m3u8
+    hls/{live}/{broadcast}/poster.jpg           written by the thumbnailer
+
+A *broadcast* is one run of the live (a live is a reusable room): reconnects within the window
+stay in the same broadcast, so its playlists simply go on, with one EXT-X-DISCONTINUITY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from ingest.media import AudioConfig, MediaPacket, VideoConfig
+from ingest.session import Subscription
+from packager.metrics import PackagerMetrics
+from packager.options import PackagerOptions
+from packager.playlists import SegmentEntry, render_master
+from packager.rendition import Journal, Rendition, RenditionKind, WallClock, muxer_factory
+from packager.segment import Segment
+from packager.segmenter import CutPlan, Segmenter
+from packager.storage import Storage, put_object
+from packager.types import RenditionItem
+
+log = logging.getLogger(__name__)
+
+OutputCallback = Callable[[str, RenditionItem], None]
+LADDER_FLUSH_TIMEOUT_S = 10.0
+_AUDIO_BACKLOG_MS = 10_000  # source audio replayed to a rung that appears late
+
+
+class Thumbnailer(Protocol):
+    """Writes the broadcast's poster (``poster.jpg``) through the storage it was given.
+
+    One per session and source config: ``start`` with the source's video config, ``push``
+    source video keyframes (non-blocking; decoding happens on its thread), ``end`` when the
+    session is over. Behind a ladder, the ladder drives it instead (it decodes anyway).
+    """
+
+    def start(self, config: VideoConfig) -> None: ...
+
+    def push(self, packet: MediaPacket) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class ThumbnailerFactory(Protocol):
+    def __call__(self, storage: Storage, key: str, on_written: Callable[[], None]) -> Thumbnailer:
+        """``on_written`` is to be called on the event loop after each poster write."""
+        ...
+
+
+class Ladder(Protocol):
+    """The transcoded ladder of one publish session (``packager.ladder.Ladder``).
+
+    ``start`` once with the source's video config, ``push`` every source video packet (on the
+    event loop; it only queues work for its threads), ``end`` when the session is over;
+    ``wait_closed`` returns once, after ``end``, everything was emitted. It emits each rung's
+    items — a ``VideoConfig`` first, then ``MediaPacket`` s on the timeline it was fed, IDRs at
+    exactly the source's keyframe pts — through ``on_output(rung_name, item)`` on the event loop
+    thread. Audio is not its business: the pipeline adds the source's audio to every rung.
+    Given a thumbnailer, the ladder starts, feeds and ends it.
+    """
+
+    def start(self, source_video: VideoConfig) -> None: ...
+
+    def push(self, packet: MediaPacket) -> None: ...
+
+    def end(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+class LadderFactory(Protocol):
+    def __call__(self, on_output: OutputCallback, thumbnailer: Thumbnailer | None) -> Ladder: ...
+
+
+class PipelineEvents(Protocol):
+    """What the pipeline tells its owner (the Packager): each runs on the event loop."""
+
+    def long_keyframe_interval(self, live_id: int, interval_ms: int) -> None: ...
+
+    def poster_written(self, live_id: int, key: str) -> None: ...
+
+
+class LivePipeline:
+    def __init__(
+        self,
+        live_id: int,
+        broadcast: str,
+        options: PackagerOptions,
+        storage: Storage,
+        metrics: PackagerMetrics,
+        *,
+        events: PipelineEvents | None = None,
+        journal: Journal | None = None,
+        ladder_factory: LadderFactory | None = None,
+        thumbnailer_factory: ThumbnailerFactory | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.live_id = live_id
+        self.broadcast = broadcast
+        self.prefix = f"hls/{live_id}/{broadcast}"
+        self.master_key = f"hls/{live_id}/master.m3u8"
+        self.options = options
+        self.storage = storage
+        self.metrics = metrics
+        self.events = events
+        self.journal = journal
+        self.ladder_factory = ladder_factory
+        self.clock = clock
+        self.plan = CutPlan()
+        self.wall = WallClock()
+        self.rungs: dict[str, Rendition] = {}
+        self.sessions = 0
+        self.source = self._rendition("source", "source")
+        self.thumbnailer_factory = thumbnailer_factory
+        self.poster_key = f"{self.prefix}/poster.jpg"
+        self._thumbnailer: Thumbnailer | None = None  # when no ladder drives it
+        self._video: VideoConfig | None = None
+        self._audio: AudioConfig | None = None
+        self._offset: int | None = None  # input ms + offset = output ms, this session
+        self._timeline_end = 0  # output ms just past everything fed so far
+        self._ladder: Ladder | None = None
+        self._generation = 0
+        self._generation_end: dict[int, int] = {}  # ladder generation -> its session's end
+        self._flushing: dict[int, asyncio.Task[None]] = {}  # generation -> until it is out
+        self._audio_backlog: deque[MediaPacket] = deque()
+        self._master_written: list[tuple[str, str, int]] = []
+        self._master_lock = asyncio.Lock()
+        self._warned_gop = False
+        self.finished = False
+
+    def _rendition(self, name: str, kind: RenditionKind) -> Rendition:
+        o = self.options
+        segmenter = Segmenter(
+            o.target_ms,
+            max_overshoot_ms=round(o.max_overshoot * 1000),
+            audio_wait_ms=round(o.audio_wait * 1000),
+            plan=self.plan,
+            follow=kind == "ladder",
+        )
+        return Rendition(
+            name, kind,
+            directory=f"{self.prefix}/{name}", storage=self.storage, segmenter=segmenter,
+            muxer_factory=muxer_factory(o.segment_format, round(o.fragment_duration * 1000)),
+            window=o.window, minimum_target=o.target_duration_tag, clock=self.wall,
+            metrics=self.metrics, keep_segments=o.recording, keep_after_window=o.keep_after_window,
+            journal=self.journal, on_segment=self._on_segment,
+        )  # fmt: skip
+
+    def attach_journal(self, journal: Journal) -> None:
+        """Record from now on (set before the first segment; the Packager does)."""
+        self.journal = journal
+        for rendition in self.renditions():
+            rendition.journal = journal
+
+    # --- a publish session ---
+
+    async def run(self, subscription: Subscription) -> None:
+        """Package one publish session, until it ends."""
+        self.sessions += 1
+        self._offset = None
+        dropped = subscription.dropped
+        try:
+            async for item in subscription:
+                if subscription.dropped != dropped:
+                    dropped = subscription.dropped
+                    self.source.gap()  # what was lost cannot be decoded: cut before the hole
+                self.feed(item)
+        finally:
+            self.end_session()
+
+    def feed(self, item: RenditionItem) -> None:
+        if isinstance(item, VideoConfig):
+            self._set_video(item)
+        elif isinstance(item, AudioConfig):
+            self._audio = item
+            self.source.push(item)
+            for rung in self.rungs.values():
+                rung.push(item)
+        else:
+            self._feed_packet(item)
+
+    def _set_video(self, config: VideoConfig) -> None:
+        self.source.push(config)
+        if config == self._video:
+            return  # the configs a resync re-sends
+        self._video = config
+        self._end_ladder()  # a new source config: new decoders behind it
+        thumbnailer = None
+        if self.thumbnailer_factory is not None:
+            thumbnailer = self.thumbnailer_factory(
+                self.storage, self.poster_key, self._poster_written
+            )
+        if self.ladder_factory is not None:
+            self._generation += 1
+            gen = self._generation
+            self._ladder = self.ladder_factory(
+                functools.partial(self._on_ladder_output, gen), thumbnailer
+            )
+            self._ladder.start(config)
+        elif thumbnailer is not None:
+            thumbnailer.start(config)
+            self._thumbnailer = thumbnailer
+
+    def _feed_packet(self, packet: MediaPacket) -> None:
+        if self._offset is None:
+            # A session starts at its first video keyframe (or its first audio frame when it
+            # has no video), placed right after what the previous session left.
+            if self._video is not None and not (packet.kind == "video" and packet.keyframe):
+                return
+            self._offset = self._timeline_end - packet.dts_ms
+            self.wall.anchor(packet.pts_ms + self._offset, self.clock())
+        out = MediaPacket(
+            packet.kind, packet.dts_ms + self._offset, packet.pts_ms + self._offset,
+            packet.keyframe, packet.data,
+        )  # fmt: skip
+        self._timeline_end = max(self._timeline_end, out.pts_ms + 34, out.dts_ms + 34)
+        self.source.push(out)
+        if out.kind == "video":
+            if self._ladder is not None:
+                self._ladder.push(out)
+            if out.keyframe and self._thumbnailer is not None:
+                self._thumbnailer.push(out)
+        else:
+            for rung in self.rungs.values():
+                rung.push(out)
+            if self.ladder_factory is not None:
+                self._audio_backlog.append(out)
+                while out.pts_ms - self._audio_backlog[0].pts_ms > _AUDIO_BACKLOG_MS:
+                    self._audio_backlog.popleft()
+
+    def end_session(self) -> None:
+        """The publisher left: publish what is buffered; the next session is a discontinuity."""
+        self.source.end_session()
+        self._end_ladder()
+        self._video = None  # the next session announces its configs again
+        self._offset = None
+
+    def _end_ladder(self) -> None:
+        if self._thumbnailer is not None:
+            self._thumbnailer.end()
+            self._thumbnailer = None
+        if self._ladder is not None:
+            gen, ladder = self._generation, self._ladder
+            self._generation_end[gen] = self._timeline_end
+            self._ladder = None
+            ladder.end()
+            task = asyncio.get_running_loop().create_task(self._ladder_closed(gen, ladder))
+            task.add_done_callback(_log_failure)
+            self._flushing[gen] = task
+
+    async def _ladder_closed(self, gen: int, ladder: Ladder) -> None:
+        await ladder.wait_closed()
+        # Everything this generation will ever emit went through on_output: close its rungs.
+        for rung in self.rungs.values():
+            if rung.generation == gen:
+                rung.end_session(self._generation_end.get(gen))
+
+    # --- the ladder's renditions ---
+
+    def _on_ladder_output(self, gen: int, name: str, item: RenditionItem) -> None:
+        if self.finished:
+            return
+        rung = self.rungs.get(name)
+        if rung is None:
+            rung = self.rungs[name] = self._rendition(name, "ladder")
+            rung.generation = gen
+            rung.push(item)  # its VideoConfig, so that the audio below waits for its video
+            if self._audio is not None:
+                rung.push(self._audio)
+                for packet in self._audio_backlog:
+                    rung.push(packet)
+            return
+        if gen > rung.generation:
+            # The previous session's output of this rung is complete, whether or not its
+            # ladder said so: close it (the new one starts with a discontinuity).
+            rung.end_session(self._generation_end.get(rung.generation))
+            rung.generation = gen
+        elif gen < rung.generation:
+            return  # late output of an older generation
+        rung.push(item)
+
+    def _poster_written(self) -> None:
+        if self.events is not None:
+            self.events.poster_written(self.live_id, self.poster_key)
+
+    # --- the master playlist ---
+
+    def _on_segment(self, rendition: Rendition, segment: Segment, entry: SegmentEntry) -> None:
+        limit = self.options.target_ms + round(self.options.max_overshoot * 1000)
+        if (
+            rendition is self.source
+            and segment.video
+            and segment.duration_ms > limit
+            and not self._warned_gop
+        ):
+            self._warned_gop = True
+            log.warning(
+                "live %d: keyframes every %.1f s, longer than the %.1f s segment target: "
+                "segments follow them; the streamer should set a 2 s keyframe interval",
+                self.live_id, segment.duration_ms / 1000, self.options.target_duration,
+            )  # fmt: skip
+            self.metrics.long_keyframe_interval.inc()
+            if self.events is not None:
+                self.events.long_keyframe_interval(self.live_id, segment.duration_ms)
+        if self._master_due():
+            task = asyncio.get_running_loop().create_task(self._write_master())
+            task.add_done_callback(_log_failure)
+
+    def renditions(self) -> list[Rendition]:
+        rungs = sorted(self.rungs.values(), key=lambda r: -r.stats.peak_bps)
+        return [self.source, *rungs]
+
+    def _master_due(self) -> bool:
+        ready = [r for r in self.renditions() if r.stats.segments]
+        if not ready:
+            return False
+        waiting = len(ready) < len(self.renditions())
+        if not self._master_written and waiting and self.source.stats.segments < 2:
+            return False  # a little longer for the ladder's first segments: players read it once
+        current = self._master_summary()
+        if len(current) != len(self._master_written):
+            return True
+        return any(
+            (uri, codecs) != (old_uri, old_codecs) or peak > old_peak * 1.1
+            for (uri, codecs, peak), (old_uri, old_codecs, old_peak) in zip(
+                current, self._master_written, strict=True
+            )
+        )
+
+    def _master_summary(self) -> list[tuple[str, str, int]]:
+        out = []
+        for rendition in self.renditions():
+            variant = rendition.variant(self._variant_uri(rendition))
+            if variant is not None:
+                out.append((variant.uri, variant.codecs, variant.bandwidth))
+        return out
+
+    def _variant_uri(self, rendition: Rendition) -> str:
+        return f"{self.broadcast}/{rendition.name}/live.m3u8"
+
+    async def _write_master(self) -> None:
+        async with self._master_lock:
+            variants = [
+                v for r in self.renditions() if (v := r.variant(self._variant_uri(r))) is not None
+            ]
+            if not variants:
+                return
+            summary = [(v.uri, v.codecs, v.bandwidth) for v in variants]
+            text = render_master(variants, version=self.source.playlist.version)
+            await put_object(self.storage, self.master_key, text.encode())
+            self._master_written = summary
+
+    # --- the end ---
+
+    async def finish(self) -> None:
+        """The broadcast is over: flush the ladder, end every playlist, final master."""
+        self._end_ladder()
+        pending = [t for t in self._flushing.values() if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=LADDER_FLUSH_TIMEOUT_S)
+        self.finished = True
+        for rung in self.rungs.values():
+            rung.end_session(self._generation_end.get(rung.generation))
+        await asyncio.gather(*(r.close(ended=True) for r in self.renditions()))
+        if self.source.stats.segments:
+            await self._write_master()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("packager task failed", exc_info=exc)

@@ -1,0 +1,166 @@
+"""Where segments and playlists go: the :class:`Storage` interface and local disk.
+
+The interface is object storage's (keys, whole-object puts with a content type and a
+Cache-Control, deletes, prefix listings, a public URL per key), so the S3 backend implements it
+as is; nothing relies on renames or appends. Keys look like ``hls/{live}/{broadcast}/source/
+seg_42.m4s``.
+
+:class:`LocalStorage` keeps objects under a root directory (``DATA_DIR/media``) that
+``web.hls`` serves at ``/hls``. A put writes a temporary file beside the target and renames it
+over, so a reader sees the old object or the new one, never half of one. Writes are not
+fsync'ed: a SIGKILL keeps what was written (the page cache belongs to the kernel); only a power
+cut could lose the last seconds, like any live packager's. All disk work runs in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+# Cache-Control per kind of object (web/hls.py applies the same rules to local files).
+CACHE_IMMUTABLE = "public, max-age=31536000, immutable"  # segments, init segments, never rewritten
+CACHE_LIVE_PLAYLIST = "public, max-age=1"  # about half a target duration, as Apple advises
+CACHE_VOD_PLAYLIST = "public, max-age=3600"  # final, but re-written if a recording is recovered
+CACHE_POSTER = "public, max-age=5"
+
+CONTENT_TYPES = {
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".mp4": "video/mp4",
+    ".m4s": "video/iso.segment",
+    ".ts": "video/mp2t",
+    ".jpg": "image/jpeg",
+}
+
+
+def object_headers(key: str) -> tuple[str, str]:
+    """(content type, cache control) for a key, by its name."""
+    name = PurePosixPath(key).name
+    suffix = PurePosixPath(name).suffix
+    content_type = CONTENT_TYPES.get(suffix, "application/octet-stream")
+    if suffix == ".m3u8":
+        cache = CACHE_VOD_PLAYLIST if name == "vod.m3u8" else CACHE_LIVE_PLAYLIST
+    elif suffix == ".jpg":
+        cache = CACHE_POSTER
+    else:
+        cache = CACHE_IMMUTABLE
+    return content_type, cache
+
+
+class Storage(Protocol):
+    async def put(self, key: str, data: bytes, content_type: str, cache_control: str) -> None:
+        """Store ``data`` under ``key`` (replacing it) so that readers see all or nothing."""
+        ...
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def delete(self, keys: list[str]) -> None:
+        """Delete these keys; missing ones are not an error."""
+        ...
+
+    async def list(self, prefix: str) -> list[str]:
+        """Every key starting with ``prefix``, sorted."""
+        ...
+
+    def url_for(self, key: str) -> str:
+        """The URL players use for ``key`` (relative to the site for local storage)."""
+        ...
+
+
+async def put_object(storage: Storage, key: str, data: bytes) -> None:
+    """Put with the headers :func:`object_headers` gives the key."""
+    content_type, cache = object_headers(key)
+    await storage.put(key, data, content_type, cache)
+
+
+_temp_names = itertools.count()
+
+
+class StorageKeyError(ValueError):
+    """A key that could escape the storage root (``..``, absolute, empty parts)."""
+
+
+class LocalStorage:
+    def __init__(self, root: Path, base_url: str = "") -> None:
+        self.root = root
+        self.base_url = base_url.rstrip("/")
+        self._dirs: set[Path] = set()  # directories known to exist: one mkdir each
+
+    def path_for(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+            raise StorageKeyError(f"invalid storage key {key!r}")
+        return self.root.joinpath(*parts)
+
+    async def put(self, key: str, data: bytes, content_type: str, cache_control: str) -> None:
+        # Content type and cache control are derived from the name again when serving.
+        await asyncio.to_thread(self._write, self.path_for(key), data)
+
+    def _write(self, path: Path, data: bytes) -> None:
+        if path.parent not in self._dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path.parent)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.{next(_temp_names)}.tmp")
+        try:
+            with open(temp, "wb") as fh:
+                fh.write(data)
+            os.replace(temp, path)
+        except FileNotFoundError:
+            # The directory was removed under us (a cleanup); make it again once.
+            self._dirs.discard(path.parent)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(temp, "wb") as fh:
+                fh.write(data)
+            os.replace(temp, path)
+
+    async def get(self, key: str) -> bytes | None:
+        path = self.path_for(key)
+
+        def read() -> bytes | None:
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                return None
+
+        return await asyncio.to_thread(read)
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self.path_for(key).is_file)
+
+    async def delete(self, keys: list[str]) -> None:
+        paths = [self.path_for(k) for k in keys]
+
+        def remove() -> None:
+            for path in paths:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+        await asyncio.to_thread(remove)
+
+    async def list(self, prefix: str) -> list[str]:
+        root = self.root
+
+        def walk() -> list[str]:
+            # Walk only the directory the prefix names (a prefix may end inside a file name).
+            base = root.joinpath(*prefix.split("/")[:-1]) if "/" in prefix else root
+            if not base.is_dir():
+                return []
+            keys = []
+            for dirpath, _, files in os.walk(base):
+                for name in files:
+                    if name.startswith("."):
+                        continue  # temporary files of puts in progress
+                    key = Path(dirpath, name).relative_to(root).as_posix()
+                    if key.startswith(prefix):
+                        keys.append(key)
+            return sorted(keys)
+
+        return await asyncio.to_thread(walk)
+
+    def url_for(self, key: str) -> str:
+        return f"{self.base_url}/{key}"

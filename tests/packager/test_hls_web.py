@@ -1,0 +1,134 @@
+"""Local storage, and web/hls.py serving it: types, caching, gzip, CORS, HEAD, traversal."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from packager.storage import LocalStorage, StorageKeyError, object_headers, put_object
+from web.errors import EXCEPTION_HANDLERS
+from web.hls import headers_for, hls_routes
+
+PLAYLIST = "#EXTM3U\n" + "".join(f"#EXTINF:2.000,\nseg_{n}.m4s\n" for n in range(40))
+
+
+async def test_local_storage_round_trip(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path, base_url="https://cdn.example")
+    await put_object(storage, "hls/1/b1/source/seg_0.m4s", b"one")
+    await put_object(storage, "hls/1/b1/source/seg_0.m4s", b"two")  # replaced whole
+    await put_object(storage, "hls/1/b1/source/live.m3u8", b"#EXTM3U\n")
+    await put_object(storage, "hls/1/b10/source/seg_0.m4s", b"x")
+    assert await storage.get("hls/1/b1/source/seg_0.m4s") == b"two"
+    assert await storage.get("hls/1/nothing") is None
+    assert await storage.exists("hls/1/b1/source/live.m3u8")
+    assert await storage.list("hls/1/b1/") == [
+        "hls/1/b1/source/live.m3u8", "hls/1/b1/source/seg_0.m4s",
+    ]  # fmt: skip
+    assert len(await storage.list("hls/1/b1")) == 3  # a prefix may end inside a name
+    assert not list(tmp_path.rglob(".*"))  # no temporary files left behind
+    await storage.delete(["hls/1/b1/source/seg_0.m4s", "hls/1/b1/missing.m4s"])
+    assert not await storage.exists("hls/1/b1/source/seg_0.m4s")
+    assert storage.url_for("hls/1/b1/vod.m3u8") == "https://cdn.example/hls/1/b1/vod.m3u8"
+    for bad in ("", "hls/../x", "/etc/passwd", "hls//x", "hls/./x", "hls\\..\\x"):
+        with pytest.raises(StorageKeyError):
+            await storage.put(bad, b"", "text/plain", "no-cache")
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> httpx.AsyncClient:
+    storage = LocalStorage(tmp_path)
+    await put_object(storage, "hls/7/master.m3u8", PLAYLIST.encode())
+    await put_object(storage, "hls/7/b1/source/live.m3u8", PLAYLIST.encode())
+    await put_object(storage, "hls/7/b1/source/vod.m3u8", PLAYLIST.encode())
+    await put_object(storage, "hls/7/b1/source/init.mp4", b"ftyp")
+    await put_object(storage, "hls/7/b1/source/seg_1.m4s", b"m" * 5000)
+    await put_object(storage, "hls/7/b1/ts/seg_1.ts", b"G" * 188)
+    await put_object(storage, "hls/7/b1/poster.jpg", b"\xff\xd8")
+    (tmp_path / "hls" / "7" / "b1" / "source" / ".seg_2.m4s.1.tmp").write_bytes(b"partial")
+    (tmp_path / "secret.m3u8").write_text("#EXTM3U secret")
+    (tmp_path / "hls" / "7" / "link.m3u8").symlink_to(tmp_path / "secret.m3u8")
+    app = Starlette(routes=hls_routes(tmp_path), exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t")
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "cache"),
+    [
+        ("7/master.m3u8", "application/vnd.apple.mpegurl", "public, max-age=1"),
+        ("7/b1/source/live.m3u8", "application/vnd.apple.mpegurl", "public, max-age=1"),
+        ("7/b1/source/vod.m3u8", "application/vnd.apple.mpegurl", "public, max-age=3600"),
+        ("7/b1/source/init.mp4", "video/mp4", "public, max-age=31536000, immutable"),
+        ("7/b1/source/seg_1.m4s", "video/iso.segment", "public, max-age=31536000, immutable"),
+        ("7/b1/ts/seg_1.ts", "video/mp2t", "public, max-age=31536000, immutable"),
+        ("7/b1/poster.jpg", "image/jpeg", "public, max-age=5"),
+    ],
+)
+async def test_types_and_caching(
+    client: httpx.AsyncClient, path: str, content_type: str, cache: str
+) -> None:
+    response = await client.get(f"/hls/{path}", headers={"Accept-Encoding": "identity"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == content_type
+    assert response.headers["cache-control"] == cache
+    assert response.headers["access-control-allow-origin"] == "*"
+    head = await client.head(f"/hls/{path}", headers={"Accept-Encoding": "identity"})
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(response.content))
+
+
+async def test_playlists_are_gzipped_when_asked(client: httpx.AsyncClient) -> None:
+    response = await client.get("/hls/7/b1/source/live.m3u8", headers={"Accept-Encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.headers["vary"] == "Accept-Encoding"
+    assert response.text == PLAYLIST  # httpx decoded it
+    raw = await client.get(
+        "/hls/7/b1/source/live.m3u8", headers={"Accept-Encoding": "gzip;q=0, identity"}
+    )
+    assert "content-encoding" not in raw.headers
+    segment = await client.get("/hls/7/b1/source/seg_1.m4s", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in segment.headers  # media does not compress
+    # What went over the wire was gzip indeed, and smaller.
+    headers = {"Accept-Encoding": "gzip"}
+    async with client.stream("GET", "/hls/7/b1/source/live.m3u8", headers=headers) as stream:
+        wire = b"".join([chunk async for chunk in stream.aiter_raw()])
+    assert gzip.decompress(wire) == PLAYLIST.encode() and len(wire) < len(PLAYLIST)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/hls/7/nothing.m3u8",
+        "/hls/7/b1/source/.seg_2.m4s.1.tmp",
+        "/hls/7/b1/source/seg_1.exe",
+        "/hls/..%2Fsecret.m3u8",
+        "/hls/7/..%2F..%2Fsecret.m3u8",
+        "/hls/7/%2e%2e/%2e%2e/secret.m3u8",
+        "/hls/7/link.m3u8",
+        "/hls/7/b1",
+        "/hls/",
+    ],
+)
+async def test_not_found_everywhere_else(client: httpx.AsyncClient, path: str) -> None:
+    response = await client.get(path)
+    assert response.status_code == 404
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.json()["error"]["code"] == "not_found"
+    assert "secret" not in response.text
+
+
+async def test_preflight(client: httpx.AsyncClient) -> None:
+    response = await client.options("/hls/7/master.m3u8")
+    assert response.status_code == 204
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert "GET" in response.headers["access-control-allow-methods"]
+
+
+def test_web_and_packager_agree_on_headers() -> None:
+    names = ["master.m3u8", "live.m3u8", "vod.m3u8", "init.mp4", "init_1.mp4", "seg_9.m4s",
+             "seg_9.ts", "poster.jpg"]  # fmt: skip
+    for name in names:
+        assert headers_for(name) == object_headers(f"hls/1/b/{name}"), name

@@ -1,0 +1,124 @@
+"""``GET /hls/...``: HLS playlists, segments and posters from local storage.
+
+What the packager's ``LocalStorage`` wrote under ``ROOT/hls`` is served at ``/hls`` (with S3 the
+CDN serves the bucket instead and this route is not mounted). The headers per kind of object
+mirror ``packager.storage.object_headers`` (web may not import the packager, so the small table
+is repeated here; a test checks the two agree):
+
+- playlists: ``application/vnd.apple.mpegurl``, gzip when the client accepts it, a 1 s cache
+  for live playlists (about half a target duration, as Apple advises for CDNs) and an hour for
+  VOD ones (``vod.m3u8``: final once written);
+- segments and init segments: never rewritten, so ``public, max-age=31536000, immutable``;
+- every answer, 404s included, carries ``Access-Control-Allow-Origin: *`` (players on other
+  origins; a 404 without it surfaces in browsers as an opaque CORS error).
+
+Paths are checked part by part (letters, digits, ``_.-``, no leading dot) and must resolve
+inside the root, so neither ``..`` nor a symlink leads out of it; hidden temporary files of
+writes in progress are never served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import re
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from web.errors import error_response
+
+CONTENT_TYPES = {
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".mp4": "video/mp4",
+    ".m4s": "video/iso.segment",
+    ".ts": "video/mp2t",
+    ".jpg": "image/jpeg",
+}
+CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
+CACHE_LIVE_PLAYLIST = "public, max-age=1"
+CACHE_VOD_PLAYLIST = "public, max-age=3600"
+CACHE_POSTER = "public, max-age=5"
+CORS = {"Access-Control-Allow-Origin": "*"}
+PREFLIGHT = {
+    **CORS,
+    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+    "Access-Control-Allow-Headers": "Range",
+    "Access-Control-Max-Age": "86400",
+}
+_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_MAX_DEPTH = 6
+_GZIP_MIN_BYTES = 256  # smaller playlists gain nothing
+
+
+def headers_for(name: str) -> tuple[str, str] | None:
+    """(content type, cache control) for a file name; None for what is not served."""
+    suffix = Path(name).suffix
+    content_type = CONTENT_TYPES.get(suffix)
+    if content_type is None:
+        return None
+    if suffix == ".m3u8":
+        return content_type, CACHE_VOD_PLAYLIST if name == "vod.m3u8" else CACHE_LIVE_PLAYLIST
+    if suffix == ".jpg":
+        return content_type, CACHE_POSTER
+    return content_type, CACHE_IMMUTABLE
+
+
+class HlsFiles:
+    def __init__(self, root: Path) -> None:
+        self.base = (root / "hls").resolve()
+
+    def _locate(self, path: str) -> Path | None:
+        parts = path.split("/")
+        if not 1 <= len(parts) <= _MAX_DEPTH or not all(_PART.fullmatch(p) for p in parts):
+            return None
+        candidate = self.base.joinpath(*parts)
+        try:
+            resolved = candidate.resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None
+        if not resolved.is_relative_to(self.base) or not resolved.is_file():
+            return None
+        return resolved
+
+    async def serve(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=PREFLIGHT)
+        path = request.path_params["path"]
+        headers = headers_for(path.rsplit("/", 1)[-1])
+        file = await asyncio.to_thread(self._locate, path) if headers else None
+        if headers is None or file is None:
+            return error_response(404, "not_found", "no such HLS file", headers=CORS)
+        content_type, cache = headers
+        common = {**CORS, "Cache-Control": cache}
+        if content_type != CONTENT_TYPES[".m3u8"]:
+            # Streams from disk in chunks; answers HEAD and Range requests itself.
+            return FileResponse(file, media_type=content_type, headers=common)
+        try:
+            body = await asyncio.to_thread(file.read_bytes)
+        except OSError:
+            return error_response(404, "not_found", "no such HLS file", headers=CORS)
+        common["Vary"] = "Accept-Encoding"
+        if len(body) >= _GZIP_MIN_BYTES and _accepts_gzip(request):
+            body = gzip.compress(body, compresslevel=5)
+            common["Content-Encoding"] = "gzip"
+        common["Content-Length"] = str(len(body))
+        if request.method == "HEAD":
+            body = b""
+        return Response(body, media_type=content_type, headers=common)
+
+
+def _accepts_gzip(request: Request) -> bool:
+    for coding in request.headers.get("accept-encoding", "").split(","):
+        name, _, params = coding.strip().partition(";")
+        if name.strip().lower() in ("gzip", "*") and params.replace(" ", "") != "q=0":
+            return True
+    return False
+
+
+def hls_routes(root: Path) -> list[BaseRoute]:
+    """The routes to mount in the app: ``root`` is the local storage root (DATA_DIR/media)."""
+    files = HlsFiles(root)
+    return [Route("/hls/{path:path}", files.serve, methods=["GET", "HEAD", "OPTIONS"])]
