@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["text", "json"]
+JwtAlgorithm = Literal["HS256", "RS256", "EdDSA"]
+SmtpSecurity = Literal["starttls", "tls", "none"]
 
 
 class ConfigError(Exception):
@@ -47,6 +49,23 @@ class Settings:
     log_level: LogLevel = "info"
     log_format: LogFormat = "text"
     cache_cleanup_interval: float = 60.0
+    jwt_algorithm: JwtAlgorithm = "HS256"
+    jwt_private_key: Path | None = None
+    jwt_key_id: str | None = None
+    jwt_previous_keys: tuple[tuple[str, Path], ...] = ()
+    access_token_ttl: float = 900.0
+    refresh_token_ttl: float = 30 * 86400.0
+    login_max_failures: int = 5
+    login_max_failures_per_ip: int = 50
+    login_window: float = 900.0
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: SmtpSecurity = "starttls"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    api_cache_ttl: float = 2.0
 
     @property
     def pg_dir(self) -> Path:
@@ -62,6 +81,13 @@ class Settings:
         if self.public_url:
             return self.public_url.rstrip("/")
         return f"http://{_display_host(self.http_host)}:{self.http_port}"
+
+    def mail_from(self) -> str:
+        """The From address of the mail streamd sends."""
+        if self.smtp_from:
+            return self.smtp_from
+        host = urlsplit(self.public_url).hostname if self.public_url else None
+        return f"streamd <noreply@{host or 'localhost'}>"
 
     def rtmp_base_url(self) -> str:
         host = urlsplit(self.public_url).hostname if self.public_url else None
@@ -151,9 +177,56 @@ def _secret(raw: str) -> str:
     return raw
 
 
-def _choice(*allowed: str) -> Callable[[str], str]:
+def _key_id(raw: str) -> str:
+    value = raw.strip()
+    if not value or len(value) > 64 or not all(c.isalnum() or c in "-_." for c in value):
+        raise ValueError("1-64 letters, digits, '-', '_' or '.', such as 2026-01")
+    return value
+
+
+def _previous_keys(raw: str) -> tuple[tuple[str, Path], ...]:
+    """``kid=/path/public.pem,kid2=/path/other.pem``: public keys still accepted for tokens."""
+    allowed = "a comma-separated list of KID=PUBLIC_KEY_FILE entries of readable files"
+    out: list[tuple[str, Path]] = []
+    for entry in filter(None, (part.strip() for part in raw.split(","))):
+        kid, sep, path = entry.partition("=")
+        if not sep:
+            raise ValueError(allowed)
+        try:
+            out.append((_key_id(kid), _file(path.strip())))
+        except ValueError:
+            raise ValueError(allowed) from None
+    if len({kid for kid, _ in out}) != len(out):
+        raise ValueError(allowed + ", each KID once")
+    return tuple(out)
+
+
+def _smtp_address(raw: str) -> str:
+    value = raw.strip()
+    if not value or "\n" in value or "\r" in value or "@" not in value:
+        raise ValueError("an email address, optionally with a name: streamd <noreply@example.com>")
+    return value
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    allowed = "* or a comma-separated list of origins such as https://app.example.com"
+    out: list[str] = []
+    for entry in filter(None, (part.strip() for part in raw.split(","))):
+        if entry == "*":
+            out.append(entry)
+            continue
+        parts = urlsplit(entry)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+            raise ValueError(allowed)
+        out.append(f"{parts.scheme}://{parts.netloc}")
+    if "*" in out and len(out) > 1:
+        raise ValueError(allowed)
+    return tuple(out)
+
+
+def _choice(*allowed: str, case_sensitive: bool = False) -> Callable[[str], str]:
     def parse(raw: str) -> str:
-        value = raw.strip().lower()
+        value = raw.strip() if case_sensitive else raw.strip().lower()
         if value not in allowed:
             raise ValueError("one of " + ", ".join(allowed))
         return value
@@ -202,6 +275,38 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("log_format", "STREAMD_LOG_FORMAT", _choice("text", "json"), "log line format"),
     _Spec("cache_cleanup_interval", "STREAMD_CACHE_CLEANUP_INTERVAL", _positive_float,
           "seconds between deletions of expired cache rows"),
+    _Spec("jwt_algorithm", "STREAMD_JWT_ALGORITHM",
+          _choice("HS256", "RS256", "EdDSA", case_sensitive=True),
+          "access-token signature: HS256 (shared secret) or RS256/EdDSA (private key file)"),
+    _Spec("jwt_private_key", "STREAMD_JWT_PRIVATE_KEY", _file,
+          "PEM private key signing access tokens (RS256: RSA, EdDSA: Ed25519)"),
+    _Spec("jwt_key_id", "STREAMD_JWT_KEY_ID", _key_id,
+          "kid of the signing key; unset = derived from the key"),
+    _Spec("jwt_previous_keys", "STREAMD_JWT_PREVIOUS_KEYS", _previous_keys,
+          "KID=PUBLIC_KEY_FILE,... of retired keys whose tokens are still accepted"),
+    _Spec("access_token_ttl", "STREAMD_ACCESS_TOKEN_TTL", _positive_float,
+          "seconds an access token is valid"),
+    _Spec("refresh_token_ttl", "STREAMD_REFRESH_TOKEN_TTL", _positive_float,
+          "seconds a login session lasts without being refreshed"),
+    _Spec("login_max_failures", "STREAMD_LOGIN_MAX_FAILURES", _int_range(1, 10_000),
+          "failed logins per account in a window before 429"),
+    _Spec("login_max_failures_per_ip", "STREAMD_LOGIN_MAX_FAILURES_PER_IP",
+          _int_range(1, 1_000_000), "failed logins per client address in a window before 429"),
+    _Spec("login_window", "STREAMD_LOGIN_WINDOW", _positive_float,
+          "seconds of the login-failure window"),
+    _Spec("smtp_host", "STREAMD_SMTP_HOST", _host,
+          "SMTP server for mail; unset = mail goes to the email_outbox table and the log"),
+    _Spec("smtp_port", "STREAMD_SMTP_PORT", _int_range(1, 65535), "SMTP port"),
+    _Spec("smtp_security", "STREAMD_SMTP_SECURITY", _choice("starttls", "tls", "none"),
+          "SMTP transport security"),
+    _Spec("smtp_username", "STREAMD_SMTP_USERNAME", _str, "SMTP login (with the password)"),
+    _Spec("smtp_password", "STREAMD_SMTP_PASSWORD", _str, "SMTP password"),
+    _Spec("smtp_from", "STREAMD_SMTP_FROM", _smtp_address,
+          "From address; unset = streamd <noreply@PUBLIC_URL host>"),
+    _Spec("cors_origins", "STREAMD_CORS_ORIGINS", _origins,
+          "origins allowed to call the API from a browser; unset = none"),
+    _Spec("api_cache_ttl", "STREAMD_API_CACHE_TTL", _positive_float,
+          "seconds public live listings may be served from the cache"),
 )  # fmt: skip
 
 
@@ -253,7 +358,32 @@ def load_settings(
             f"STREAMD_RTMP_PORT={settings.rtmp_port} is invalid: "
             "expected a port different from STREAMD_HTTP_PORT"
         )
+    _check_jwt(settings)
+    if (settings.smtp_username is None) != (settings.smtp_password is None):
+        raise ConfigError(
+            "STREAMD_SMTP_USERNAME is invalid: expected it together with STREAMD_SMTP_PASSWORD "
+            "(or neither)"
+        )
     return settings
+
+
+def _check_jwt(settings: Settings) -> None:
+    asymmetric = settings.jwt_algorithm != "HS256"
+    if asymmetric and settings.jwt_private_key is None:
+        raise ConfigError(
+            f"STREAMD_JWT_ALGORITHM={settings.jwt_algorithm} is invalid: expected "
+            "STREAMD_JWT_PRIVATE_KEY to name its private key file"
+        )
+    if not asymmetric and (settings.jwt_private_key or settings.jwt_previous_keys):
+        raise ConfigError(
+            "STREAMD_JWT_ALGORITHM=HS256 is invalid: expected RS256 or EdDSA when "
+            "STREAMD_JWT_PRIVATE_KEY or STREAMD_JWT_PREVIOUS_KEYS is set"
+        )
+    if settings.jwt_key_id and settings.jwt_key_id in dict(settings.jwt_previous_keys):
+        raise ConfigError(
+            f"STREAMD_JWT_PREVIOUS_KEYS is invalid: kid {settings.jwt_key_id!r} is the current "
+            "STREAMD_JWT_KEY_ID; give each key its own kid"
+        )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -269,6 +399,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _toml_scalar(value: object) -> str:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value)  # list settings (cors_origins) read TOML arrays of strings
     if isinstance(value, bool | dict | list):
         # bool is an int subclass; neither it nor tables map onto any setting
         return repr(value)
@@ -287,7 +419,7 @@ def as_dict(settings: Settings) -> dict[str, object]:
     out: dict[str, object] = {}
     for f in fields(settings):
         value = getattr(settings, f.name)
-        if f.name == "jwt_secret" and value is not None:
+        if f.name in ("jwt_secret", "smtp_password") and value is not None:
             value = "***"
         elif f.name.endswith("_url") and isinstance(value, str):
             value = _mask_password(value)

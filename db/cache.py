@@ -8,6 +8,7 @@ Use the primary pool: replicas cannot read UNLOGGED tables.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 
 MISSING: Any = object()  # a stored JSON null is a value; MISSING means "no live row"
 CLEANUP_BATCH = 1000
+# How long a process computing a key keeps others waiting before they compute it themselves.
+LEASE_S = 10.0
+LEASE_POLL_S = 0.02
 
 
 async def get(db: Executor, key: str, default: Any = None) -> Any:
@@ -87,18 +91,44 @@ class Cache:
     async def _compute_locked(
         self, key: str, compute: Callable[[], Awaitable[Any]], ttl: float | None
     ) -> Any:
-        # Other processes: an advisory lock on the key's hash; whoever gets it second finds the
-        # value the first one stored.
-        async with self._pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 7))", key)
+        # Other processes: a lease row in the same table, taken with one INSERT. The winner
+        # computes and stores; the others poll for the value. No connection is held while
+        # computing (compute itself may need the pool: holding one here could starve it).
+        lease = "lease:" + hashlib.sha1(key.encode()).hexdigest()  # noqa: S324 - a name, not security
+        if await self._take_lease(lease):
             try:
-                value = await get(conn, key, MISSING)
+                value = await get(self._pool, key, MISSING)  # stored while we raced for it?
                 if value is MISSING:
                     value = await compute()
-                    await set(conn, key, value, ttl)
+                    await set(self._pool, key, value, ttl)
                 return value
             finally:
-                await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 7))", key)
+                await delete(self._pool, lease)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LEASE_S
+        while loop.time() < deadline:
+            await asyncio.sleep(LEASE_POLL_S)
+            value = await get(self._pool, key, MISSING)
+            if value is not MISSING:
+                return value
+            if await get(self._pool, lease, MISSING) is MISSING:
+                break  # the other process failed or gave up: compute here
+        value = await compute()
+        await set(self._pool, key, value, ttl)
+        return value
+
+    async def _take_lease(self, lease: str) -> bool:
+        taken = await self._pool.fetchval(
+            """INSERT INTO cache_data (key, value, expires_at)
+               VALUES ($1, 'true', now() + make_interval(secs => $2))
+               ON CONFLICT (key) DO UPDATE
+               SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
+               WHERE cache_data.expires_at <= now()
+               RETURNING true""",
+            lease,
+            LEASE_S,
+        )
+        return bool(taken)
 
 
 async def cleanup_expired(db: Executor, batch: int = CLEANUP_BATCH) -> int:

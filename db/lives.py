@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -19,19 +22,176 @@ def generate_stream_key() -> str:
     return secrets.token_urlsafe(24)
 
 
-async def create(db: Executor, *, user_id: int, title: str, description: str | None = None
-                 ) -> asyncpg.Record:  # fmt: skip
-    """Insert a live with a fresh stream key; the row includes ``stream_key``."""
+async def create(
+    db: Executor,
+    *,
+    user_id: int,
+    title: str,
+    description: str | None = None,
+    scheduled_start: datetime | None = None,
+    chat_enabled: bool = True,
+) -> asyncpg.Record:
+    """Insert a live with a fresh stream key; the row includes ``stream_key``.
+
+    A live with a scheduled start is ``scheduled``; otherwise ``offline`` until a publish.
+    """
     row = await db.fetchrow(
-        f"""INSERT INTO lives (user_id, title, description, stream_key)
-            VALUES ($1, $2, $3, $4) RETURNING {LIVE_COLUMNS}, stream_key""",
+        f"""INSERT INTO lives (user_id, title, description, stream_key, scheduled_start,
+                               chat_enabled, status)
+            VALUES ($1, $2, $3, $4, $5, $6,
+                    CASE WHEN $5::timestamptz IS NULL THEN 'offline' ELSE 'scheduled' END)
+            RETURNING {LIVE_COLUMNS}, scheduled_start, stream_key""",
         user_id,
         title,
         description,
         generate_stream_key(),
+        scheduled_start,
+        chat_enabled,
     )
     assert row is not None
     return row
+
+
+# What the API shows of a live to anyone: never the stream key. ``owner_active`` lets the
+# caller hide the lives of deactivated accounts.
+PUBLIC_COLUMNS = (
+    "l.id, l.title, l.description, l.user_id, u.username, l.status, l.scheduled_start, "
+    "l.start_time, l.end_time, l.viewer_count, l.chat_enabled, l.created_at, l.updated_at, "
+    "u.is_active AS owner_active"
+)
+
+
+async def get_public(db: Executor, live_id: int) -> asyncpg.Record | None:
+    return await db.fetchrow(
+        f"""SELECT {PUBLIC_COLUMNS} FROM lives l JOIN users u ON u.id = l.user_id
+            WHERE l.id = $1""",
+        live_id,
+    )
+
+
+async def list_public(
+    db: Executor,
+    *,
+    statuses: Sequence[str],
+    username: str | None,
+    before_id: int | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Lives of active accounts in ``statuses``, newest first, ids below ``before_id``."""
+    return await db.fetch(
+        f"""SELECT {PUBLIC_COLUMNS} FROM lives l JOIN users u ON u.id = l.user_id
+            WHERE l.status = ANY($1::text[]) AND u.is_active
+              AND ($2::text IS NULL OR lower(u.username) = lower($2))
+              AND ($3::bigint IS NULL OR l.id < $3)
+            ORDER BY l.id DESC LIMIT $4""",
+        list(statuses),
+        username,
+        before_id,
+        limit,
+    )
+
+
+async def list_by_owner(
+    db: Executor, user_id: int, *, before_id: int | None, limit: int
+) -> list[asyncpg.Record]:
+    """Every live of one owner (all statuses), newest first."""
+    return await db.fetch(
+        f"""SELECT {PUBLIC_COLUMNS} FROM lives l JOIN users u ON u.id = l.user_id
+            WHERE l.user_id = $1 AND ($2::bigint IS NULL OR l.id < $2)
+            ORDER BY l.id DESC LIMIT $3""",
+        user_id,
+        before_id,
+        limit,
+    )
+
+
+async def get_owner_and_key(db: Executor, live_id: int) -> asyncpg.Record | None:
+    """(id, user_id, status, stream_key, owner_active): what permission checks need."""
+    return await db.fetchrow(
+        """SELECT l.id, l.user_id, l.status, l.stream_key, u.is_active AS owner_active
+           FROM lives l JOIN users u ON u.id = l.user_id WHERE l.id = $1""",
+        live_id,
+    )
+
+
+async def update(db: Executor, live_id: int, *, changes: dict[str, Any]) -> asyncpg.Record | None:
+    """Change the keys present in ``changes`` (title, description, scheduled_start,
+    chat_enabled). Setting a scheduled start makes a live that is not on air ``scheduled``;
+    clearing it makes a scheduled live ``offline`` again."""
+    allowed = {"title", "description", "scheduled_start", "chat_enabled"}
+    if not changes.keys() <= allowed:
+        raise ValueError(f"only {sorted(allowed)} can be changed")
+    return await db.fetchrow(
+        f"""UPDATE lives l SET
+                title = CASE WHEN $2 THEN $3 ELSE l.title END,
+                description = CASE WHEN $4 THEN $5 ELSE l.description END,
+                scheduled_start = CASE WHEN $6 THEN $7::timestamptz ELSE l.scheduled_start END,
+                chat_enabled = CASE WHEN $8 THEN $9 ELSE l.chat_enabled END,
+                status = CASE
+                    WHEN NOT $6 OR l.status = 'live' THEN l.status
+                    WHEN $7::timestamptz IS NOT NULL THEN 'scheduled'
+                    WHEN l.status = 'scheduled' THEN 'offline'
+                    ELSE l.status END
+            FROM users u
+            WHERE l.id = $1 AND u.id = l.user_id
+            RETURNING {PUBLIC_COLUMNS}""",
+        live_id,
+        "title" in changes,
+        changes.get("title"),
+        "description" in changes,
+        changes.get("description"),
+        "scheduled_start" in changes,
+        changes.get("scheduled_start"),
+        "chat_enabled" in changes,
+        bool(changes.get("chat_enabled")),
+    )
+
+
+async def delete_unless_live(db: Executor, live_id: int) -> bool:
+    """Delete a live that is not on air; False when it is on air (or gone)."""
+    status = await db.execute("DELETE FROM lives WHERE id = $1 AND status <> 'live'", live_id)
+    return bool(status == "DELETE 1")
+
+
+async def rotate_stream_key(db: Executor, live_id: int) -> str:
+    """A new key; the old one stops matching any live, so new publishes with it are refused
+    (a publish already running on the old key is not cut by this)."""
+    key = await db.fetchval(
+        "UPDATE lives SET stream_key = $2 WHERE id = $1 RETURNING stream_key",
+        live_id,
+        generate_stream_key(),
+    )
+    return str(key)
+
+
+async def live_ids_of_user(db: Executor, user_id: int) -> list[int]:
+    rows = await db.fetch("SELECT id FROM lives WHERE user_id = $1 AND status = 'live'", user_id)
+    return [int(r["id"]) for r in rows]
+
+
+LIVE_CONTROL_CHANNEL = "live_control"
+
+
+async def request_stop(db: Executor, live_id: int, reason: str) -> None:
+    """Mark a live ended and tell every process (NOTIFY ``live_control``) to end its publish.
+
+    The process that holds the publisher is the one that can cut it; an ingest process that
+    LISTENs on ``live_control`` does so. The status is ended either way.
+    """
+    await db.execute(
+        f"""WITH u AS (
+                UPDATE lives SET status = 'ended', end_time = now()
+                WHERE id = $1 AND status = 'live' RETURNING id, status)
+            SELECT pg_notify('{LIVE_STATUS_CHANNEL}',
+                             json_build_object('live_id', id, 'status', status)::text)
+            FROM u
+            UNION ALL
+            SELECT pg_notify('{LIVE_CONTROL_CHANNEL}',
+                             json_build_object('live_id', $1::bigint, 'action', 'stop',
+                                               'reason', left($2, 200))::text)""",
+        live_id,
+        reason,
+    )
 
 
 LIVE_STATUS_CHANNEL = "live_status"

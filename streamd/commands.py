@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from config.secrets import jwt_secret
 from config.settings import Settings
 from db import lives, users
 from db import migrate as migrations
 from streamd.runtime import database_url, serve_lock
 from web.accounts import AccountError, create_user
+from web.tokens import load_key_set
 
 log = logging.getLogger("streamd")
 
@@ -40,7 +40,7 @@ async def migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 async def check(settings: Settings, args: argparse.Namespace) -> int:
     print("config: ok")
-    jwt_secret(settings)
+    load_key_set(settings)  # the JWT secret or key files are usable
     async with _connect(settings) as conn:
         version = await conn.fetchval("SHOW server_version")
         print(f"database: ok (PostgreSQL {version})")
@@ -109,7 +109,7 @@ async def serve(settings: Settings, args: argparse.Namespace) -> int:
             await conn.close()
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
-        jwt_secret(settings)
+        load_key_set(settings)  # a bad key file stops here, as one line, not in the app
         await run_server(settings, url)
     return 0
 

@@ -45,7 +45,9 @@ async def run_server(settings: Settings, database_url: str) -> None:
             await rtmp.listen(settings.rtmp_host, settings.rtmp_port)
             if settings.rtmps_port is not None:
                 await rtmp.listen(settings.rtmp_host, settings.rtmps_port, _tls_context(settings))
-            app = create_app(settings, database_url, registry=registry, database=db)
+            app = create_app(
+                settings, database_url, registry=registry, database=db, stop_live=rtmp.stop_live
+            )
             await _serve_http(settings, app)
         finally:
             await rtmp.close()

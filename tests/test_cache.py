@@ -129,3 +129,28 @@ async def test_cleanup_task_runs_periodically_and_survives_errors(pool: asyncpg.
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_computations_that_use_the_pool_cannot_starve_it(database_url: str) -> None:
+    """More concurrent misses than pool connections, each computing with a query of its own:
+    no connection may be held while computing, or this deadlocks."""
+    small = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        c = cache.Cache(small)
+
+        async def compute_with_query(i: int) -> int:
+            await asyncio.sleep(0.02)
+            return int(await small.fetchval("SELECT $1::int * 2", i))
+
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(c.get_or_compute(f"k{i}", lambda i=i: compute_with_query(i), ttl=30)
+                  for i in range(6))
+            ),
+            timeout=20,
+        )  # fmt: skip
+        assert results == [0, 2, 4, 6, 8, 10]
+        leases = await small.fetchval("SELECT count(*) FROM cache_data WHERE key LIKE 'lease:%'")
+        assert leases == 0
+    finally:
+        await small.close()

@@ -66,6 +66,23 @@ INVALID = [
     ("STREAMD_DB_POOL_MIN", "-1", "integer from 0 to 1000"),
     ("STREAMD_DB_POOL_MAX", "0", "integer from 1 to 1000"),
     ("STREAMD_CACHE_CLEANUP_INTERVAL", "nan", "greater than 0"),
+    ("STREAMD_JWT_ALGORITHM", "HS512", "HS256, RS256, EdDSA"),
+    ("STREAMD_JWT_ALGORITHM", "none", "HS256, RS256, EdDSA"),
+    ("STREAMD_JWT_PRIVATE_KEY", "/nope.pem", "readable file"),
+    ("STREAMD_JWT_KEY_ID", "a b", "letters, digits"),
+    ("STREAMD_JWT_PREVIOUS_KEYS", "no-kid-here", "KID=PUBLIC_KEY_FILE"),
+    ("STREAMD_ACCESS_TOKEN_TTL", "0", "greater than 0"),
+    ("STREAMD_REFRESH_TOKEN_TTL", "soon", "greater than 0"),
+    ("STREAMD_LOGIN_MAX_FAILURES", "0", "integer from 1 to 10000"),
+    ("STREAMD_LOGIN_MAX_FAILURES_PER_IP", "-5", "integer from 1 to 1000000"),
+    ("STREAMD_LOGIN_WINDOW", "inf", "greater than 0"),
+    ("STREAMD_SMTP_HOST", "mail host", "host name"),
+    ("STREAMD_SMTP_PORT", "0", "integer from 1 to 65535"),
+    ("STREAMD_SMTP_SECURITY", "ssl", "starttls, tls, none"),
+    ("STREAMD_SMTP_FROM", "nobody", "an email address"),
+    ("STREAMD_CORS_ORIGINS", "app.example.com", "origins such as"),
+    ("STREAMD_CORS_ORIGINS", "*,https://a.example.com", "origins such as"),
+    ("STREAMD_API_CACHE_TTL", "-1", "greater than 0"),
 ]
 
 
@@ -144,3 +161,63 @@ def test_cli_prints_one_line_and_exits_non_zero(
     assert var in lines[0] and repr(value) in lines[0] and allowed in lines[0]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "pg").exists()  # stopped before touching anything
+
+
+def test_api_settings(tmp_path: Path) -> None:
+    defaults = load_settings({})
+    assert (defaults.jwt_algorithm, defaults.access_token_ttl) == ("HS256", 900.0)
+    assert defaults.refresh_token_ttl == 30 * 86400
+    assert (defaults.login_max_failures, defaults.login_max_failures_per_ip) == (5, 50)
+    assert defaults.smtp_host is None and defaults.cors_origins == ()
+    assert defaults.mail_from() == "streamd <noreply@localhost>"
+
+    key, old = tmp_path / "key.pem", tmp_path / "old.pub"
+    key.write_text("x")
+    old.write_text("x")
+    s = load_settings({
+        "STREAMD_JWT_ALGORITHM": "EdDSA", "STREAMD_JWT_PRIVATE_KEY": str(key),
+        "STREAMD_JWT_KEY_ID": "2026-01", "STREAMD_JWT_PREVIOUS_KEYS": f"2025-06={old}, ",
+        "STREAMD_CORS_ORIGINS": "https://app.example.com/, http://localhost:3000",
+        "STREAMD_SMTP_HOST": "smtp.example.com", "STREAMD_SMTP_USERNAME": "u",
+        "STREAMD_SMTP_PASSWORD": "hunter2hunter2", "STREAMD_PUBLIC_URL": "https://tv.example.org",
+    })  # fmt: skip
+    assert s.jwt_previous_keys == (("2025-06", old),)
+    assert s.cors_origins == ("https://app.example.com", "http://localhost:3000")
+    assert s.mail_from() == "streamd <noreply@tv.example.org>"
+    assert as_dict(s)["smtp_password"] == "***"
+
+    path = tmp_path / "streamd.toml"
+    path.write_text('cors_origins = ["https://a.example.com", "https://b.example.com"]\n')
+    assert load_settings({}, config_file=path).cors_origins == (
+        "https://a.example.com",
+        "https://b.example.com",
+    )
+
+
+def test_api_cross_field_rules(tmp_path: Path) -> None:
+    key = tmp_path / "key.pem"
+    key.write_text("x")
+    with pytest.raises(ConfigError, match="STREAMD_JWT_ALGORITHM=RS256 is invalid: expected "
+                       "STREAMD_JWT_PRIVATE_KEY"):  # fmt: skip
+        load_settings({"STREAMD_JWT_ALGORITHM": "RS256"})
+    with pytest.raises(ConfigError, match="STREAMD_JWT_ALGORITHM=HS256 is invalid"):
+        load_settings({"STREAMD_JWT_PRIVATE_KEY": str(key)})
+    with pytest.raises(ConfigError, match="kid '1' is the current STREAMD_JWT_KEY_ID"):
+        load_settings(
+            {
+                "STREAMD_JWT_ALGORITHM": "RS256",
+                "STREAMD_JWT_PRIVATE_KEY": str(key),
+                "STREAMD_JWT_KEY_ID": "1",
+                "STREAMD_JWT_PREVIOUS_KEYS": f"1={key}",
+            }
+        )
+    with pytest.raises(ConfigError, match="STREAMD_SMTP_USERNAME is invalid"):
+        load_settings({"STREAMD_SMTP_HOST": "h", "STREAMD_SMTP_USERNAME": "u"})
+    with pytest.raises(ConfigError, match="each KID once"):
+        load_settings(
+            {
+                "STREAMD_JWT_ALGORITHM": "RS256",
+                "STREAMD_JWT_PRIVATE_KEY": str(key),
+                "STREAMD_JWT_PREVIOUS_KEYS": f"a={key},a={key}",
+            }
+        )

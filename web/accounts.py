@@ -10,6 +10,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from db import users
+from db.types import Executor
+from web.passwords import weakness
 
 ROLES = ("viewer", "creator", "admin")
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,50}$")
@@ -29,25 +31,33 @@ class AccountError(ValueError):
 
 
 def check_username(username: str) -> str:
-    if not USERNAME.match(username):
+    if not USERNAME.fullmatch(username):
         raise AccountError("username", "3-50 characters: letters, digits, '_', '.', '-'")
     return username
 
 
 def check_email(email: str) -> str:
     email = email.strip()
-    if len(email) > 255 or not EMAIL.match(email):
+    if len(email) > 255 or not EMAIL.fullmatch(email):
         raise AccountError("email", "not an email address")
     return email
 
 
-def check_password(password: str, *, username: str = "") -> str:
+def check_password(
+    password: str, *, username: str = "", email: str = "", field: str = "password"
+) -> str:
+    """Length, variety, and the guessable: common passwords and the account's own names."""
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise AccountError("password", f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
+        raise AccountError(field, f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
     if len(set(password)) < 4:
-        raise AccountError("password", "uses too few different characters")
+        raise AccountError(field, "uses too few different characters")
     if username and username.lower() in password.lower():
-        raise AccountError("password", "must not contain the username")
+        raise AccountError(field, "must not contain the username")
+    local = email.partition("@")[0].lower()
+    if len(local) >= 3 and local in password.lower():
+        raise AccountError(field, "must not contain your email address")
+    if (why := weakness(password)) is not None:
+        raise AccountError(field, why)
     return password
 
 
@@ -58,6 +68,7 @@ def check_role(role: str) -> str:
 
 
 def hash_password(password: str) -> str:
+    """argon2id; ~50 ms of CPU: call it through ``asyncio.to_thread`` from async code."""
     return _hasher.hash(password)
 
 
@@ -69,12 +80,12 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 
 async def create_user(
-    conn: asyncpg.Connection, *, username: str, email: str, password: str, role: str
+    conn: Executor, *, username: str, email: str, password: str, role: str
 ) -> asyncpg.Record:
     """Validate and insert a user; AccountError for rule breaks and taken names or emails."""
     check_username(username)
     email = check_email(email)
-    check_password(password, username=username)
+    check_password(password, username=username, email=email)
     check_role(role)
     password_hash = await asyncio.to_thread(hash_password, password)  # ~50 ms of CPU, off-loop
     try:
@@ -84,3 +95,19 @@ async def create_user(
     except asyncpg.UniqueViolationError as exc:
         field = "email" if "email" in (exc.constraint_name or "") else "username"
         raise AccountError(field, "is already taken") from None
+
+
+async def hash_password_off_loop(password: str) -> str:
+    return await asyncio.to_thread(hash_password, password)
+
+
+_DUMMY_HASH = hash_password("streamd dummy password, never valid")
+
+
+async def verify_password_off_loop(password_hash: str | None, password: str) -> bool:
+    """Verify in a worker thread. With no hash (unknown account) a dummy hash is verified
+    anyway, so "no such user" and "wrong password" take the same time."""
+    if password_hash is None:
+        await asyncio.to_thread(verify_password, _DUMMY_HASH, password)
+        return False
+    return await asyncio.to_thread(verify_password, password_hash, password)

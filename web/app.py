@@ -11,17 +11,37 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute, Route
 
 from config.settings import Settings
 from db import cache
 from db.pools import Database, open_database
+from web import auth, housekeeping, lives, users
+from web.api import Endpoint, StopLive, to_routes
+from web.docs import docs_page, docs_script
 from web.errors import EXCEPTION_HANDLERS
 from web.health import health, ready
+from web.mail import create_mailer
 from web.metrics import HttpMetrics, metrics_endpoint
 from web.middleware import RequestContextMiddleware
+from web.openapi import build_document, openapi_endpoint
+from web.tokens import load_key_set
 
 log = logging.getLogger(__name__)
+
+# Every API route, in matching order (/api/users/me before /api/users/{username}).
+ENDPOINTS: list[Endpoint] = [*auth.ENDPOINTS, *users.ENDPOINTS, *lives.ENDPOINTS]
+
+
+def cache_slots(db: Database, settings: Settings) -> asyncio.Semaphore | None:
+    """How many cache misses may compute at once (see web.lives._cached); None: no room for
+    the cache's lock connection beside the query's."""
+    if db.has_replica:
+        return asyncio.Semaphore(settings.db_pool_max)
+    if settings.db_pool_max < 2:
+        return None
+    return asyncio.Semaphore(settings.db_pool_max // 2)
 
 
 def create_app(
@@ -30,44 +50,71 @@ def create_app(
     *,
     registry: CollectorRegistry | None = None,
     database: Database | None = None,
+    stop_live: StopLive | None = None,
 ) -> Starlette:
-    """Build the app; pools and background tasks open when the app starts, not here.
+    """Build the app; keys, pools and background tasks open when the app starts, not here.
 
     ``database``: pools the caller opened and will close (shared with ingest in ``serve``);
     otherwise the app opens its own from ``database_url``. ``registry``: where metrics go.
+    ``stop_live(live_id, reason) -> bool``: cuts a publish held by this process (``serve``
+    passes the RTMP server's); without it, stopping a live only marks it ended and NOTIFYs.
     """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = HttpMetrics(registry)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.keys = load_key_set(settings)  # reads (or creates) the JWT secret/key files
         db = database if database is not None else await open_database(database_url, settings)
         app.state.db = db
         app.state.cache = cache.Cache(db.primary)
-        cleanup = asyncio.create_task(
-            cache.run_cleanup(db.primary, settings.cache_cleanup_interval), name="cache-cleanup"
-        )
+        app.state.cache_slots = cache_slots(db, settings)
+        app.state.mailer = create_mailer(settings, db.primary)
+        tasks = [
+            asyncio.create_task(
+                cache.run_cleanup(db.primary, settings.cache_cleanup_interval),
+                name="cache-cleanup",
+            ),
+            asyncio.create_task(housekeeping.run(db.primary, settings), name="housekeeping"),
+        ]
         try:
             yield
         finally:
-            cleanup.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await cleanup
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if database is None:
                 await db.close()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+        Route("/docs", docs_page, methods=["GET"]),
+        Route("/docs/app.js", docs_script, methods=["GET"]),
+        *to_routes(ENDPOINTS),
     ]
+    middleware = [Middleware(RequestContextMiddleware, metrics=metrics)]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                expose_headers=["X-Request-ID", "Retry-After"],
+                max_age=600,
+            )
+        )
     handlers: Any = EXCEPTION_HANDLERS
     app = Starlette(
-        routes=routes,
-        middleware=[Middleware(RequestContextMiddleware, metrics=metrics)],
-        exception_handlers=handlers,
-        lifespan=lifespan,
+        routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan
     )
     app.state.settings = settings
     app.state.metrics_registry = registry
+    app.state.stop_live = stop_live
+    app.state.openapi = build_document(ENDPOINTS)
     return app

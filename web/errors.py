@@ -33,6 +33,16 @@ class ApiError(Exception):
         self.details = details
 
 
+def validation_error(details: list[dict[str, str]]) -> ApiError:
+    """422 listing each field that failed: ``[{"field": "password", "message": "..."}]``."""
+    fields = ", ".join(dict.fromkeys(d["field"] for d in details))
+    return ApiError(422, "validation_error", f"invalid request: check {fields}", details=details)
+
+
+def field_error(field: str, message: str) -> ApiError:
+    return validation_error([{"field": field, "message": message}])
+
+
 def error_response(
     status: int,
     code: str,

@@ -1,0 +1,66 @@
+"""Fixtures of the API tests: ``make_api(**settings)`` and ``api`` (default settings).
+
+Passwords are hashed with argon2id at a low cost here (the production cost is ~0.3 s of CPU per
+hash on purpose; the suite hashes and verifies hundreds of times). test_api_passwords.py checks
+the production parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from api_helpers import Api, MakeApi
+from argon2 import PasswordHasher
+from starlette.applications import Starlette
+
+from config.settings import Settings
+from web import accounts
+from web.app import create_app
+
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(accounts, "_hasher", CHEAP_HASHER)
+    monkeypatch.setattr(accounts, "_DUMMY_HASH", CHEAP_HASHER.hash("dummy password"))
+
+
+@pytest.fixture
+async def make_api(database_url: str) -> AsyncIterator[MakeApi]:
+    """Build an app with these settings (``Settings`` keyword arguments); closed at the end."""
+    stack: list[tuple[Starlette, httpx.AsyncClient, Any]] = []
+
+    async def build(**overrides: Any) -> Api:
+        stopped: list[tuple[int, str]] = []
+
+        def stop_live(live_id: int, reason: str) -> bool:
+            stopped.append((live_id, reason))
+            return True
+
+        settings = Settings(**{"jwt_secret": "s" * 40, **overrides})
+        app = create_app(settings, database_url, stop_live=stop_live)
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+        stack.append((app, client, lifespan))
+        return Api(app, client, app.state.db.primary, stopped)
+
+    yield build
+    for app, client, lifespan in reversed(stack):
+        await client.aclose()
+        try:
+            # A failed test may leave a connection checked out: do not wait on it forever.
+            await asyncio.wait_for(lifespan.__aexit__(None, None, None), 60)
+        except TimeoutError:
+            app.state.db.primary.terminate()
+            raise
+
+
+@pytest.fixture
+async def api(make_api: MakeApi) -> Api:
+    return await make_api()

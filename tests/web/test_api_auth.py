@@ -1,0 +1,307 @@
+"""Register, login, refresh, logout, email verification and password reset, through HTTP."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from api_helpers import PASSWORD, Api, MakeApi
+
+from db import users
+
+GOOD = "a quiet harbour at dawn"
+
+
+def _token(body: str) -> str:
+    match = re.search(r'"token": "([A-Za-z0-9_-]+)"', body)
+    assert match, body
+    return match.group(1)
+
+
+async def test_register_login_me_refresh_logout(api: Api) -> None:
+    c = api.client
+    r = await c.post(
+        "/api/auth/register",
+        json={"username": "alice", "email": "Alice@Example.com", "password": GOOD},
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["token_type"] == "bearer" and body["expires_in"] == 900
+    assert body["user"]["username"] == "alice" and body["user"]["role"] == "viewer"
+    assert body["user"]["email_verified"] is False
+    assert "password" not in r.text
+
+    # The username field also takes the email, in any case.
+    login = await api.login("alice@example.COM", GOOD)
+    headers = {"Authorization": f"Bearer {login['access_token']}"}
+    me = (await c.get("/api/users/me", headers=headers)).json()
+    assert {k: me[k] for k in ("username", "email", "role")} == {
+        "username": "alice",
+        "email": "Alice@Example.com",
+        "role": "viewer",
+    }
+
+    refreshed = (
+        await c.post("/api/auth/refresh", json={"refresh_token": login["refresh_token"]})
+    ).json()
+    assert refreshed["refresh_token"] != login["refresh_token"]
+    assert refreshed["user"]["id"] == me["id"]
+    new_headers = {"Authorization": f"Bearer {refreshed['access_token']}"}
+    assert (await c.get("/api/users/me", headers=new_headers)).status_code == 200
+
+    # Logout ends the session: its access token and its refresh token stop working at once.
+    assert (await c.post("/api/auth/logout", headers=new_headers)).status_code == 204
+    assert (await c.get("/api/users/me", headers=new_headers)).status_code == 401
+    assert (await c.get("/api/users/me", headers=headers)).status_code == 401  # same session
+    r = await c.post("/api/auth/refresh", json={"refresh_token": refreshed["refresh_token"]})
+    assert r.status_code == 401
+    # The registration's own session is another one, still open.
+    first = {"Authorization": f"Bearer {body['access_token']}"}
+    assert (await c.get("/api/users/me", headers=first)).status_code == 200
+    # Logout everywhere ends it too.
+    assert (await c.post("/api/auth/logout", json={"everywhere": True},
+                         headers=first)).status_code == 204  # fmt: skip
+    assert (await c.get("/api/users/me", headers=first)).status_code == 401
+
+
+async def test_refresh_reuse_revokes_the_whole_family(api: Api) -> None:
+    user = await api.make_user(login=True)
+    c = api.client
+    first = (await c.post("/api/auth/refresh", json={"refresh_token": user.refresh})).json()
+    second = (
+        await c.post("/api/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    ).json()
+    # The first token, already rotated, comes back: someone copied it.
+    r = await c.post("/api/auth/refresh", json={"refresh_token": user.refresh})
+    assert r.status_code == 401
+    assert "already used" in r.json()["error"]["message"]
+    # Every token of the family is dead: the newest refresh token and the access tokens.
+    r = await c.post("/api/auth/refresh", json={"refresh_token": second["refresh_token"]})
+    assert r.status_code == 401 and "ended" in r.json()["error"]["message"]
+    for access in (user.access, first["access_token"], second["access_token"]):
+        r = await c.get("/api/users/me", headers={"Authorization": f"Bearer {access}"})
+        assert r.status_code == 401
+    # Another login of the same user is another family, unaffected.
+    other = await api.login(user.username, PASSWORD)
+    r = await c.post("/api/auth/refresh", json={"refresh_token": other["refresh_token"]})
+    assert r.status_code == 200
+
+
+async def test_logout_of_another_refresh_token_and_unknown_tokens(api: Api) -> None:
+    user = await api.make_user()
+    other_session = await api.login(user.username, PASSWORD)
+    c = api.client
+    r = await c.post("/api/auth/logout", json={"refresh_token": "nope" * 10}, headers=user.auth)
+    assert r.status_code == 422
+    assert r.json()["error"]["details"] == [
+        {"field": "refresh_token", "message": "unknown refresh token"}
+    ]
+    r = await c.post("/api/auth/logout", json={"refresh_token": other_session["refresh_token"]},
+                     headers=user.auth)  # fmt: skip
+    assert r.status_code == 204
+    r = await c.post("/api/auth/refresh", json={"refresh_token": other_session["refresh_token"]})
+    assert r.status_code == 401
+    assert (await c.get("/api/users/me", headers=user.auth)).status_code == 200
+    # Someone else's refresh token is not yours to end.
+    stranger = await api.make_user()
+    r = await c.post("/api/auth/logout", json={"refresh_token": stranger.refresh},
+                     headers=user.auth)  # fmt: skip
+    assert r.status_code == 204
+    assert (
+        await c.post("/api/auth/refresh", json={"refresh_token": stranger.refresh})
+    ).status_code == 200
+
+
+async def test_password_change_revokes_every_session(api: Api) -> None:
+    user = await api.make_user(login=True)
+    other = await api.login(user.username, PASSWORD)
+    c = api.client
+    r = await c.patch("/api/users/me", json={"new_password": "a brand new phrase"},
+                      headers=user.auth)  # fmt: skip
+    assert r.status_code == 422
+    assert r.json()["error"]["details"][0]["field"] == "current_password"
+    r = await c.patch("/api/users/me",
+                      json={"current_password": "wrong wrong wrong", "new_password": GOOD},
+                      headers=user.auth)  # fmt: skip
+    assert r.status_code == 422 and "not your current password" in r.text
+    r = await c.patch("/api/users/me", json={"current_password": PASSWORD,
+                                             "new_password": f"{user.username} rocks!!"},
+                      headers=user.auth)  # fmt: skip
+    assert r.status_code == 422
+    assert r.json()["error"]["details"] == [
+        {"field": "new_password", "message": "must not contain the username"}
+    ]
+    r = await c.patch("/api/users/me",
+                      json={"current_password": PASSWORD, "new_password": GOOD, "bio": "hi"},
+                      headers=user.auth)  # fmt: skip
+    assert r.status_code == 200 and r.json()["bio"] == "hi"
+    for access in (user.access, other["access_token"]):
+        r = await c.get("/api/users/me", headers={"Authorization": f"Bearer {access}"})
+        assert r.status_code == 401
+    for refresh in (user.refresh, other["refresh_token"]):
+        assert (await c.post("/api/auth/refresh",
+                             json={"refresh_token": refresh})).status_code == 401  # fmt: skip
+    r = await c.post("/api/auth/login", json={"username": user.username, "password": PASSWORD})
+    assert r.status_code == 401
+    await api.login(user.username, GOOD)
+
+
+async def test_email_verification_through_the_outbox(api: Api) -> None:
+    c = api.client
+    r = await c.post(
+        "/api/auth/register",
+        json={"username": "vera", "email": "vera@example.com", "password": GOOD},
+    )
+    headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    mail = await api.last_mail("vera@example.com", "verify_email")
+    assert mail["subject"] == "Confirm your email address for streamd"
+    assert "http://localhost:8080/verify-email?token=" in mail["body"]
+    token = _token(mail["body"])
+    r = await c.post("/api/auth/verify-email", json={"token": "x" * 43})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_token"
+    r = await c.post("/api/auth/verify-email", json={"token": token})
+    assert r.status_code == 200 and r.json()["email_verified"] is True
+    assert (await c.post("/api/auth/verify-email", json={"token": token})).status_code == 400
+    r = await c.post("/api/auth/verify-email/resend", headers=headers)
+    assert r.status_code == 202 and "already verified" in r.json()["message"]
+
+
+async def test_resend_verification(api: Api) -> None:
+    user = await api.make_user()
+    r = await api.client.post("/api/auth/verify-email/resend", headers=user.auth)
+    assert r.status_code == 202
+    token = _token((await api.last_mail(user.email, "verify_email"))["body"])
+    r = await api.client.post("/api/auth/verify-email", json={"token": token})
+    assert r.json()["email_verified"] is True
+
+
+async def test_password_reset_through_the_outbox(api: Api) -> None:
+    user = await api.make_user(login=True)
+    c = api.client
+    unknown = await c.post("/api/auth/password-reset", json={"email": "nobody@example.com"})
+    known = await c.post("/api/auth/password-reset", json={"email": user.email.upper()})
+    assert unknown.status_code == known.status_code == 202
+    assert unknown.json() == known.json()  # no hint whether the address has an account
+    token = _token((await api.last_mail(user.email, "reset_password"))["body"])
+
+    r = await c.post(
+        "/api/auth/password-reset/confirm", json={"token": token, "new_password": "password2024!"}
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["details"][0]["field"] == "new_password"
+    assert "common password" in r.json()["error"]["details"][0]["message"]
+    # The failed try did not use the token up.
+    r = await c.post(
+        "/api/auth/password-reset/confirm", json={"token": token, "new_password": GOOD}
+    )
+    assert r.status_code == 200, r.text
+    r = await c.post(
+        "/api/auth/password-reset/confirm", json={"token": token, "new_password": GOOD + "x"}
+    )
+    assert r.status_code == 400  # once only
+    # Every session ended; the new password works, the old one does not.
+    assert (await c.get("/api/users/me", headers=user.auth)).status_code == 401
+    r = await c.post("/api/auth/login", json={"username": user.username, "password": PASSWORD})
+    assert r.status_code == 401
+    await api.login(user.username, GOOD)
+
+
+async def test_login_throttled_per_account_with_retry_after(make_api: MakeApi) -> None:
+    api = await make_api(login_max_failures=3, login_window=600)
+    user = await api.make_user()
+    c = api.client
+    wrong = {"username": user.username, "password": "not the password"}
+    for _ in range(3):
+        assert (await c.post("/api/auth/login", json=wrong)).status_code == 401
+    r = await c.post("/api/auth/login", json=wrong)
+    assert r.status_code == 429
+    assert r.json()["error"]["code"] == "too_many_attempts"
+    assert 590 <= int(r.headers["retry-after"]) <= 600
+    # The right password does not get through either while the account is locked …
+    r = await c.post("/api/auth/login", json={"username": user.email, "password": PASSWORD})
+    assert r.status_code == 429
+    # … while another account from the same address still can.
+    other = await api.make_user()
+    await api.login(other.username, PASSWORD)
+
+
+async def test_login_throttled_per_client_address(make_api: MakeApi) -> None:
+    api = await make_api(login_max_failures_per_ip=4, login_max_failures=100)
+    c = api.client
+    for n in range(4):
+        r = await c.post("/api/auth/login", json={"username": f"ghost{n}", "password": "x" * 10})
+        assert r.status_code == 401
+    r = await c.post("/api/auth/login", json={"username": "ghost9", "password": "x" * 10})
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+
+
+async def test_a_success_resets_the_account_counter(make_api: MakeApi) -> None:
+    api = await make_api(login_max_failures=2)
+    user = await api.make_user()
+    wrong = {"username": user.username, "password": "not the password"}
+    for _ in range(3):
+        assert (await api.client.post("/api/auth/login", json=wrong)).status_code == 401
+        await api.login(user.username, PASSWORD)
+
+
+@pytest.mark.parametrize(
+    ("payload", "fields"),
+    [
+        ({}, ["username", "email", "password"]),
+        ({"username": "a", "email": "nope", "password": "short"},
+         ["username", "email", "password"]),
+        ({"username": "bob", "email": "bob@example.com", "password": GOOD, "admin": True},
+         ["admin"]),
+        ({"username": "bob", "email": "bob@example.com", "password": "Password123!"},
+         ["password"]),
+        ({"username": "bob", "email": "bob@example.com", "password": "bob is the best"},
+         ["password"]),
+        ({"username": "bob", "email": "roberto@example.com", "password": "i am roberto ok"},
+         ["password"]),
+        ({"username": "bob\x00", "email": "bob@example.com", "password": GOOD}, ["username"]),
+        # "$" of Python's re.match also matches before a final newline: never let one through.
+        ({"username": "bob\n", "email": "bob@example.com", "password": GOOD}, ["username"]),
+    ],
+)  # fmt: skip
+async def test_register_validation_lists_the_fields(
+    api: Api, payload: dict[str, object], fields: list[str]
+) -> None:
+    r = await api.client.post("/api/auth/register", json=payload)
+    assert r.status_code == 422
+    error = r.json()["error"]
+    assert error["code"] == "validation_error"
+    assert [d["field"] for d in error["details"]] == fields
+    assert all(d["message"] for d in error["details"])
+
+
+async def test_register_taken_name_or_email_is_409(api: Api) -> None:
+    user = await api.make_user()
+    for payload, field in (
+        ({"username": user.username.upper(), "email": "new@example.com"}, "username"),
+        ({"username": "newname", "email": user.email.upper()}, "email"),
+    ):
+        r = await api.client.post("/api/auth/register", json={**payload, "password": GOOD})
+        assert r.status_code == 409
+        assert r.json()["error"]["details"] == [{"field": field, "message": "is already taken"}]
+
+
+async def test_malformed_json_and_huge_bodies(api: Api) -> None:
+    r = await api.client.post("/api/auth/login", content=b"{not json")
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "body"
+    r = await api.client.post("/api/auth/login", content=b"[1, 2]")
+    assert r.status_code == 422
+    r = await api.client.post("/api/auth/login", content=b"{" + b" " * 70_000 + b"}")
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+
+async def test_deactivated_account_cannot_log_in(api: Api) -> None:
+    user = await api.make_user()
+    await users.set_role_and_active(api.pool, user.id, role=None, is_active=False)
+    r = await api.client.post(
+        "/api/auth/login", json={"username": user.username, "password": PASSWORD}
+    )
+    assert r.status_code == 403 and r.json()["error"]["code"] == "account_deactivated"
+    r = await api.client.post(
+        "/api/auth/login", json={"username": user.username, "password": "wrong password"}
+    )
+    assert r.status_code == 401

@@ -1,0 +1,276 @@
+"""``/api/auth``: register, login, refresh, logout, email verification, password reset."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+
+import asyncpg
+from starlette.background import BackgroundTask
+from starlette.responses import JSONResponse
+
+from db import auth as auth_db
+from db import throttle, users
+from web.accounts import (
+    AccountError,
+    check_password,
+    create_user,
+    hash_password_off_loop,
+    verify_password_off_loop,
+)
+from web.api import Call, Endpoint
+from web.authn import new_secret_token, token_digest, unauthorized
+from web.errors import ApiError, field_error
+from web.mail import Mail, MailError
+from web.schemas import (
+    Accepted,
+    LoginIn,
+    LogoutIn,
+    PasswordResetConfirmIn,
+    PasswordResetIn,
+    RefreshIn,
+    RegisterIn,
+    TokenOut,
+    UserOut,
+    VerifyEmailIn,
+)
+
+log = logging.getLogger(__name__)
+
+VERIFY_EMAIL_TTL_S = 48 * 3600.0
+RESET_PASSWORD_TTL_S = 3600.0
+
+
+async def start_session(call: Call, user: asyncpg.Record) -> TokenOut:
+    """A new login session for ``user``: its first refresh token and an access token."""
+    refresh, digest = new_secret_token()
+    session_id = await auth_db.create_session(
+        call.db.primary, user_id=user["id"], token_hash=digest,
+        ttl=call.settings.refresh_token_ttl, user_agent=call.user_agent, ip=call.client_ip,
+    )  # fmt: skip
+    access = call.keys.issue(user_id=user["id"], session_id=session_id, role=user["role"])
+    return TokenOut(
+        access_token=access, refresh_token=refresh, expires_in=int(call.keys.ttl_s),
+        user=UserOut.from_row(user),
+    )  # fmt: skip
+
+
+async def send_verification(call: Call, user_id: int, email: str) -> None:
+    token, digest = new_secret_token()
+    await auth_db.create_account_token(
+        call.db.primary, user_id=user_id, purpose="verify_email", email=email,
+        token_hash=digest, ttl=VERIFY_EMAIL_TTL_S,
+    )  # fmt: skip
+    link = f"{call.settings.http_base_url()}/verify-email?token={token}"
+    await call.mailer.send(Mail(
+        to=email, subject="Confirm your email address for streamd", kind="verify_email",
+        body=f"Open this link to confirm your address:\n\n  {link}\n\n"
+             f"(or POST {{\"token\": \"{token}\"}} to /api/auth/verify-email)\n"
+             "The link is valid for 48 hours. If you did not sign up, ignore this message.\n",
+    ))  # fmt: skip
+
+
+async def register(call: Call) -> TokenOut:
+    body = await call.body(RegisterIn)
+    try:
+        user = await create_user(
+            call.db.primary, username=body.username, email=body.email, password=body.password,
+            role="viewer",
+        )  # fmt: skip
+    except AccountError as exc:
+        if exc.message == "is already taken":
+            raise ApiError(
+                409,
+                "already_taken",
+                f"{exc.field} is already taken",
+                details=[{"field": exc.field, "message": exc.message}],
+            ) from None
+        raise field_error(exc.field, exc.message) from None
+    try:
+        await send_verification(call, user["id"], user["email"])
+    except MailError:
+        log.warning("user %s registered, but the verification mail failed", user["username"])
+    return await start_session(call, user)
+
+
+async def login(call: Call) -> TokenOut:
+    body = await call.body(LoginIn)
+    settings = call.settings
+    user = await users.get_login(call.db.primary, body.username)
+    account_key = f"user:{user['id']}" if user else f"login:{body.username.lower()}"
+    ip_key = f"ip:{call.client_ip}"
+    counts = await throttle.count_attempt(
+        call.db.primary, [account_key, ip_key], window_s=settings.login_window
+    )
+    limits = {account_key: settings.login_max_failures, ip_key: settings.login_max_failures_per_ip}
+    waits = [remaining for key, (n, remaining) in counts.items() if n > limits[key]]
+    if waits:
+        retry = str(max(1, math.ceil(max(waits))))
+        raise ApiError(429, "too_many_attempts",
+                       f"too many failed logins; try again in {retry} s",
+                       headers={"Retry-After": retry})  # fmt: skip
+    password_hash = user["password_hash"] if user else None
+    if not await verify_password_off_loop(password_hash, body.password) or user is None:
+        raise ApiError(401, "invalid_credentials", "wrong username or password")
+    if not user["is_active"]:
+        raise ApiError(403, "account_deactivated", "this account is deactivated")
+    await throttle.forgive(call.db.primary, clear=[account_key], give_back=[ip_key])
+    return await start_session(call, user)
+
+
+_REFRESH_REFUSED = {
+    "unknown": "unknown refresh token",
+    "expired": "refresh token expired; log in again",
+    "revoked": "this session has ended; log in again",
+    "reused": "refresh token already used: the session is revoked; log in again",
+    "inactive": "this account is deactivated",
+}
+
+
+async def refresh(call: Call) -> TokenOut:
+    body = await call.body(RefreshIn)
+    new_token, new_digest = new_secret_token()
+    async with call.db.primary.acquire() as conn:
+        rotation = await auth_db.rotate_refresh_token(
+            conn, token_hash=token_digest(body.refresh_token), new_hash=new_digest,
+            ttl=call.settings.refresh_token_ttl,
+        )  # fmt: skip
+    if rotation.outcome != "rotated":
+        if rotation.outcome == "reused":
+            log.warning("refresh token reuse: session %s of user %s revoked",
+                        rotation.session_id, rotation.user_id)  # fmt: skip
+        raise unauthorized(_REFRESH_REFUSED[rotation.outcome])
+    assert rotation.user_id is not None and rotation.session_id is not None
+    user = await users.get_by_id(call.db.primary, rotation.user_id)
+    assert user is not None  # the session's user: sessions are deleted with their user
+    access = call.keys.issue(user_id=user["id"], session_id=rotation.session_id, role=user["role"])
+    return TokenOut(
+        access_token=access, refresh_token=new_token, expires_in=int(call.keys.ttl_s),
+        user=UserOut.from_row(user),
+    )  # fmt: skip
+
+
+async def logout(call: Call) -> None:
+    body = await call.body(LogoutIn)
+    me = call.user
+    if body.everywhere:
+        await auth_db.revoke_user_sessions(call.db.primary, me.id, reason="logout_everywhere")
+        return
+    session_id = me.session_id
+    if body.refresh_token is not None:
+        found = await auth_db.session_of_refresh_token(
+            call.db.primary, token_digest(body.refresh_token)
+        )
+        if found is None:
+            raise field_error("refresh_token", "unknown refresh token")
+        session_id = found
+    if not await auth_db.revoke_session(call.db.primary, session_id, user_id=me.id,
+                                        reason="logout"):  # fmt: skip
+        # Not this user's session, or already ended: say nothing about other people's tokens.
+        log.info("logout of user %s named a session that is not theirs or ended", me.id)
+
+
+async def verify_email(call: Call) -> UserOut:
+    body = await call.body(VerifyEmailIn)
+    used = await auth_db.use_account_token(
+        call.db.primary, token_hash=token_digest(body.token), purpose="verify_email"
+    )
+    user = None
+    if used is not None:
+        user = await users.mark_email_verified(call.db.primary, used["user_id"], used["email"])
+    if user is None:
+        raise ApiError(400, "invalid_token", "this verification link is invalid or expired")
+    return UserOut.from_row(user)
+
+
+async def resend_verification(call: Call) -> Accepted:
+    user = await users.get_by_id(call.db.primary, call.user.id)
+    assert user is not None
+    if user["email_verified_at"] is not None:
+        return Accepted(message="this email address is already verified")
+    try:
+        await send_verification(call, user["id"], user["email"])
+    except MailError:
+        raise ApiError(503, "mail_unavailable", "the mail could not be sent; retry later",
+                       headers={"Retry-After": "60"}) from None  # fmt: skip
+    return Accepted(message=f"a verification link was sent to {user['email']}")
+
+
+async def request_password_reset(call: Call) -> JSONResponse:
+    body = await call.body(PasswordResetIn)
+    # The same answer, at the same speed, whether or not the address has an account: the
+    # lookup and the mail happen after the response.
+    reply = Accepted(message="if an account has this address, a reset link was sent to it")
+    return JSONResponse(reply.model_dump(), status_code=202,
+                        background=BackgroundTask(_send_reset, call, body.email))  # fmt: skip
+
+
+async def _send_reset(call: Call, email: str) -> None:
+    user = await users.get_by_email(call.db.primary, email)
+    if user is None or not user["is_active"]:
+        return
+    token, digest = new_secret_token()
+    await auth_db.create_account_token(
+        call.db.primary, user_id=user["id"], purpose="reset_password", email=user["email"],
+        token_hash=digest, ttl=RESET_PASSWORD_TTL_S,
+    )  # fmt: skip
+    link = f"{call.settings.http_base_url()}/reset-password?token={token}"
+    with contextlib.suppress(MailError):  # logged by the mailer; the person can ask again
+        await call.mailer.send(Mail(
+            to=user["email"], subject="Reset your streamd password", kind="reset_password",
+            body=f"Open this link to choose a new password:\n\n  {link}\n\n"
+                 f"(or POST {{\"token\": \"{token}\", \"new_password\": ...}} to "
+                 "/api/auth/password-reset/confirm)\n"
+                 "The link is valid for one hour and works once. If you did not ask for it, "
+                 "ignore this message: your password is unchanged.\n",
+        ))  # fmt: skip
+
+
+async def confirm_password_reset(call: Call) -> UserOut:
+    body = await call.body(PasswordResetConfirmIn)
+    async with call.db.primary.acquire() as conn, conn.transaction():
+        # Consumed inside the transaction: a new password that breaks a rule rolls it back,
+        # so the link still works for a second try.
+        used = await auth_db.use_account_token(
+            conn, token_hash=token_digest(body.token), purpose="reset_password"
+        )
+        user = await users.get_by_id(conn, used["user_id"]) if used else None
+        if user is None or not user["is_active"]:
+            raise ApiError(400, "invalid_token", "this reset link is invalid or expired")
+        try:
+            check_password(body.new_password, username=user["username"], email=user["email"],
+                           field="new_password")  # fmt: skip
+        except AccountError as exc:
+            raise field_error(exc.field, exc.message) from None
+        await users.set_password_hash(
+            conn, user["id"], await hash_password_off_loop(body.new_password)
+        )
+        await auth_db.revoke_user_sessions(conn, user["id"], reason="password_reset")
+    return UserOut.from_row(user)
+
+
+ENDPOINTS = [
+    Endpoint("POST", "/api/auth/register", register, "Create an account (role viewer) and log in",
+             "auth", body=RegisterIn, response=TokenOut, status=201, errors=(409,)),
+    Endpoint("POST", "/api/auth/login", login, "Log in with username or email and password",
+             "auth", body=LoginIn, response=TokenOut, errors=(401, 403, 429)),
+    Endpoint("POST", "/api/auth/refresh", refresh,
+             "Trade a refresh token for a new pair (each refresh token works once)",
+             "auth", body=RefreshIn, response=TokenOut, errors=(401,)),
+    Endpoint("POST", "/api/auth/logout", logout,
+             "End this session (or the one of a refresh token, or every session)",
+             "auth", auth="user", body=LogoutIn),
+    Endpoint("POST", "/api/auth/verify-email", verify_email,
+             "Confirm an email address with the token sent by mail", "auth",
+             body=VerifyEmailIn, response=UserOut, errors=(400,)),
+    Endpoint("POST", "/api/auth/verify-email/resend", resend_verification,
+             "Send a new verification mail", "auth", auth="user", response=Accepted,
+             status=202, errors=(503,)),
+    Endpoint("POST", "/api/auth/password-reset", request_password_reset,
+             "Mail a password-reset link (same answer whether or not the address is known)",
+             "auth", body=PasswordResetIn, response=Accepted, status=202),
+    Endpoint("POST", "/api/auth/password-reset/confirm", confirm_password_reset,
+             "Set a new password with the mailed token; ends every session", "auth",
+             body=PasswordResetConfirmIn, response=UserOut, errors=(400,)),
+]  # fmt: skip

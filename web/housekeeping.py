@@ -1,0 +1,32 @@
+"""Deleting what the accounts API leaves behind: ended sessions, used or expired tokens, old
+login counters and old outbox mail. A background task of the app; failures are logged only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+from config.settings import Settings
+from db import auth, outbox, throttle
+
+log = logging.getLogger(__name__)
+OUTBOX_KEEP_S = 7 * 86400.0
+
+
+async def clean_once(pool: asyncpg.Pool, settings: Settings) -> int:
+    deleted = await auth.delete_expired(pool)
+    deleted += await throttle.delete_expired(pool, window_s=settings.login_window)
+    deleted += await outbox.delete_older_than(pool, OUTBOX_KEEP_S)
+    return deleted
+
+
+async def run(pool: asyncpg.Pool, settings: Settings) -> None:
+    while True:
+        try:
+            if deleted := await clean_once(pool, settings):
+                log.info("accounts housekeeping deleted %d rows", deleted)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            log.warning("accounts housekeeping failed, will retry: %s", exc)
+        await asyncio.sleep(settings.cache_cleanup_interval)

@@ -1,0 +1,345 @@
+"""Request and response bodies of the API (pydantic), shared with the OpenAPI document.
+
+Every string that reaches the database goes through :data:`Text`, which refuses NUL characters
+and unpaired surrogates (PostgreSQL cannot store either): a 422, never a 500.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import asyncpg
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+from web.accounts import (
+    PASSWORD_MAX,
+    PASSWORD_MIN,
+    USERNAME,
+    AccountError,
+    check_email,
+    check_password,
+    check_username,
+)
+
+Role = Literal["viewer", "creator", "admin"]
+LiveStatus = Literal["offline", "scheduled", "live", "ended"]
+
+
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+def _rule(check: Any) -> Any:
+    """Turn an account rule (raises AccountError) into a pydantic validator with its message."""
+
+    def validate(value: str) -> str:
+        try:
+            result: str = check(value)
+        except AccountError as exc:
+            raise ValueError(exc.message) from None
+        return result
+
+    return AfterValidator(validate)
+
+
+def _when(value: AwareDatetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be between the years 1970 and 9999") from None
+    if not 1970 <= utc.year <= 9998:
+        raise ValueError("must be between the years 1970 and 9999")
+    return utc
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() for c in value)
+    ):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+Token = Annotated[Text, Field(min_length=1, max_length=200)]
+Username = Annotated[
+    str, Field(json_schema_extra={"pattern": USERNAME.pattern}), _rule(check_username)
+]
+Email = Annotated[
+    Text, Field(max_length=255, json_schema_extra={"format": "email"}), _rule(check_email)
+]
+Password = Annotated[Text, Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)]
+When = Annotated[AwareDatetime, AfterValidator(_when)]
+Title = Annotated[Text, Field(min_length=1, max_length=100)]
+Description = Annotated[Text, Field(max_length=5000)]
+Bio = Annotated[Text, Field(max_length=2000)]
+AvatarUrl = Annotated[Text, Field(max_length=500), AfterValidator(_http_url)]
+Cursor = Annotated[Text, Field(max_length=100)]
+Limit = Annotated[int, Field(ge=1, le=100)]
+
+
+class Body(BaseModel):
+    """Request bodies: unknown fields are an error (a typo must not pass silently), and types
+    are strict (``0`` is not ``false``, ``"5"`` is not ``5``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Query(BaseModel):
+    """Query strings: unknown parameters are ignored, as browsers and proxies add some."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# --- auth ---
+
+
+class RegisterIn(Body):
+    username: Username
+    email: Email
+    password: Password
+
+    @field_validator("password")
+    @classmethod
+    def _password_rules(cls, password: str, info: ValidationInfo) -> str:
+        try:
+            return check_password(
+                password,
+                username=info.data.get("username", ""),
+                email=info.data.get("email", ""),
+            )
+        except AccountError as exc:
+            raise ValueError(exc.message) from None
+
+
+class LoginIn(Body):
+    username: Annotated[Text, Field(min_length=1, max_length=255)] = Field(
+        description="username or email address"
+    )
+    password: Annotated[Text, Field(min_length=1, max_length=PASSWORD_MAX)]
+
+
+class RefreshIn(Body):
+    refresh_token: Token
+
+
+class LogoutIn(Body):
+    refresh_token: Token | None = Field(
+        default=None, description="end the session of this refresh token (default: this one)"
+    )
+    everywhere: bool = Field(default=False, description="end every session of the account")
+
+
+class VerifyEmailIn(Body):
+    token: Token
+
+
+class PasswordResetIn(Body):
+    email: Annotated[Text, Field(min_length=1, max_length=255)]
+
+
+class PasswordResetConfirmIn(Body):
+    token: Token
+    new_password: Password
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    email: str
+    email_verified: bool
+    role: Role
+    bio: str | None
+    avatar_url: str | None
+    is_active: bool
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> UserOut:
+        return cls(
+            id=row["id"], username=row["username"], email=row["email"],
+            email_verified=row["email_verified_at"] is not None, role=row["role"],
+            bio=row["bio"], avatar_url=row["avatar"], is_active=row["is_active"],
+            created_at=row["created_at"],
+        )  # fmt: skip
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type
+    expires_in: int = Field(description="seconds the access token is valid")
+    user: UserOut
+
+
+class Accepted(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    message: str
+
+
+# --- users ---
+
+
+class UpdateMeIn(Body):
+    bio: Bio | None = None
+    avatar_url: AvatarUrl | None = None
+    current_password: Annotated[Text, Field(min_length=1, max_length=PASSWORD_MAX)] | None = None
+    new_password: Password | None = Field(
+        default=None,
+        description="needs current_password; ends every session, this one included",
+    )
+
+
+class ProfileOut(BaseModel):
+    id: int
+    username: str
+    role: Role
+    bio: str | None
+    avatar_url: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> ProfileOut:
+        return cls(
+            id=row["id"], username=row["username"], role=row["role"], bio=row["bio"],
+            avatar_url=row["avatar"], created_at=row["created_at"],
+        )  # fmt: skip
+
+
+class UserListQuery(Query):
+    cursor: Cursor | None = None
+    limit: Limit = 20
+    role: Role | None = None
+    active: bool | None = None
+
+
+class UserListOut(BaseModel):
+    items: list[UserOut]
+    next_cursor: str | None
+
+
+class AdminUserIn(Body):
+    role: Role | None = None
+    is_active: bool | None = Field(default=None, description="false deactivates the account")
+
+
+# --- lives ---
+
+
+class LiveCreateIn(Body):
+    title: Title
+    description: Description | None = None
+    scheduled_start: When | None = None
+    chat_enabled: bool = True
+
+
+class LiveUpdateIn(Body):
+    title: Title | None = None
+    description: Description | None = None
+    scheduled_start: When | None = Field(default=None, description="null clears the schedule")
+    chat_enabled: bool | None = None
+
+
+class LiveOut(BaseModel):
+    id: int
+    title: str
+    description: str | None
+    user_id: int
+    username: str
+    status: LiveStatus
+    scheduled_start: datetime | None
+    start_time: datetime | None
+    end_time: datetime | None
+    viewer_count: int
+    chat_enabled: bool
+    playback_url: str
+    thumbnail_url: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record, base_url: str) -> LiveOut:
+        hls = f"{base_url}/hls/{row['id']}"
+        return cls(
+            id=row["id"], title=row["title"], description=row["description"],
+            user_id=row["user_id"], username=row["username"], status=row["status"],
+            scheduled_start=row["scheduled_start"], start_time=row["start_time"],
+            end_time=row["end_time"], viewer_count=row["viewer_count"],
+            chat_enabled=row["chat_enabled"], playback_url=f"{hls}/master.m3u8",
+            thumbnail_url=f"{hls}/poster.jpg" if row["status"] == "live" else None,
+            created_at=row["created_at"], updated_at=row["updated_at"],
+        )  # fmt: skip
+
+
+class LiveListQuery(Query):
+    status: Literal["live", "scheduled", "ended"] | None = Field(
+        default=None, description="default: live, scheduled and ended"
+    )
+    user: Annotated[Text, Field(max_length=50)] | None = Field(
+        default=None, description="only this user's lives (username)"
+    )
+    cursor: Cursor | None = None
+    limit: Limit = 20
+
+
+class PageQuery(Query):
+    cursor: Cursor | None = None
+    limit: Limit = 20
+
+
+class LiveListOut(BaseModel):
+    items: list[LiveOut]
+    next_cursor: str | None
+
+
+class StreamKeyOut(BaseModel):
+    stream_key: str
+
+
+class IngestOut(BaseModel):
+    server: str = Field(description="OBS: Settings > Stream > Server")
+    stream_key: str = Field(description="OBS: Settings > Stream > Stream Key")
+    rtmps_server: str | None = Field(description="the same over TLS, when RTMPS is enabled")
+    whip_url: str | None = Field(description="WHIP endpoint (not available yet)")
+
+
+class StopOut(BaseModel):
+    live: LiveOut
+    disconnected: bool = Field(description="a publisher on this server was disconnected")
+
+
+# --- errors (documented on every operation) ---
+
+
+class FieldErrorOut(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBodyOut(BaseModel):
+    code: str
+    message: str
+    details: list[FieldErrorOut] | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBodyOut
