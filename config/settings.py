@@ -9,6 +9,7 @@ what is allowed; the CLI prints it and exits non-zero, with no traceback.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -17,6 +18,14 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+# A ladder rung as configured: (name, width, height, fps, bits per second). config/ stays free
+# of the packager's types; the composition root turns these into packager.types.Rung.
+RungSpec = tuple[str, int, int, int, int]
+DEFAULT_LADDER: tuple[RungSpec, ...] = (
+    ("720p", 1280, 720, 30, 3_000_000),
+    ("480p", 854, 480, 30, 1_200_000),
+    ("360p", 640, 360, 30, 700_000),
+)
 LogFormat = Literal["text", "json"]
 JwtAlgorithm = Literal["HS256", "RS256", "EdDSA"]
 SmtpSecurity = Literal["starttls", "tls", "none"]
@@ -66,6 +75,14 @@ class Settings:
     smtp_from: str | None = None
     cors_origins: tuple[str, ...] = ()
     api_cache_ttl: float = 2.0
+    hls_target_duration: float = 2.0
+    hls_window: int = 6
+    hls_segment_format: str = "cmaf"
+    hls_recording: bool = True
+    hls_reconnect_window: float = 30.0
+    hls_thumbnail_interval: float = 10.0
+    hls_ladder: tuple[RungSpec, ...] = DEFAULT_LADDER
+    hls_x264_preset: str = "veryfast"
 
     @property
     def pg_dir(self) -> Path:
@@ -224,6 +241,53 @@ def _origins(raw: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _float_range(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"a number from {lo:g} to {hi:g}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"a number from {lo:g} to {hi:g}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("true or false")
+
+
+_RUNG = re.compile(r"^([a-z0-9_]{1,32}):(\d{2,4})x(\d{2,4})@(\d{1,3}):(\d{2,6})k$")
+
+
+def _ladder(raw: str) -> tuple[RungSpec, ...]:
+    value = raw.strip().lower()
+    if value in ("none", ""):
+        return ()
+    if value == "default":
+        return DEFAULT_LADDER
+    rungs: list[RungSpec] = []
+    for part in value.split(","):
+        match = _RUNG.match(part.strip())
+        if match is None:
+            raise ValueError(
+                "'none', 'default' or rungs like 720p:1280x720@30:3000k,360p:640x360@30:700k"
+            )
+        name, w, h, fps, kbps = match.groups()
+        if int(w) % 2 or int(h) % 2 or not 1 <= int(fps) <= 60:
+            raise ValueError("even widths and heights, 1-60 fps, e.g. 720p:1280x720@30:3000k")
+        rungs.append((name, int(w), int(h), int(fps), int(kbps) * 1000))
+    if len({r[0] for r in rungs}) != len(rungs):
+        raise ValueError("rungs with distinct names")
+    return tuple(rungs)
+
+
 def _choice(*allowed: str, case_sensitive: bool = False) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip() if case_sensitive else raw.strip().lower()
@@ -307,6 +371,23 @@ SPECS: tuple[_Spec, ...] = (
           "origins allowed to call the API from a browser; unset = none"),
     _Spec("api_cache_ttl", "STREAMD_API_CACHE_TTL", _positive_float,
           "seconds public live listings may be served from the cache"),
+    _Spec("hls_target_duration", "STREAMD_HLS_TARGET_DURATION", _float_range(0.5, 30),
+          "HLS segment duration aimed at (segments are cut on source keyframes)"),
+    _Spec("hls_window", "STREAMD_HLS_WINDOW", _int_range(3, 100),
+          "segments listed in a live media playlist"),
+    _Spec("hls_segment_format", "STREAMD_HLS_SEGMENT_FORMAT", _choice("cmaf", "ts"),
+          "cmaf (fragmented MP4) or ts (MPEG-TS)"),
+    _Spec("hls_recording", "STREAMD_HLS_RECORDING", _bool,
+          "keep every segment and publish a VOD when a live ends"),
+    _Spec("hls_reconnect_window", "STREAMD_HLS_RECONNECT_WINDOW", _float_range(0, 3600),
+          "seconds a live waits for its publisher to come back before it ends"),
+    _Spec("hls_thumbnail_interval", "STREAMD_HLS_THUMBNAIL_INTERVAL", _float_range(1, 3600),
+          "seconds between poster (poster.jpg) refreshes"),
+    _Spec("hls_ladder", "STREAMD_HLS_LADDER", _ladder,
+          "transcoded rungs NAME:WxH@FPS:KBPSk,...; 'none' for passthrough only"),
+    _Spec("hls_x264_preset", "STREAMD_HLS_X264_PRESET",
+          _choice("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
+          "libx264 preset of the ladder"),
 )  # fmt: skip
 
 

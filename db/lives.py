@@ -208,10 +208,14 @@ async def get_publish_target(db: Executor, stream_key: str) -> asyncpg.Record | 
 
 
 async def mark_live(db: Executor, live_id: int) -> None:
-    """A broadcast starts (a live is a reusable room: an ended live goes live again)."""
+    """A broadcast starts (a live is a reusable room: an ended live goes live again).
+
+    A publisher coming back within the reconnect window finds the live still 'live': its
+    start time is kept, the broadcast continues."""
     await db.execute(
         f"""WITH u AS (
-                UPDATE lives SET status = 'live', start_time = now(), end_time = NULL
+                UPDATE lives SET status = 'live', end_time = NULL,
+                    start_time = CASE WHEN status = 'live' THEN start_time ELSE now() END
                 WHERE id = $1 RETURNING id, status)
             SELECT pg_notify('{LIVE_STATUS_CHANNEL}',
                              json_build_object('live_id', id, 'status', status)::text)

@@ -75,8 +75,13 @@ class RtmpServer:
         metrics: IngestMetrics,
         limits: RtmpLimits,
         on_session: Callable[[PublishSession], None] | None = None,
+        *,
+        end_lives: bool = True,
     ) -> None:
+        """``end_lives``: mark a live ended when its publisher leaves. False when a consumer
+        (the packager, with its reconnect window) decides when a live is over."""
         self.gate = gate
+        self.end_lives = end_lives
         self.metrics = metrics
         self.limits = limits
         self.on_session = on_session
@@ -352,7 +357,7 @@ class RtmpProtocol(asyncio.Protocol):
             del self.server.sessions[session.live_id]
         self.server.metrics.sessions.dec()
         self.release_task = asyncio.get_running_loop().create_task(
-            self.server.gate.release(session.live_id)
+            self.server.gate.release(session.live_id, ended=self.server.end_lives)
         )
         self.release_task.add_done_callback(_log_crash)
 

@@ -20,7 +20,9 @@ from db.pools import open_database
 from ingest.gate import PublishGate
 from ingest.metrics import IngestMetrics
 from ingest.server import RtmpLimits, RtmpServer
+from streamd.media import build_packager
 from web.app import create_app
+from web.hls import hls_routes
 
 log = logging.getLogger("streamd")
 
@@ -32,6 +34,8 @@ async def run_server(settings: Settings, database_url: str) -> None:
     try:
         gate = PublishGate(db.primary, database_url, settings.rtmp_app)
         await gate.open()
+        packager = build_packager(settings, db.primary, registry)
+        await packager.recover()  # finish recordings a crash left open, before new publishes
         rtmp = RtmpServer(
             gate,
             IngestMetrics(registry),
@@ -40,17 +44,26 @@ async def run_server(settings: Settings, database_url: str) -> None:
                 handshake_timeout=settings.rtmp_handshake_timeout,
                 idle_timeout=settings.rtmp_idle_timeout,
             ),
+            on_session=packager.on_session,
+            # The packager ends a live once its reconnect window has passed.
+            end_lives=False,
         )
         try:
             await rtmp.listen(settings.rtmp_host, settings.rtmp_port)
             if settings.rtmps_port is not None:
                 await rtmp.listen(settings.rtmp_host, settings.rtmps_port, _tls_context(settings))
             app = create_app(
-                settings, database_url, registry=registry, database=db, stop_live=rtmp.stop_live
+                settings,
+                database_url,
+                registry=registry,
+                database=db,
+                stop_live=rtmp.stop_live,
+                extra_routes=hls_routes(settings.data_dir / "media"),
             )
             await _serve_http(settings, app)
         finally:
             await rtmp.close()
+            await packager.close()
             await gate.close()
     finally:
         await db.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
@@ -244,3 +246,77 @@ def test_serve_takes_rtmp_publishes(data_dir: Path) -> None:
     assert f"OBS:      Server rtmp://127.0.0.1:{rtmp_port}/live" in err
     assert "started publishing" in err
     assert key not in err  # the key is never logged whole
+
+
+def test_serve_publish_watch_and_record(tmp_path: Path) -> None:
+    """OBS-like publish into `streamd serve`; the ffmpeg CLI plays every variant of the master
+    playlist over HTTP; after the reconnect window the live ends and its recording is a video."""
+    import subprocess
+    import time
+
+    import imageio_ffmpeg
+
+    env = cli_env(tmp_path / "var", STREAMD_HLS_RECONNECT_WINDOW="2")
+    made = run_cli(
+        "user", "create", "--username", "olivia", "--email", "o@example.com", "--password-stdin",
+        "--role", "creator", env=env, stdin=PASSWORD,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    created = run_cli("live", "create", "--user", "olivia", "--title", "e2e", env=env)
+    live = json.loads(created.stdout)
+    server = ServeProcess(env)
+    try:
+        server.wait_healthy()
+        publish = subprocess.run(
+            [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error",
+             "-re", "-f", "lavfi", "-i", "testsrc2=size=854x480:rate=30",
+             "-re", "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "7",
+             "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-bf", "2", "-c:a", "aac",
+             "-f", "flv", f"rtmp://127.0.0.1:{server.env['STREAMD_RTMP_PORT']}/live/"
+             + live["stream_key"]],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert publish.returncode == 0, publish.stderr
+        master_url = f"{server.base_url}/hls/{live['id']}/master.m3u8"
+        master = httpx.get(master_url)
+        assert master.status_code == 200
+        assert master.headers["content-type"].startswith("application/vnd.apple.mpegurl")
+        variants = [line for line in master.text.splitlines() if line.endswith(".m3u8")]
+        assert len(variants) == 2  # the source and the 360p rung (480p is not below 854x480)
+        assert 'CODECS="avc1.64001e,mp4a.40.2"' in master.text
+        for index in range(len(variants)):
+            played = subprocess.run(
+                ["ffmpeg", "-v", "error", "-i", master_url, "-map", f"0:v:{index}",
+                 "-map", "0:a:0", "-f", "null", "-"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert played.returncode == 0, played.stderr
+            assert played.stderr == ""
+        for _ in range(100):  # the reconnect window (2 s) passes, then the live ends
+            detail = httpx.get(f"{server.base_url}/api/lives/{live['id']}").json()
+            if detail["status"] == "ended":
+                break
+            time.sleep(0.1)
+        assert detail["status"] == "ended"
+        # The recording became a video (read while serve still holds the embedded database).
+        for _ in range(50):
+            video = asyncio.run(_ready_video(EmbeddedPostgres(tmp_path / "var" / "pg").url()))
+            if video is not None:
+                break
+            time.sleep(0.1)
+        assert video is not None
+        assert video["user_id"] == json.loads(made.stdout)["id"]
+        assert video["duration"] > 5
+        vod = httpx.get(server.base_url + video["hls_master_url"].split(server.base_url)[-1])
+        assert vod.status_code == 200
+    finally:
+        code, _, err = server.stop()
+    assert code == 0, err
+
+
+async def _ready_video(url: str) -> asyncpg.Record | None:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchrow("SELECT * FROM videos WHERE status = 'ready'")
+    finally:
+        await conn.close()

@@ -51,6 +51,12 @@ def test_environment_values_are_parsed() -> None:
 
 
 INVALID = [
+    ("STREAMD_HLS_LADDER", "720p", "rungs like 720p:1280x720@30:3000k"),
+    ("STREAMD_HLS_LADDER", "720p:1281x720@30:3000k", "even widths and heights"),
+    ("STREAMD_HLS_RECORDING", "maybe", "true or false"),
+    ("STREAMD_HLS_SEGMENT_FORMAT", "mp4", "cmaf, ts"),
+    ("STREAMD_HLS_TARGET_DURATION", "0.1", "a number from 0.5 to 30"),
+    ("STREAMD_HLS_X264_PRESET", "placebo", "veryfast"),
     ("DATABASE_URL", "mysql://root@localhost/x", "postgresql://"),
     ("DATABASE_REPLICA_URL", "not a url", "postgresql://"),
     ("STREAMD_HTTP_PORT", "abc", "integer from 1 to 65535"),
@@ -221,3 +227,13 @@ def test_api_cross_field_rules(tmp_path: Path) -> None:
                 "STREAMD_JWT_PREVIOUS_KEYS": f"a={key},a={key}",
             }
         )
+
+
+def test_hls_settings() -> None:
+    s = load_settings(
+        {"STREAMD_HLS_LADDER": "480p:854x480@30:1200k", "STREAMD_HLS_RECORDING": "off"}
+    )
+    assert s.hls_ladder == (("480p", 854, 480, 30, 1_200_000),)
+    assert s.hls_recording is False
+    assert load_settings({"STREAMD_HLS_LADDER": "none"}).hls_ladder == ()
+    assert [r[0] for r in load_settings({}).hls_ladder] == ["720p", "480p", "360p"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -51,6 +51,7 @@ def create_app(
     registry: CollectorRegistry | None = None,
     database: Database | None = None,
     stop_live: StopLive | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """Build the app; keys, pools and background tasks open when the app starts, not here.
 
@@ -96,6 +97,7 @@ def create_app(
         Route("/docs", docs_page, methods=["GET"]),
         Route("/docs/app.js", docs_script, methods=["GET"]),
         *to_routes(ENDPOINTS),
+        *extra_routes,
     ]
     middleware = [Middleware(RequestContextMiddleware, metrics=metrics)]
     if settings.cors_origins:

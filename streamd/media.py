@@ -1,0 +1,80 @@
+"""Wiring of the media path: publish sessions -> packager (source + ladder + poster) -> storage."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+import asyncpg
+from prometheus_client import CollectorRegistry
+
+from config.settings import Settings
+from db import lives
+from packager.ladder import Ladder
+from packager.ladder_metrics import LadderMetrics
+from packager.metrics import PackagerMetrics
+from packager.options import PackagerOptions
+from packager.pipeline import OutputCallback
+from packager.pipeline import Thumbnailer as ThumbnailerProtocol
+from packager.service import Packager
+from packager.storage import LocalStorage, Storage, put_object
+from packager.thumbnails import Thumbnailer
+from packager.types import Rung
+
+
+def packager_options(settings: Settings) -> PackagerOptions:
+    return PackagerOptions(
+        target_duration=settings.hls_target_duration,
+        window=settings.hls_window,
+        segment_format="ts" if settings.hls_segment_format == "ts" else "cmaf",
+        recording=settings.hls_recording,
+        reconnect_window=settings.hls_reconnect_window,
+        storage_root=settings.data_dir / "media",
+        thumbnail_interval=settings.hls_thumbnail_interval,
+        ladder=tuple(Rung(*spec) for spec in settings.hls_ladder),
+        x264_preset=settings.hls_x264_preset,
+    )
+
+
+def build_packager(settings: Settings, pool: asyncpg.Pool, registry: CollectorRegistry) -> Packager:
+    options = packager_options(settings)
+    loop = asyncio.get_running_loop()
+    ladder_metrics = LadderMetrics(registry)  # once: metrics register in the registry
+
+    def thumbnailer_factory(
+        storage: Storage, key: str, on_written: Callable[[], None]
+    ) -> ThumbnailerProtocol:
+        async def write(jpeg: bytes) -> None:
+            await put_object(storage, key, jpeg)
+            on_written()
+
+        return Thumbnailer(write, loop, interval_s=options.thumbnail_interval)
+
+    def ladder_factory(
+        on_output: OutputCallback, thumbnailer: ThumbnailerProtocol | None
+    ) -> Ladder:
+        # The pipeline hands back the thumbnailer it got from thumbnailer_factory above.
+        assert thumbnailer is None or isinstance(thumbnailer, Thumbnailer)
+        return Ladder(
+            options.ladder,
+            options.x264_preset,
+            on_output=on_output,
+            loop=loop,
+            metrics=ladder_metrics,
+            thumbnailer=thumbnailer,
+        )
+
+    async def live_ended(live_id: int) -> None:
+        await lives.mark_ended(pool, live_id)
+
+    return Packager(
+        options,
+        LocalStorage(options.storage_root),
+        pool,
+        metrics=PackagerMetrics(registry),
+        ladder_factory=ladder_factory if options.ladder else None,
+        thumbnailer_factory=thumbnailer_factory,
+        on_live_ended=live_ended,
+        node=f"{socket.gethostname()}:{settings.data_dir.resolve()}",
+    )
