@@ -140,11 +140,11 @@ def banner(settings: Settings) -> str:
         [
             "",
             "streamd is running",
-            f"  browser:  {web}/",
-            f"  health:   {web}/health   ready: {web}/ready   metrics: {web}/metrics",
-            f"  database: {database}",
             f"  OBS:      Server {settings.rtmp_base_url()}/{settings.rtmp_app}"
             "   Stream Key: printed by `streamd live create`",
+            f"  watch:    {web}/hls/LIVE_ID/master.m3u8   (VLC, Safari, ffplay, hls.js)",
+            f"  API:      {web}/docs   health: {web}/health   metrics: {web}/metrics",
+            f"  database: {database}",
             "  stop:     Ctrl+C",
             "",
         ]
