@@ -14,9 +14,10 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+_N = TypeVar("_N", int, float)
 LogLevel = Literal["debug", "info", "warning", "error"]
 # A ladder rung as configured: (name, width, height, fps, bits per second). config/ stays free
 # of the packager's types; the composition root turns these into packager.types.Rung.
@@ -138,17 +139,25 @@ def _http_url(raw: str) -> str:
     return raw.rstrip("/")
 
 
-def _int_range(lo: int, hi: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
+def _in_range(convert: Callable[[str], _N], lo: _N, hi: _N, allowed: str) -> Callable[[str], _N]:
+    def parse(raw: str) -> _N:
         try:
-            value = int(raw.strip())
+            value = convert(raw.strip())
         except ValueError:
-            raise ValueError(f"an integer from {lo} to {hi}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"an integer from {lo} to {hi}")
+            raise ValueError(allowed) from None
+        if not lo <= value <= hi:  # NaN fails this comparison too
+            raise ValueError(allowed)
         return value
 
     return parse
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    return _in_range(int, lo, hi, f"an integer from {lo} to {hi}")
+
+
+def _float_range(lo: float, hi: float) -> Callable[[str], float]:
+    return _in_range(float, lo, hi, f"a number from {lo:g} to {hi:g}")
 
 
 def _positive_float(raw: str) -> float:
@@ -239,19 +248,6 @@ def _origins(raw: str) -> tuple[str, ...]:
     if "*" in out and len(out) > 1:
         raise ValueError(allowed)
     return tuple(out)
-
-
-def _float_range(lo: float, hi: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError(f"a number from {lo:g} to {hi:g}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"a number from {lo:g} to {hi:g}")
-        return value
-
-    return parse
 
 
 def _bool(raw: str) -> bool:
