@@ -106,12 +106,13 @@ class RtmpServer:
     async def close(self) -> None:
         for server in self._servers:
             server.close()
-        for conn in list(self.connections):
+        open_connections = list(self.connections)  # connection_lost empties the set meanwhile
+        for conn in open_connections:
             conn.abort("server shutting down")
         for server in self._servers:
             await server.wait_closed()
         # Let the release tasks of the aborted connections finish their database writes.
-        pending = [c.release_task for c in self.connections if c.release_task is not None]
+        pending = [c.release_task for c in open_connections if c.release_task is not None]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
