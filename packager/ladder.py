@@ -4,8 +4,8 @@ Threads (PyAV releases the GIL in FFmpeg, so they run in parallel; the event loo
 
     push() (loop) -> bounded packet queue -> decode thread: decode (FFmpeg frame+slice threads,
         2 by default), decimate, scale per rung -> small bounded frame queue per rung -> one
-        encoder thread per rung: libx264 (sliced threads, one per core up to 4), Annex B ->
-        AVCC -> loop.call_soon_threadsafe(on_output)
+        encoder thread per rung (`ladder_rung.py`): libx264 (sliced threads, one per core up
+        to 4), Annex B -> AVCC -> loop.call_soon_threadsafe(on_output)
 
 Decisions (see the packager/types.py docstring for the alignment rule they serve):
 
@@ -19,24 +19,22 @@ Decisions (see the packager/types.py docstring for the alignment rule they serve
   source's reorder depth (2 frames for OBS) + 1 decode + 9 encode frames, ~0.42 s at 30 fps
   from a keyframe's push to its rung IDR. B-frames would save some bits at the same bitrate,
   at ~2 more frames of delay.
-- Frame rate: rungs are capped at `Rung.fps` by `Decimator` (60 -> 30 keeps every other frame
-  by pts); a source keyframe is never dropped (it is a forced IDR) and restarts the grid.
+- Frame rate: `output_rate` divides the source rate by the smallest whole step that fits the
+  rung's cap (60 -> 30, 50 -> 25); `Decimator` drops frames by pts accordingly and never drops
+  a source keyframe (a forced IDR).
 - Scaling: `VideoReformatter` (swscale) per rung with bilinear filtering, one thread, in the
   decode thread. Measured on 1080p -> 720/480/360: same CPU as an `av.filter.Graph` with
   split/scale (~5.8 ms/frame), a third of bicubic. Scaling in the decode thread (rather than in
   each encoder thread) is deliberate: swscale temporarily rewrites colour fields of the *source*
   frame, so rungs must not scale one frame concurrently; and it keeps only small frames queued.
-- Shedding: the packet queue is the one overload signal (the decode thread blocks on a full
-  rung queue, so any slow stage backs up into it). When it stays above `shed_at` of its bound
-  for `shed_after_s` (1.5 s of backlog for 2 s: not a hiccup of a shared machine), the most
-  expensive active rung (pixels x fps) stops: its encoder is flushed (every frame handed to
-  it comes out) and it emits nothing more. Another rung is shed only after `settle_s` and if the
-  queue did not shrink meanwhile. When the queue stays under `calm_at` for the rung's cool-down,
-  the last shed rung restarts at the next source keyframe with a fresh encoder (its VideoConfig
-  is emitted again only if it differs). A rung shed again soon after a restore doubles its
-  cool-down (up to `restore_after_max_s`), so an overloaded machine does not flap. If the queue
-  fills anyway, packets are dropped (never blocking push()) and the ladder resumes at the next
-  keyframe.
+  Every rung is scaled from the source (not 480p from 720p), as the ffmpeg CLI ladder does.
+- Shedding (`ladder_shedding.py`): the packet queue is the one overload signal (the decode
+  thread blocks on a full rung queue, so any slow stage backs up into it). Under sustained
+  overload the most expensive running rung stops: its encoder is flushed (every frame handed to
+  it comes out) and it emits nothing more. After a calm cool-down it restarts at the next
+  source keyframe with a fresh encoder (its VideoConfig is emitted again only if it differs).
+  If the queue fills anyway, packets are dropped (push() never blocks) and decoding resumes at
+  the next keyframe.
 - What a player sees: a shed rung's playlist stops growing (the pipeline keeps the last one);
   a player on it stalls and its ABR logic moves to another variant, the source one included.
   On restore the rung's next segment starts at a source keyframe, after a timestamp gap.
@@ -50,32 +48,26 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import math
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Literal
 
 import av
 from av.video.codeccontext import VideoCodecContext
 from av.video.frame import VideoFrame
-from av.video.reformatter import Interpolation, VideoReformatter
 
 from ingest.media import MediaPacket, VideoConfig
 from packager.ladder_codec import (
-    Decimator,
-    RungEncoder,
     make_decoder,
     output_rate,
     rung_size,
     runs_for_source,
     to_av_packet,
 )
-from packager.ladder_metrics import LadderMetrics, RealtimeWindow
+from packager.ladder_metrics import LadderMetrics
 from packager.ladder_queue import DropQueue
+from packager.ladder_rung import END, RungWorker
+from packager.ladder_shedding import LadderPolicy, RungLoad, Shedder
 from packager.thumbnails import Thumbnailer
 from packager.types import RenditionItem, Rung
 
@@ -84,63 +76,6 @@ __all__ = ["Ladder", "LadderMetrics", "LadderPolicy"]
 log = logging.getLogger(__name__)
 
 OutputCallback = Callable[[str, RenditionItem], None]
-RungState = Literal["waiting", "active", "shed"]
-
-
-@dataclass(frozen=True, slots=True)
-class LadderPolicy:
-    """Queue bounds and the shedding/restoring thresholds."""
-
-    queue_packets: int = 90  # 3 s of 30 fps video waiting to be decoded, at most
-    shedding: bool = True  # off: a slow ladder only lags (then drops at the queue bound)
-    rung_queue_frames: int = 3  # scaled frames waiting for each encoder
-    shed_at: float = 0.5  # queue fill (fraction) at which the ladder is behind
-    shed_after_s: float = 2.0  # ... for this long without a break: not a passing hiccup
-    calm_at: float = 0.1  # queue fill under which the machine is keeping up
-    settle_s: float = 3.0  # at least this long between two sheds
-    restore_after_s: float = 10.0  # calm time before a shed rung restarts
-    restore_after_max_s: float = 320.0  # cool-down cap after repeated sheds
-    stable_s: float = 60.0  # a rung running this long is back to the base cool-down
-
-
-_END = object()  # no more input: flush and stop
-_STOP = object()  # rung shed: flush its encoder
-
-
-@dataclass(frozen=True, slots=True)
-class _Reopen:
-    width: int
-    height: int
-
-
-@dataclass(eq=False)
-class _Rung:
-    spec: Rung
-    width: int
-    height: int
-    fps: int
-    frame_rate: Fraction  # what the decimator lets through; fps is the rung's cap
-    queue: queue.Queue[object]
-    cooldown: float
-    decimator: Decimator
-    reformatter: VideoReformatter = field(default_factory=VideoReformatter)
-    window: RealtimeWindow = field(default_factory=RealtimeWindow)
-    # Decode thread only.
-    state: RungState = "waiting"
-    start_from: float = -math.inf  # becomes active at a keyframe with pts >= this
-    last_pts: float = -math.inf
-    shed_time: float = 0.0
-    restored_time: float | None = None
-    sheds: int = 0
-    restores: int = 0
-    # Encoder thread only.
-    frames_encoded: int = 0
-    packets_out: int = 0
-    encoded_ms: int = 0
-
-    @property
-    def cost(self) -> int:
-        return self.width * self.height * self.fps
 
 
 class Ladder:
@@ -178,29 +113,25 @@ class Ladder:
         self.clock = clock
         self.name = name or "ladder"
         self.decode_threads = decode_threads
-        self.encode_threads = encode_threads
-        self.rungs: list[_Rung] = []
+        self.encode_threads = encode_threads  # 0: x264_threads()
+        self.rungs: list[RungWorker] = []
         self.source: VideoConfig | None = None
         self.packets_in = 0
         self.max_queue_depth = 0  # the most packets ever waiting: how far behind it fell
         self.frames_decoded = 0
         self.dropped: collections.Counter[str] = collections.Counter()
-        self._queue: DropQueue[MediaPacket] = DropQueue(self.policy.queue_packets)
         self._lock = threading.Lock()  # the drop counters, bumped from several threads
+        self._queue: DropQueue[MediaPacket] = DropQueue(self.policy.queue_packets)
         self._closed: asyncio.Future[None] = loop.create_future()
         self._ended = False
         self._resync = False
         self._threads: list[threading.Thread] = []
         # Decode thread only.
+        self._shedder = Shedder(self.policy)
         self._decoder: VideoCodecContext | None = None
         self._need_key = True
         self._idle = False
         self._keyframes: collections.deque[int] = collections.deque()
-        self._shed_stack: list[_Rung] = []
-        self._busy_time = -math.inf
-        self._behind_since: float | None = None
-        self._shed_time = -math.inf
-        self._shed_depth = 0
 
     # --- loop-thread API ---
 
@@ -221,36 +152,36 @@ class Ladder:
         chosen = [r for r in self.specs if runs_for_source(r, source_video)]
         for spec in chosen:
             width, height = rung_size(spec, source_video.width, source_video.height)
-            fps, rate = spec.fps, output_rate(spec, source_video)
+            load = RungLoad(spec.name, width * height * spec.fps, self.policy.restore_after_s)
             self.rungs.append(
-                _Rung(
+                RungWorker(
                     spec,
                     width,
                     height,
-                    fps,
-                    rate,
-                    queue.Queue(self.policy.rung_queue_frames),
-                    self.policy.restore_after_s,
-                    Decimator(rate),
+                    output_rate(spec, source_video),
+                    load,
+                    self.preset,
+                    self.encode_threads,
+                    self.policy.rung_queue_frames,
+                    self._emit,
+                    self._drop,
+                    self.metrics,
                 )
             )
-        skipped = [r.name for r in self.specs if r not in chosen]
         log.info(
             "%s: %s %dx%d source; rungs %s (skipped: %s)",
             self.name,
             source_video.codec,
             source_video.width,
             source_video.height,
-            ", ".join(
-                f"{r.spec.name} {r.width}x{r.height}@{float(r.frame_rate):g}" for r in self.rungs
-            )
+            ", ".join(f"{r.name} {r.width}x{r.height}@{float(r.frame_rate):g}" for r in self.rungs)
             or "none",
-            ", ".join(skipped) or "none",
+            ", ".join(r.name for r in self.specs if r not in chosen) or "none",
         )
         if not self.rungs:
             return  # push() hands keyframes to the thumbnailer, if any
         for rung in self.rungs:
-            self._spawn(f"{self.name}-{rung.spec.name}", self._encode_loop, rung)
+            self._spawn(f"{self.name}-{rung.name}", rung.run)
         self._spawn(f"{self.name}-decode", self._decode_loop)
 
     def push(self, packet: MediaPacket) -> None:
@@ -289,7 +220,7 @@ class Ladder:
             return
         self._ended = True
         if self._threads:
-            self._queue.put_control(_END)  # the decode thread closes once all is emitted
+            self._queue.put_control(END)  # the decode thread closes once all is emitted
         else:
             self._set_closed()
 
@@ -313,32 +244,32 @@ class Ladder:
             "queue_depth": self.queue_depth,
             "max_queue_depth": self.max_queue_depth,
             "rungs": {
-                r.spec.name: {
+                r.name: {
                     "width": r.width,
                     "height": r.height,
-                    "fps": r.fps,
-                    "state": r.state,
+                    "fps": float(r.frame_rate),
+                    "state": r.load.state,
                     "frames_encoded": r.frames_encoded,
                     "packets_out": r.packets_out,
                     "encoded_seconds": r.encoded_ms / 1000,
                     "realtime_factor": round(r.window.factor, 3),
-                    "sheds": r.sheds,
-                    "restores": r.restores,
+                    "sheds": r.load.sheds,
+                    "restores": r.load.restores,
                 }
                 for r in self.rungs
             },
         }
 
-    # --- threads ---
+    # --- the decode thread ---
 
-    def _spawn(self, name: str, target: Callable[..., None], *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
         self._threads.append(thread)
         thread.start()
 
     def _decode_loop(self) -> None:
         try:
-            while (item := self._queue.get()) is not _END:
+            while (item := self._queue.get()) is not END:
                 if isinstance(item, MediaPacket):
                     if self.metrics is not None:
                         self.metrics.queue_depth.dec()
@@ -348,16 +279,15 @@ class Ladder:
             self._drain_decoder()
         finally:
             for rung in self.rungs:
-                rung.queue.put(_END)
+                rung.queue.put(END)
             for thread in self._threads:
                 if thread is not threading.current_thread():
                     thread.join()
             self._call_soon(self._set_closed)
 
     def _on_packet(self, packet: MediaPacket) -> None:
-        self._policy_tick(packet, len(self._queue))
-        wanted = any(r.state != "shed" for r in self.rungs)
-        if not wanted:
+        self._shed_or_restore(packet)
+        if all(r.load.state == "shed" for r in self.rungs):
             # Every rung is shed: decoding would be wasted. Thumbnails come from keyframes.
             self._idle = True
             if packet.keyframe and self.thumbnailer is not None:
@@ -399,10 +329,7 @@ class Ladder:
         self._need_key = True
         self._keyframes.clear()
         for rung in self.rungs:
-            width, height = rung_size(rung.spec, config.width, config.height)
-            if (width, height) != (rung.width, rung.height):
-                rung.width, rung.height = width, height
-                rung.queue.put(_Reopen(width, height))
+            rung.resize(*rung_size(rung.spec, config.width, config.height))
         log.info(
             "%s: new source configuration %s %dx%d",
             self.name,
@@ -426,163 +353,38 @@ class Ladder:
             if self.thumbnailer is not None:
                 self.thumbnailer.push_frame(frame, pts)
         for rung in self.rungs:
-            if rung.state == "waiting" and keyframe and pts >= rung.start_from:
-                rung.state = "active"
-                rung.decimator.reset()
+            rung.offer(frame, pts, keyframe)
+
+    def _shed_or_restore(self, packet: MediaPacket) -> None:
+        depth = len(self._queue)
+        key_pts = packet.pts_ms if packet.keyframe else None
+        shed, restored = self._shedder.tick(
+            self.clock(), depth, [r.load for r in self.rungs], key_pts
+        )
+        for rung in self.rungs:
+            if rung.load is shed:
+                rung.stop()
+                log.warning(
+                    "%s: cannot keep up (%d packets queued): shedding rung %s; "
+                    "retry after %.0f s calm",
+                    self.name,
+                    depth,
+                    rung.name,
+                    rung.load.cooldown,
+                )
                 if self.metrics is not None:
-                    self.metrics.rungs_active.labels(rung.spec.name).inc()
-            if rung.state != "active" or not rung.decimator.keep(pts, keyframe):
-                continue
-            if pts <= rung.last_pts:
-                self._drop("non_monotonic")
-                continue
-            rung.last_pts = pts
-            scaled = rung.reformatter.reformat(
-                frame,
-                rung.width,
-                rung.height,
-                "yuv420p",
-                interpolation=Interpolation.BILINEAR,
-                threads=1,
-            )
-            rung.queue.put((scaled, keyframe))
+                    self.metrics.rungs_shed.labels(rung.name).inc()
+            if rung.load is restored:
+                log.info(
+                    "%s: load allows: restoring rung %s at pts %d ms", self.name, rung.name, key_pts
+                )
+                if self.metrics is not None:
+                    self.metrics.rungs_restored.labels(rung.name).inc()
 
-    # --- shedding ---
+    # --- back to the loop ---
 
-    def _policy_tick(self, packet: MediaPacket, depth: int) -> None:
-        policy, now = self.policy, self.clock()
-        if not policy.shedding:
-            return
-        if depth >= policy.shed_at * policy.queue_packets:
-            self._busy_time = now
-            if self._behind_since is None:
-                self._behind_since = now
-            running = [r for r in self.rungs if r.state != "shed"]
-            sustained = now - self._behind_since >= policy.shed_after_s
-            # After a shed, another only if the backlog did not shrink meanwhile.
-            worse = self._shed_time == -math.inf or depth >= self._shed_depth
-            if running and sustained and worse and now - self._shed_time >= policy.settle_s:
-                self._shed(max(running, key=lambda r: r.cost), now, depth)
-        else:
-            self._behind_since = None
-            if depth > policy.calm_at * policy.queue_packets:
-                self._busy_time = now
-        if packet.keyframe and self._shed_stack:
-            rung = self._shed_stack[-1]
-            if now - max(self._busy_time, rung.shed_time) >= rung.cooldown:
-                self._restore(rung, packet.pts_ms, now)
-
-    def _shed(self, rung: _Rung, now: float, depth: int) -> None:
-        was_active = rung.state == "active"
-        rung.state = "shed"
-        rung.shed_time = now
-        rung.sheds += 1
-        flapping = (
-            rung.restored_time is not None and now - rung.restored_time < self.policy.stable_s
-        )
-        base, cap = self.policy.restore_after_s, self.policy.restore_after_max_s
-        rung.cooldown = min(rung.cooldown * 2, cap) if flapping else base
-        self._shed_stack.append(rung)
-        self._shed_time, self._shed_depth = now, depth
-        rung.queue.put(_STOP)
-        log.warning(
-            "%s: cannot keep up (%d packets queued): shedding rung %s; retry after %.0f s calm",
-            self.name,
-            depth,
-            rung.spec.name,
-            rung.cooldown,
-        )
-        if self.metrics is not None:
-            self.metrics.rungs_shed.labels(rung.spec.name).inc()
-            self.metrics.realtime_factor.labels(rung.spec.name).set(0)
-            if was_active:
-                self.metrics.rungs_active.labels(rung.spec.name).dec()
-
-    def _restore(self, rung: _Rung, keyframe_pts: int, now: float) -> None:
-        self._shed_stack.pop()
-        rung.state = "waiting"
-        rung.start_from = keyframe_pts
-        rung.restored_time = now
-        rung.restores += 1
-        self._busy_time = now  # one rung at a time: the next waits for a new calm period
-        log.info(
-            "%s: load allows: restoring rung %s at pts %d ms",
-            self.name,
-            rung.spec.name,
-            keyframe_pts,
-        )
-        if self.metrics is not None:
-            self.metrics.rungs_restored.labels(rung.spec.name).inc()
-
-    # --- encoder threads ---
-
-    def _encode_loop(self, rung: _Rung) -> None:
-        encoder: RungEncoder | None = None
-        config: VideoConfig | None = None
-        width, height = rung.width, rung.height
-        last_pts: int | None = None
-        broken = False  # libx264 would not open: the rung stays silent (logged once)
-        while True:
-            item = rung.queue.get()
-            if item is _END or item is _STOP or isinstance(item, _Reopen):
-                if encoder is not None:
-                    self._emit(rung, self._safe(rung, encoder.flush), last_pts)
-                encoder, last_pts = None, None
-                if item is _STOP:
-                    rung.window.reset()
-                if isinstance(item, _Reopen):
-                    width, height = item.width, item.height
-                if item is _END:
-                    break
-                continue
-            assert isinstance(item, tuple)  # (scaled frame, keyframe), queued by _on_frame
-            frame, keyframe = item
-            if broken:
-                self._drop("encoder")
-                continue
-            if encoder is None:
-                try:
-                    encoder = RungEncoder(
-                        rung.spec, width, height, rung.frame_rate, self.preset, self.encode_threads
-                    )
-                except (av.FFmpegError, ValueError) as exc:
-                    log.error("%s: cannot open libx264 for %s: %s", self.name, rung.spec.name, exc)
-                    broken = True
-                    self._drop("encoder")
-                    continue
-                if encoder.config != config:
-                    config = encoder.config
-                    self._call_soon(self._deliver, rung.spec.name, [config])
-            rung.frames_encoded += 1
-            last_pts = self._emit(rung, self._safe(rung, encoder.encode, frame, keyframe), last_pts)
-        if self.metrics is not None:
-            self.metrics.realtime_factor.labels(rung.spec.name).set(0)
-
-    def _safe(
-        self, rung: _Rung, call: Callable[..., list[MediaPacket]], *args: object
-    ) -> list[MediaPacket]:
-        try:
-            return call(*args)
-        except av.FFmpegError as exc:
-            log.warning("%s: libx264 failed on %s: %s", self.name, rung.spec.name, exc)
-            self._drop("encoder")
-            return []
-
-    def _emit(self, rung: _Rung, packets: list[MediaPacket], last_pts: int | None) -> int | None:
-        if not packets:
-            return last_pts
-        for packet in packets:
-            if last_pts is not None:
-                rung.encoded_ms += packet.pts_ms - last_pts
-            last_pts = packet.pts_ms
-            factor = rung.window.add(packet.pts_ms)
-        rung.packets_out += len(packets)
-        if self.metrics is not None:
-            self.metrics.realtime_factor.labels(rung.spec.name).set(factor)
-        self._call_soon(self._deliver, rung.spec.name, packets)
-        return last_pts
-
-    # --- back on the loop ---
+    def _emit(self, rung_name: str, items: Sequence[RenditionItem]) -> None:
+        self._call_soon(self._deliver, rung_name, items)
 
     def _call_soon(self, callback: Callable[..., None], *args: object) -> None:
         try:
@@ -600,26 +402,27 @@ class Ladder:
     def _set_closed(self) -> None:
         if self.metrics is not None:
             for rung in self.rungs:
-                if rung.state == "active":
-                    self.metrics.rungs_active.labels(rung.spec.name).dec()
+                if rung.load.state == "active":
+                    self.metrics.rungs_active.labels(rung.name).dec()
         if self.thumbnailer is not None:
             self.thumbnailer.end()
         if not self._closed.done():
             self._closed.set_result(None)
 
-    def _drop(self, reason: str, count: int = 1) -> None:
+    def _drop(self, reason: str) -> None:
         with self._lock:
-            self.dropped[reason] += count
+            self.dropped[reason] += 1
         if self.metrics is not None:
-            self.metrics.frames_dropped.labels(reason).inc(count)
+            self.metrics.frames_dropped.labels(reason).inc()
 
     def _bad_packet(self, packet: MediaPacket, exc: Exception) -> None:
         self._drop("bad_packet")
-        if self.dropped["bad_packet"] in (1, 10, 100) or self.dropped["bad_packet"] % 1000 == 0:
+        count = self.dropped["bad_packet"]
+        if count in (1, 10, 100) or count % 1000 == 0:
             log.warning(
                 "%s: undecodable packet at dts %d ms skipped (%d so far): %s",
                 self.name,
                 packet.dts_ms,
-                self.dropped["bad_packet"],
+                count,
                 exc,
             )

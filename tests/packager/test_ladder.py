@@ -44,6 +44,7 @@ from packager.ladder_codec import (
     runs_for_source,
     split_annexb,
 )
+from packager.ladder_shedding import RungLoad, Shedder
 from packager.types import DEFAULT_LADDER, Rung
 
 R240 = Rung("240p", 426, 240, 30, 400_000)
@@ -436,3 +437,54 @@ async def test_ladder_behind_a_real_rtmp_publish(database_url: str) -> None:
     published = Source(configs[0], tuple(source))
     assert len(published.keyframe_pts) == 3
     check_rung(out, published, "240p", (426, 240), 90)
+
+
+def test_shedder_waits_for_sustained_overload_then_sheds_the_costliest() -> None:
+    shedder = Shedder(LadderPolicy(queue_packets=100))  # behind: >= 50 packets for 2 s
+    big, small = RungLoad("720p", 3, 10.0, "active"), RungLoad("360p", 1, 10.0, "active")
+    rungs = [big, small]
+    assert shedder.tick(0.0, 60, rungs, None) == (None, None)
+    assert shedder.tick(1.0, 40, rungs, None) == (None, None)  # a hiccup: the clock restarts
+    assert shedder.tick(1.5, 60, rungs, None) == (None, None)
+    assert shedder.tick(3.4, 65, rungs, None) == (None, None)
+    assert shedder.tick(3.5, 70, rungs, None) == (big, None)  # 2 s behind: the costliest goes
+    assert big.state == "shed" and big.sheds == 1
+    assert shedder.tick(5.0, 90, rungs, None) == (None, None)  # settling
+    assert shedder.tick(7.0, 60, rungs, None) == (None, None)  # the backlog shrinks: it worked
+    assert shedder.tick(8.0, 75, rungs, None) == (small, None)  # growing again after 3 s
+    assert shedder.tick(20.0, 99, rungs, None) == (None, None)  # nothing left to shed
+
+
+def test_shedder_restores_one_rung_per_calm_period_at_keyframes() -> None:
+    shedder = Shedder(LadderPolicy(queue_packets=100, shed_after_s=0, settle_s=0))
+    big, small = RungLoad("720p", 3, 10.0, "active"), RungLoad("360p", 1, 10.0, "active")
+    rungs = [big, small]
+    assert shedder.tick(0.0, 50, rungs, None) == (big, None)
+    assert shedder.tick(1.0, 60, rungs, None) == (small, None)
+    assert shedder.tick(2.0, 15, rungs, 2000) == (None, None)  # not calm yet (over 10 %)
+    assert shedder.tick(12.0, 0, rungs, None) == (None, None)  # calm long enough, no keyframe
+    assert shedder.tick(12.1, 0, rungs, 12_000) == (None, small)  # last shed, first back
+    assert (small.state, small.start_from, small.restores) == ("waiting", 12_000, 1)
+    assert shedder.tick(20.0, 0, rungs, 20_000) == (None, None)  # the next waits 10 s more
+    assert shedder.tick(22.2, 0, rungs, 22_000) == (None, big)
+
+
+def test_shedder_backs_off_a_flapping_rung() -> None:
+    policy = LadderPolicy(queue_packets=100, shed_after_s=0, settle_s=0)
+    shedder = Shedder(policy)
+    rung = RungLoad("720p", 3, policy.restore_after_s, "active")
+    cooldowns = []
+    now = 0.0
+    for _ in range(4):
+        assert shedder.tick(now, 90, [rung], None) == (rung, None)
+        cooldowns.append(rung.cooldown)
+        now += rung.cooldown
+        assert shedder.tick(now, 0, [rung], int(now * 1000)) == (None, rung)
+        rung.state = "active"
+        now += 5  # shed again soon after each restore
+    assert cooldowns == [10, 20, 40, 80]
+    now += policy.stable_s  # ran long enough: back to the base cool-down
+    shedder.tick(now, 90, [rung], None)
+    assert rung.cooldown == 10
+    off = Shedder(LadderPolicy(shedding=False))
+    assert off.tick(0.0, 10**6, [rung], None) == (None, None)
