@@ -10,11 +10,14 @@ flv rtmp://...``, the file bench/ingest_density.py generates into bench/.cache) 
   counted and discarded;
 - ``ffmpeg``: ``ffmpeg -listen 1 -i rtmp://... -filter_complex split/scale -map ... -f null -``
   with the same rungs, preset, bitrates/VBV, x264 parameters (no B-frames, IDRs only at source
-  keyframes) and the same decoder (2 threads) and scaler (bilinear, 1 thread) settings; x264
-  threads automatic in both. ``--baselines`` picks the binaries: the imageio-ffmpeg one (same
+  keyframes) and the same decoder (2 threads) and scaler (bilinear, 1 thread) settings, each
+  rung scaled from the source (streamd's ladder cascades: 480p and 360p from its 720p
+  picture); x264 sliced threads as streamd's (``imageio``) or left to ffmpeg
+  (``imageio-x264auto``). ``--baselines`` picks the binaries: the imageio-ffmpeg one (same
   x264 core as PyAV's) and/or Debian's ``/usr/bin/ffmpeg``.
 
-For each, after a warm-up, the server process's CPU (utime+stime from /proc) and the media
+For each, after a warm-up, the server process's CPU (utime+stime from /proc), the machine's
+(for ``other_load_cores``: CPUs busy with anything but the server and the publisher) and the media
 time each rung encoded are read around a window: CPU-s per stream-minute, and the real-time
 factor (media seconds encoded per wall second; ~1.0 when keeping up with a live input). One
 JSON document goes to stdout; progress to stderr.
@@ -49,7 +52,15 @@ sys.path[:0] = [str(REPO), str(BENCH)]
 
 import av  # noqa: E402
 import imageio_ffmpeg  # noqa: E402
-from _util import Processes, cpu_seconds, flv_info, free_port, is_listening, log  # noqa: E402
+from _util import (  # noqa: E402
+    Processes,
+    cpu_seconds,
+    flv_info,
+    free_port,
+    is_listening,
+    log,
+    machine_cpu_seconds,
+)
 
 from packager.ladder_codec import X264_PARAMS, x264_threads  # noqa: E402
 from packager.types import DEFAULT_LADDER, Rung  # noqa: E402
@@ -233,10 +244,10 @@ def measure_ffmpeg(
     pub = procs.start(publisher_argv(publisher, f"rtmp://127.0.0.1:{port}/live/k", args.seconds))
     time.sleep(args.warmup)
     t0, c0, m0 = time.monotonic(), cpu_seconds(listener.pid), progress.media_s
-    load0 = os.getloadavg()[0]
+    load0, busy0, pub0 = os.getloadavg()[0], machine_cpu_seconds()[0], cpu_seconds(pub.pid)
     time.sleep(args.seconds - args.warmup - args.tail)
     t1, c1, m1 = time.monotonic(), cpu_seconds(listener.pid), progress.media_s
-    load1 = os.getloadavg()[0]
+    load1, busy1, pub1 = os.getloadavg()[0], machine_cpu_seconds()[0], cpu_seconds(pub.pid)
     pub.wait(timeout=args.seconds + 60)
     listener.wait(timeout=60)
     # The outputs run in lockstep in one process: one media time, one factor for all rungs.
@@ -246,6 +257,7 @@ def measure_ffmpeg(
         "publisher_exit": pub.returncode,
         "listener_exit": listener.returncode,
         "loadavg_1min": [load0, load1],
+        "other_load_cores": _other_load(busy1 - busy0, c1 - c0, pub1 - pub0, t1 - t0),
     }
 
 
@@ -272,8 +284,10 @@ def measure_streamd(procs: Processes, publisher: str, args: argparse.Namespace) 
     )
     time.sleep(args.warmup)
     s0, c0, load0 = ask("stats"), cpu_seconds(server.pid), os.getloadavg()[0]
+    busy0, pub0 = machine_cpu_seconds()[0], cpu_seconds(pub.pid)
     time.sleep(args.seconds - args.warmup - args.tail)
     s1, c1, load1 = ask("stats"), cpu_seconds(server.pid), os.getloadavg()[0]
+    busy1, pub1 = machine_cpu_seconds()[0], cpu_seconds(pub.pid)
     pub.wait(timeout=args.seconds + 60)
     time.sleep(2)  # the encoders' last frames
     final = ask("stats")
@@ -294,7 +308,14 @@ def measure_streamd(procs: Processes, publisher: str, args: argparse.Namespace) 
         "x264_options": final["x264_options"],
         "publisher_exit": pub.returncode,
         "loadavg_1min": [load0, load1],
+        "other_load_cores": _other_load(busy1 - busy0, c1 - c0, pub1 - pub0, s1["now"] - s0["now"]),
     }
+
+
+def _other_load(busy_s: float, server_s: float, publisher_s: float, window_s: float) -> float:
+    """CPUs kept busy during the window by anything but the measured process and its
+    publisher (other work on the machine, this script): high values mean a noisy run."""
+    return round((busy_s - server_s - publisher_s) / window_s, 2)
 
 
 def _rates(window_s: float, cpu_s: float, media_s: float) -> dict[str, float]:
@@ -335,7 +356,7 @@ async def _serve(database_url: str, port: int, preset: str, shedding: bool) -> N
     from ingest.server import RtmpLimits, RtmpServer
     from ingest.session import PublishSession
     from packager.ladder import Ladder, LadderMetrics, LadderPolicy
-    from packager.types import RenditionItem
+    from packager.types import LadderItem
 
     loop = asyncio.get_running_loop()
     settings = Settings(database_url=database_url, rtmp_host="127.0.0.1", rtmp_port=port)
@@ -345,7 +366,7 @@ async def _serve(database_url: str, port: int, preset: str, shedding: bool) -> N
     options: dict[str, str | None] = {}
     tasks: set[asyncio.Task[None]] = set()
 
-    def on_output(rung: str, item: RenditionItem) -> None:
+    def on_output(rung: str, item: LadderItem) -> None:
         counts = outputs.setdefault(rung, {"packets": 0, "bytes": 0, "keyframes": 0})
         if isinstance(item, MediaPacket):
             if rung not in options:
@@ -529,7 +550,8 @@ def main() -> int:
             "rungs": [dataclasses.asdict(r) for r in DEFAULT_LADDER],
             "preset": args.preset,
             "x264_params": X264_PARAMS,
-            "scaler": "swscale bilinear, 1 thread per rung",
+            "scaler": "swscale bilinear, 1 thread per rung; streamd cascades (480p and 360p "
+            "from its 720p picture), the ffmpeg CLI scales every rung from the source",
             "decoder_threads": 2,
         },
         "baselines": {
@@ -563,6 +585,7 @@ def main() -> int:
         "loadavg_1min_during_runs": {
             k: [round(sum(r["loadavg_1min"]) / 2, 1) for r in v] for k, v in runs.items()
         },
+        "other_load_cores": {k: [r["other_load_cores"] for r in v] for k, v in runs.items()},
         "targets": {
             "ratio_at_most_1": ratio <= 1.0,
             # Every run, every rung at >= 0.97x real time, nothing shed.

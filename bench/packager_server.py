@@ -1,4 +1,5 @@
-"""RTMP ingest plus the live packager (source rendition only), for benchmarks.
+"""RTMP ingest plus the live packager (source rendition only; with ``--ladder`` also the
+transcoded DEFAULT_LADDER at ``veryfast`` with the production shedding policy), for benchmarks.
 
 What ``bench/ingest_server.py`` builds (pools, ``PublishGate``, ``RtmpServer``, metrics, on
 uvloop) with the production :class:`packager.service.Packager` as the publish sessions'
@@ -34,8 +35,11 @@ from ingest.gate import PublishGate
 from ingest.metrics import IngestMetrics
 from ingest.server import RtmpLimits, RtmpServer
 from ingest.session import PublishSession
+from packager.ladder import Ladder
+from packager.ladder_metrics import LadderMetrics
 from packager.metrics import PackagerMetrics
 from packager.options import PackagerOptions
+from packager.pipeline import LadderFactory, OutputCallback, Thumbnailer
 from packager.service import Packager
 from packager.storage import LocalStorage
 
@@ -69,6 +73,10 @@ class Sessions:
             "segment_bytes": sample("streamd_packager_segment_bytes_total", kind="source"),
             "dropped_segments": sample("streamd_packager_dropped_segments_total"),
             "storage_errors": sample("streamd_packager_storage_errors_total"),
+            "ladder_segments": sample("streamd_packager_segments_total", kind="ladder"),
+            "ladder_sheds": sum(
+                sample("streamd_ladder_rungs_shed_total", rung=r) for r in ("720p", "480p", "360p")
+            ),
         }
 
 
@@ -92,9 +100,22 @@ async def serve(args: argparse.Namespace) -> None:
             storage_root=args.root, recording=args.recording, segment_format=args.format,
             reconnect_window=5.0, audio_wait=args.audio_wait,
         )  # fmt: skip
+        ladder_factory: LadderFactory | None = None
+        if args.ladder:
+            ladder_metrics = LadderMetrics(registry)
+
+            def make_ladder(on_output: OutputCallback, thumbnailer: Thumbnailer | None) -> Ladder:
+                # As streamd/media.py builds it, without posters.
+                return Ladder(
+                    options.ladder, options.x264_preset, on_output=on_output, loop=loop,
+                    metrics=ladder_metrics, policy=options.ladder_policy,
+                )  # fmt: skip
+
+            ladder_factory = make_ladder
         packager = Packager(
-            options, LocalStorage(args.root), db.primary, metrics=PackagerMetrics(registry)
-        )
+            options, LocalStorage(args.root), db.primary, metrics=PackagerMetrics(registry),
+            ladder_factory=ladder_factory,
+        )  # fmt: skip
         sessions = Sessions(packager)
         rtmp = RtmpServer(
             gate,
@@ -153,6 +174,7 @@ def main() -> None:
     parser.add_argument(
         "--audio-wait", type=float, default=0.0, help="PackagerOptions.audio_wait (seconds)"
     )
+    parser.add_argument("--ladder", action="store_true", help="transcode DEFAULT_LADDER too")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
     args = parser.parse_args()
     logging.basicConfig(

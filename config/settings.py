@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
 _N = TypeVar("_N", int, float)
 LogLevel = Literal["debug", "info", "warning", "error"]
 # A ladder rung as configured: (name, width, height, fps, bits per second). config/ stays free
@@ -84,6 +87,25 @@ class Settings:
     hls_thumbnail_interval: float = 10.0
     hls_ladder: tuple[RungSpec, ...] = DEFAULT_LADDER
     hls_x264_preset: str = "veryfast"
+    hls_ladder_shedding: bool = True
+    hls_ladder_backlog: float = 3.0
+    hls_recovery_interval: float = 60.0
+    storage: str = "local"
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_region: str | None = None
+    s3_endpoint_url: str | None = None
+    cdn_base_url: str | None = None
+    cdn_key_pair_id: str | None = None
+    cdn_private_key: Path | None = None
+    cdn_signed_url_ttl: float = 3600.0
+    chat_rate_limit: int = 5
+    chat_rate_window: float = 10.0
+    chat_slow_mode_default: int = 30
+    chat_report_interval: float = 5.0
+    chat_heartbeat_interval: float = 15.0
+    chat_send_queue: int = 256
+    chat_ticket_ttl: float = 60.0
 
     @property
     def pg_dir(self) -> Path:
@@ -99,6 +121,15 @@ class Settings:
         if self.public_url:
             return self.public_url.rstrip("/")
         return f"http://{_display_host(self.http_host)}:{self.http_port}"
+
+    def hls_base_url(self) -> str:
+        """Where players find ``hls/...`` objects: the CDN (with the bucket prefix when the
+        CDN's origin is the bucket), else streamd's own /hls route."""
+        if self.cdn_base_url is None:
+            return self.http_base_url()
+        if self.storage == "s3" and self.s3_prefix:
+            return f"{self.cdn_base_url}/{self.s3_prefix}"
+        return self.cdn_base_url
 
     def mail_from(self) -> str:
         """The From address of the mail streamd sends."""
@@ -284,6 +315,49 @@ def _ladder(raw: str) -> tuple[RungSpec, ...]:
     return tuple(rungs)
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_S3_PREFIX_PART = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+def _bucket(raw: str) -> str:
+    value = raw.strip()
+    if not _BUCKET.fullmatch(value) or ".." in value:
+        raise ValueError("an S3 bucket name: 3-63 lower-case letters, digits, '.' or '-'")
+    return value
+
+
+def _s3_prefix(raw: str) -> str:
+    value = raw.strip().strip("/")
+    parts = value.split("/") if value else []
+    if len(parts) > 8 or not all(_S3_PREFIX_PART.fullmatch(p) and p not in (".", "..")
+                                 for p in parts):  # fmt: skip
+        raise ValueError("a key prefix like streamd or media/live (letters, digits, _.-)")
+    return value
+
+
+def _region(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[a-z]{2,}(-[a-z0-9]+){1,4}|auto", value):
+        raise ValueError("an AWS region such as eu-west-1 (or auto for R2)")
+    return value
+
+
+def _cdn_url(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise ValueError(
+            "an http(s) URL without a query, such as https://d111111abcdef8.cloudfront.net"
+        )
+    return raw.strip().rstrip("/")
+
+
+def _key_pair_id(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Z0-9]{8,64}", value):
+        raise ValueError("a CloudFront public key (key pair) id such as K2JCJMDEHXQW5F")
+    return value
+
+
 def _choice(*allowed: str, case_sensitive: bool = False) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip() if case_sensitive else raw.strip().lower()
@@ -381,9 +455,46 @@ SPECS: tuple[_Spec, ...] = (
           "seconds between poster (poster.jpg) refreshes"),
     _Spec("hls_ladder", "STREAMD_HLS_LADDER", _ladder,
           "transcoded rungs NAME:WxH@FPS:KBPSk,...; 'none' for passthrough only"),
+    _Spec("chat_rate_limit", "STREAMD_CHAT_RATE_LIMIT", _int_range(1, 1000),
+          "chat messages one user may post per STREAMD_CHAT_RATE_WINDOW"),
+    _Spec("chat_rate_window", "STREAMD_CHAT_RATE_WINDOW", _float_range(1, 3600),
+          "seconds of the chat rate-limit window"),
+    _Spec("chat_slow_mode_default", "STREAMD_CHAT_SLOW_MODE_DEFAULT", _int_range(1, 3600),
+          "seconds between messages when a moderator turns slow mode on without a value"),
+    _Spec("chat_report_interval", "STREAMD_CHAT_REPORT_INTERVAL", _float_range(0.2, 300),
+          "seconds between viewer-count reports (a process's viewers vanish after two)"),
+    _Spec("chat_heartbeat_interval", "STREAMD_CHAT_HEARTBEAT_INTERVAL", _float_range(1, 300),
+          "seconds between HLS player heartbeats (a player counts for two)"),
+    _Spec("chat_send_queue", "STREAMD_CHAT_SEND_QUEUE", _int_range(1, 100_000),
+          "events queued for one chat client before it is disconnected as too slow"),
+    _Spec("chat_ticket_ttl", "STREAMD_CHAT_TICKET_TTL", _float_range(1, 3600),
+          "seconds a chat connection ticket stays valid (it is single-use)"),
     _Spec("hls_x264_preset", "STREAMD_HLS_X264_PRESET",
           _choice("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
           "libx264 preset of the ladder"),
+    _Spec("hls_ladder_shedding", "STREAMD_HLS_LADDER_SHEDDING", _bool,
+          "stop the costliest rungs while the machine cannot transcode in real time"),
+    _Spec("hls_ladder_backlog", "STREAMD_HLS_LADDER_BACKLOG", _float_range(1, 60),
+          "seconds of source video that may wait for the ladder before packets are dropped"),
+    _Spec("hls_recovery_interval", "STREAMD_HLS_RECOVERY_INTERVAL", _float_range(0, 86400),
+          "seconds between passes finalising recordings a dead process left; 0 = at start only"),
+    _Spec("storage", "STREAMD_STORAGE", _choice("local", "s3"),
+          "where segments and playlists go: local (DATA_DIR/media, served at /hls) or s3"),
+    _Spec("s3_bucket", "STREAMD_S3_BUCKET", _bucket, "S3 bucket (STREAMD_STORAGE=s3)"),
+    _Spec("s3_prefix", "STREAMD_S3_PREFIX", _s3_prefix,
+          "key prefix inside the bucket; unset = the bucket's root"),
+    _Spec("s3_region", "STREAMD_S3_REGION", _region,
+          "bucket region; unset = the AWS chain's (AWS_REGION, ~/.aws/config)"),
+    _Spec("s3_endpoint_url", "STREAMD_S3_ENDPOINT_URL", _http_url,
+          "S3-compatible endpoint (MinIO, R2); unset = AWS. Credentials: the AWS chain only"),
+    _Spec("cdn_base_url", "STREAMD_CDN_BASE_URL", _cdn_url,
+          "CDN (CloudFront) URL whose origin is the bucket (or streamd); playback URLs use it"),
+    _Spec("cdn_key_pair_id", "STREAMD_CDN_KEY_PAIR_ID", _key_pair_id,
+          "CloudFront public key id for signed URLs/cookies (with STREAMD_CDN_PRIVATE_KEY)"),
+    _Spec("cdn_private_key", "STREAMD_CDN_PRIVATE_KEY", _file,
+          "PEM RSA private key of that CloudFront key pair"),
+    _Spec("cdn_signed_url_ttl", "STREAMD_CDN_SIGNED_URL_TTL", _float_range(1, 7 * 86400),
+          "seconds a signed CloudFront URL or cookie stays valid"),
 )  # fmt: skip
 
 
@@ -436,6 +547,7 @@ def load_settings(
             "expected a port different from STREAMD_HTTP_PORT"
         )
     _check_jwt(settings)
+    _check_storage(settings)
     if (settings.smtp_username is None) != (settings.smtp_password is None):
         raise ConfigError(
             "STREAMD_SMTP_USERNAME is invalid: expected it together with STREAMD_SMTP_PASSWORD "
@@ -461,6 +573,37 @@ def _check_jwt(settings: Settings) -> None:
             f"STREAMD_JWT_PREVIOUS_KEYS is invalid: kid {settings.jwt_key_id!r} is the current "
             "STREAMD_JWT_KEY_ID; give each key its own kid"
         )
+
+
+def _check_storage(settings: Settings) -> None:
+    s3_only = [spec.env for spec in SPECS if spec.field.startswith("s3_")
+               and getattr(settings, spec.field) not in (None, "")]  # fmt: skip
+    if settings.storage == "s3" and settings.s3_bucket is None:
+        raise ConfigError("STREAMD_STORAGE=s3 is invalid: expected STREAMD_S3_BUCKET as well")
+    if settings.storage == "local" and s3_only:
+        raise ConfigError(
+            f"{s3_only[0]} is invalid: expected STREAMD_STORAGE=s3 with it (storage is local)"
+        )
+    if (settings.cdn_key_pair_id is None) != (settings.cdn_private_key is None):
+        raise ConfigError(
+            "STREAMD_CDN_KEY_PAIR_ID is invalid: expected it together with "
+            "STREAMD_CDN_PRIVATE_KEY (or neither)"
+        )
+    if settings.cdn_private_key is not None:
+        if settings.cdn_base_url is None:
+            raise ConfigError(
+                "STREAMD_CDN_PRIVATE_KEY is invalid: expected STREAMD_CDN_BASE_URL (signed URLs "
+                "are CDN URLs)"
+            )
+        try:
+            key = load_pem_private_key(settings.cdn_private_key.read_bytes(), password=None)
+        except (OSError, ValueError, TypeError):
+            key = None
+        if not isinstance(key, RSAPrivateKey):
+            raise ConfigError(
+                f"STREAMD_CDN_PRIVATE_KEY={str(settings.cdn_private_key)!r} is invalid: "
+                "expected an unencrypted PEM RSA private key (CloudFront signs with RSA-SHA1)"
+            )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Threads (PyAV releases the GIL in FFmpeg, so they run in parallel; the event loop only queues):
 
     push() (loop) -> bounded packet queue -> decode thread: decode (FFmpeg frame+slice threads,
-        2 by default), decimate, scale per rung -> small bounded frame queue per rung -> one
+        2 by default), decimate, scale (cascaded) -> small bounded frame queue per rung -> one
         encoder thread per rung (`ladder_rung.py`): libx264 (sliced threads, one per core up
         to 4), Annex B -> AVCC -> loop.call_soon_threadsafe(on_output)
 
@@ -13,12 +13,13 @@ Decisions (see the packager/types.py docstring for the alignment rule they serve
   whose pts is a source keyframe's pts is marked I and, with ``forced-idr``, becomes an IDR.
   So every rendition has its IDRs at exactly the source's keyframe timestamps.
 - Latency (target: a rung's segment closes at most 0.5 s after the source's): no B-frames in
-  rungs (``bframes=0``: dts == pts, nothing to reorder), rc-lookahead 8 instead of veryfast's
+  rungs (``bframes=0``: dts == pts, nothing to reorder), rc-lookahead 5 instead of veryfast's
   10, x264 *sliced* threads (frame threads add a frame of delay each; measured CPU is the
   same), two decoder threads (not FFmpeg's "cores + 1": each adds a frame too). Delay: the
-  source's reorder depth (2 frames for OBS) + 1 decode + 9 encode frames, ~0.42 s at 30 fps
-  from a keyframe's push to its rung IDR. B-frames would save some bits at the same bitrate,
-  at ~2 more frames of delay.
+  source's reorder depth (2 frames for OBS) + 1 decode + 6 encode frames, ~0.3 s at 30 fps
+  from a keyframe's push to its rung IDR. With rc-lookahead 8 bench/segment_lag.py measured a
+  median rung lag of 0.49 s (source 0.04 s) on the 2-core machine: too close to the 0.5 s
+  target. B-frames would save some bits at the same bitrate, at ~2 more frames of delay.
 - Frame rate: `output_rate` divides the source rate by the smallest whole step that fits the
   rung's cap (60 -> 30, 50 -> 25); `Decimator` drops frames by pts accordingly and never drops
   a source keyframe (a forced IDR).
@@ -27,7 +28,10 @@ Decisions (see the packager/types.py docstring for the alignment rule they serve
   split/scale (~5.8 ms/frame), a third of bicubic. Scaling in the decode thread (rather than in
   each encoder thread) is deliberate: swscale temporarily rewrites colour fields of the *source*
   frame, so rungs must not scale one frame concurrently; and it keeps only small frames queued.
-  Every rung is scaled from the source (not 480p from 720p), as the ffmpeg CLI ladder does.
+  Scaling cascades: the largest running rung scales from the source, the smaller ones from
+  its scaled frame (480p and 360p from 720p, not from 1080p): ~10-20% less scaler CPU in a
+  (noisy) microbenchmark, unlike the ffmpeg CLI ladder's split/scale; against a Lanczos scale
+  of the source, 480p keeps ~39 dB PSNR (luma) and 360p ~44 dB (direct bilinear: 39 and 48).
 - Shedding (`ladder_shedding.py`): the packet queue is the one overload signal (the decode
   thread blocks on a full rung queue, so any slow stage backs up into it). Under sustained
   overload the most expensive running rung stops: its encoder is flushed (every frame handed to
@@ -37,7 +41,9 @@ Decisions (see the packager/types.py docstring for the alignment rule they serve
   the next keyframe.
 - What a player sees: a shed rung's playlist stops growing (the pipeline keeps the last one);
   a player on it stalls and its ABR logic moves to another variant, the source one included.
-  On restore the rung's next segment starts at a source keyframe, after a timestamp gap.
+  The rung emits `RungPaused` after its last packet, so its rendition closes the segment in
+  progress there; on restore its next segment starts at a source keyframe, after a hole in
+  media time, marked with one EXT-X-DISCONTINUITY.
 
 Precondition: pts of the source packets increase within one Ladder (the pipeline owns the
 continuous timeline across reconnects); frames whose pts does not are dropped and counted.
@@ -69,13 +75,13 @@ from packager.ladder_queue import DropQueue
 from packager.ladder_rung import END, RungWorker
 from packager.ladder_shedding import LadderPolicy, RungLoad, Shedder
 from packager.thumbnails import Thumbnailer
-from packager.types import RenditionItem, Rung
+from packager.types import LadderItem, Rung
 
 __all__ = ["Ladder", "LadderMetrics", "LadderPolicy"]
 
 log = logging.getLogger(__name__)
 
-OutputCallback = Callable[[str, RenditionItem], None]
+OutputCallback = Callable[[str, LadderItem], None]
 
 
 class Ladder:
@@ -83,9 +89,9 @@ class Ladder:
 
     `on_output(rung_name, item)` runs on the event loop thread: first the rung's `VideoConfig`
     (libx264's avcC), then its `MediaPacket`s (AVCC, 4-byte lengths, ms timestamps on the
-    source's clock, keyframe == IDR). With a `thumbnailer`, the ladder feeds it (decoded
-    frames while it decodes anyway, keyframe packets otherwise) and starts and ends it; the
-    caller then does not push to it.
+    source's clock, keyframe == IDR); a `RungPaused` when the rung is shed. With a
+    `thumbnailer`, the ladder feeds it (decoded frames while it decodes anyway, keyframe
+    packets otherwise) and starts and ends it; the caller then does not push to it.
     """
 
     def __init__(
@@ -352,8 +358,22 @@ class Ladder:
             keys.popleft()
             if self.thumbnailer is not None:
                 self.thumbnailer.push_frame(frame, pts)
-        for rung in self.rungs:
-            rung.offer(frame, pts, keyframe)
+        taken = [r for r in self.rungs if r.take(pts, keyframe)]
+        if not taken:
+            return
+        # Cascade: the largest rung scales from the source, smaller ones from its frame (480p
+        # and 360p from 720p read 2.25x fewer pixels than from 1080p). Every frame is scaled
+        # before any is queued: swscale briefly rewrites fields of the frame it reads, so no
+        # encoder thread may hold that frame yet.
+        taken.sort(key=lambda r: r.width * r.height, reverse=True)
+        top = taken[0]
+        base = top.scale(frame)
+        scaled = [(top, base)]
+        for rung in taken[1:]:
+            fits = rung.width <= top.width and rung.height <= top.height
+            scaled.append((rung, rung.scale(base if fits else frame)))
+        for rung, picture in scaled:
+            rung.put(picture, keyframe)
 
     def _shed_or_restore(self, packet: MediaPacket) -> None:
         depth = len(self._queue)
@@ -383,7 +403,7 @@ class Ladder:
 
     # --- back to the loop ---
 
-    def _emit(self, rung_name: str, items: Sequence[RenditionItem]) -> None:
+    def _emit(self, rung_name: str, items: Sequence[LadderItem]) -> None:
         self._call_soon(self._deliver, rung_name, items)
 
     def _call_soon(self, callback: Callable[..., None], *args: object) -> None:
@@ -392,7 +412,7 @@ class Ladder:
         except RuntimeError:  # the loop is closed: nobody is left to receive the output
             log.debug("%s: event loop closed, output discarded", self.name)
 
-    def _deliver(self, rung_name: str, items: Sequence[RenditionItem]) -> None:
+    def _deliver(self, rung_name: str, items: Sequence[LadderItem]) -> None:
         for item in items:
             try:
                 self.on_output(rung_name, item)

@@ -18,7 +18,7 @@ from ingest.media import MediaPacket, VideoConfig
 from packager.ladder_codec import Decimator, RungEncoder
 from packager.ladder_metrics import LadderMetrics, RealtimeWindow
 from packager.ladder_shedding import RungLoad
-from packager.types import RenditionItem, Rung
+from packager.types import LadderItem, Rung, RungPaused
 
 log = logging.getLogger("packager.ladder")
 
@@ -45,7 +45,7 @@ class RungWorker:
     x264_threads: int
     queue_frames: int
     #: (rung name, items) -> back to the event loop; called from the encoder thread.
-    emit: Callable[[str, Sequence[RenditionItem]], None]
+    emit: Callable[[str, Sequence[LadderItem]], None]
     drop: Callable[[str], None]
     metrics: LadderMetrics | None = None
     queue: queue.Queue[object] = field(init=False)
@@ -67,24 +67,31 @@ class RungWorker:
 
     # --- decode thread ---
 
-    def offer(self, frame: VideoFrame, pts: int, keyframe: bool) -> None:
-        """Scale one decoded source frame for this rung and queue it, if the rung runs and
-        the frame is kept. Blocks while the encoder is `queue_frames` behind."""
+    def take(self, pts: int, keyframe: bool) -> bool:
+        """Whether this rung encodes the decoded frame at `pts`: it runs and its decimator
+        keeps the frame (a waiting rung starts at its first keyframe from `start_from`)."""
         if self.load.state == "waiting" and keyframe and pts >= self.load.start_from:
             self.load.state = "active"
             self.decimator.reset()
             if self.metrics is not None:
                 self.metrics.rungs_active.labels(self.name).inc()
         if self.load.state != "active" or not self.decimator.keep(pts, keyframe):
-            return
+            return False
         if pts <= self.last_pts:
             self.drop("non_monotonic")
-            return
+            return False
         self.last_pts = pts
-        scaled = self.reformatter.reformat(
+        return True
+
+    def scale(self, frame: VideoFrame) -> VideoFrame:
+        """`frame` (the source's, or a larger rung's) at this rung's size, 4:2:0."""
+        return self.reformatter.reformat(
             frame, self.width, self.height, "yuv420p", interpolation=Interpolation.BILINEAR,
             threads=1,
         )  # fmt: skip
+
+    def put(self, scaled: VideoFrame, keyframe: bool) -> None:
+        """Queue a scaled frame; blocks while the encoder is `queue_frames` behind."""
         self.queue.put((scaled, keyframe))
 
     def resize(self, width: int, height: int) -> None:
@@ -117,12 +124,13 @@ class RungWorker:
                 encoder, last_pts = None, None
                 if item is STOP:
                     self.window.reset()
+                    self.emit(self.name, [RungPaused()])  # after the flushed packets
                 if isinstance(item, Reopen):
                     width, height = item.width, item.height
                 if item is END:
                     break
                 continue
-            assert isinstance(item, tuple)  # (scaled frame, keyframe), queued by offer()
+            assert isinstance(item, tuple)  # (scaled frame, keyframe), queued by put()
             frame, keyframe = item
             if broken:
                 self.drop("encoder")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from packager.ladder_shedding import LadderPolicy
 from packager.types import DEFAULT_LADDER, Rung
 
 SegmentFormat = Literal["cmaf", "ts"]
@@ -38,6 +39,12 @@ class PackagerOptions:
     ladder: tuple[Rung, ...] = field(default=DEFAULT_LADDER)
     #: libx264 preset of the ladder's encoders.
     x264_preset: str = "veryfast"
+    #: Shed the costliest rungs while the machine cannot transcode in real time. Off, a slow
+    #: ladder only lags, by up to ``ladder_backlog``, and then drops packets.
+    ladder_shedding: bool = True
+    #: Seconds of source video (counted at 30 fps) that may wait for the ladder's decoder;
+    #: shedding starts at half of it.
+    ladder_backlog: float = 3.0
     #: Duration of each fMP4 fragment (moof+mdat) inside a segment, in seconds; 0 gives one
     #: fragment per segment. LL-HLS parts will be published at these boundaries.
     fragment_duration: float = 0.0
@@ -54,6 +61,10 @@ class PackagerOptions:
     keep_after_window: int = 4
     #: Items buffered between the publish session and the pipeline (about 8 s at 30 fps).
     queue_items: int = 512
+    #: Seconds between two passes that finalise recordings some process left unfinished and
+    #: nobody has written to for ``reconnect_window`` + 60 s (another node died); 0: only at
+    #: start-up.
+    recovery_interval: float = 60.0
 
     def __post_init__(self) -> None:
         # Programming errors only: config/ validates what operators type.
@@ -63,8 +74,14 @@ class PackagerOptions:
             raise ValueError("window must be at least 3 segments")
         if self.segment_format not in ("cmaf", "ts"):
             raise ValueError("segment_format must be 'cmaf' or 'ts'")
-        if self.reconnect_window < 0 or self.fragment_duration < 0 or self.audio_wait < 0:
+        if min(self.reconnect_window, self.fragment_duration, self.audio_wait,
+               self.recovery_interval) < 0:  # fmt: skip
             raise ValueError("durations must not be negative")
+
+    @property
+    def ladder_policy(self) -> LadderPolicy:
+        packets = max(10, round(self.ladder_backlog * 30))
+        return LadderPolicy(queue_packets=packets, shedding=self.ladder_shedding)
 
     @property
     def target_ms(self) -> int:

@@ -40,11 +40,11 @@ from packager.rendition import Journal, Rendition, RenditionKind, WallClock, mux
 from packager.segment import Segment
 from packager.segmenter import CutPlan, Segmenter
 from packager.storage import Storage, put_object
-from packager.types import RenditionItem
+from packager.types import LadderItem, RenditionItem, RungPaused
 
 log = logging.getLogger(__name__)
 
-OutputCallback = Callable[[str, RenditionItem], None]
+OutputCallback = Callable[[str, LadderItem], None]
 LADDER_FLUSH_TIMEOUT_S = 10.0
 _AUDIO_BACKLOG_MS = 10_000  # source audio replayed to a rung that appears late
 
@@ -77,8 +77,10 @@ class Ladder(Protocol):
     event loop; it only queues work for its threads), ``end`` when the session is over;
     ``wait_closed`` returns once, after ``end``, everything was emitted. It emits each rung's
     items — a ``VideoConfig`` first, then ``MediaPacket`` s on the timeline it was fed, IDRs at
-    exactly the source's keyframe pts — through ``on_output(rung_name, item)`` on the event loop
-    thread. Audio is not its business: the pipeline adds the source's audio to every rung.
+    exactly the source's keyframe pts, and a ``RungPaused`` when a rung is shed (its rendition
+    then closes its segment and marks the next one a discontinuity) — through
+    ``on_output(rung_name, item)`` on the event loop thread. Audio is not its business: the
+    pipeline adds the source's audio to every rung.
     Given a thumbnailer, the ladder starts, feeds and ends it.
     """
 
@@ -280,10 +282,14 @@ class LivePipeline:
 
     # --- the ladder's renditions ---
 
-    def _on_ladder_output(self, gen: int, name: str, item: RenditionItem) -> None:
+    def _on_ladder_output(self, gen: int, name: str, item: LadderItem) -> None:
         if self.finished:
             return
         rung = self.rungs.get(name)
+        if isinstance(item, RungPaused):
+            if rung is not None and rung.generation == gen:
+                rung.interrupt()  # shed: a hole follows, then (restored) a discontinuity
+            return
         if rung is None:
             rung = self.rungs[name] = self._rendition(name, "ladder")
             rung.generation = gen

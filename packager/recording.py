@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ import asyncpg
 
 from db import live_media, videos
 from db.live_media import SegmentRow
+from db.types import Executor
 from packager.metrics import PackagerMetrics
 from packager.playlists import (
     CMAF_VERSION,
@@ -183,16 +184,27 @@ async def end_live_playlists(
 async def finalise_recording(
     pool: asyncpg.Pool, storage: Storage, recording_id: int, *, minimum_target: int = 2
 ) -> Finalised:
-    """Write the VOD playlists of a recording from its journal and insert its video."""
-    recording = await live_media.get_recording(pool, recording_id)
-    if recording is None:
-        raise LookupError(f"no recording {recording_id}")
+    """Write the VOD playlists of a recording from its journal and insert its video.
+
+    Under the recording's row lock (``SELECT ... FOR UPDATE``), so that finalisers in several
+    processes take turns: the first one does the work, the others find it finished."""
+    async with pool.acquire() as conn, conn.transaction():
+        recording = await live_media.lock_recording(conn, recording_id)
+        if recording is None:
+            raise LookupError(f"no recording {recording_id}")
+        return await _finalise_locked(conn, storage, recording, minimum_target)
+
+
+async def _finalise_locked(
+    conn: Executor, storage: Storage, recording: asyncpg.Record, minimum_target: int
+) -> Finalised:
+    recording_id = int(recording["id"])
     if recording["finished_at"] is not None:
         return Finalised(recording_id, recording["video_id"])
-    groups = _entries(await live_media.get_segments(pool, recording_id))
+    groups = _entries(await live_media.get_segments(conn, recording_id))
     prefix = recording["prefix"]
     if not groups:
-        await live_media.finish_recording(pool, recording_id, None)
+        await live_media.finish_recording(conn, recording_id, None)
         return Finalised(recording_id, None)
     infos = recording["renditions"]
     infos = json.loads(infos) if isinstance(infos, str) else dict(infos or {})
@@ -212,24 +224,20 @@ async def finalise_recording(
     thumbnail = None
     if recording["poster_key"] and await storage.exists(recording["poster_key"]):
         thumbnail = storage.url_for(recording["poster_key"])
-    async with pool.acquire() as conn, conn.transaction():
-        locked = await live_media.lock_recording(conn, recording_id)
-        if locked is None or locked["finished_at"] is not None:
-            return Finalised(recording_id, locked["video_id"] if locked else None)
-        owner = await live_media.get_recording_owner(conn, recording["live_id"])
-        if owner is None:
-            raise LookupError(f"live {recording['live_id']} of recording {recording_id} is gone")
-        video_id = await videos.create_recorded(
-            conn,
-            user_id=owner["user_id"],
-            title=owner["title"],
-            hls_master_url=storage.url_for(master_key),
-            hls_key=master_key,
-            duration=round(sum(e.duration for e in main), 3),
-            file_size=sum(e.size for entries in groups.values() for e in entries),
-            thumbnail_url=thumbnail,
-        )
-        await live_media.finish_recording(conn, recording_id, video_id)
+    owner = await live_media.get_recording_owner(conn, recording["live_id"])
+    if owner is None:
+        raise LookupError(f"live {recording['live_id']} of recording {recording_id} is gone")
+    video_id = await videos.create_recorded(
+        conn,
+        user_id=owner["user_id"],
+        title=owner["title"],
+        hls_master_url=storage.url_for(master_key),
+        hls_key=master_key,
+        duration=round(sum(e.duration for e in main), 3),
+        file_size=sum(e.size for entries in groups.values() for e in entries),
+        thumbnail_url=thumbnail,
+    )
+    await live_media.finish_recording(conn, recording_id, video_id)
     return Finalised(recording_id, video_id)
 
 
@@ -241,29 +249,32 @@ async def recover_recordings(
     window: int = 6,
     minimum_target: int = 2,
     stale_after_s: float = 600.0,
-    skip: Collection[int] = (),
+    skip: Collection[int] | Callable[[int], bool] = (),
     metrics: PackagerMetrics | None = None,
 ) -> list[Finalised]:
     """Finalise recordings whose pipeline did not finish: this node's (call it at start-up,
-    before accepting publishers) and other nodes' that went silent ``stale_after_s`` ago.
-    ``skip``: recordings still running in this process."""
+    before accepting publishers) and other nodes' that went silent ``stale_after_s`` ago
+    (``node=""``: only those, since no node has that name). ``skip``: recordings still
+    running in this process (asked just before each one is taken).
+
+    Safe when several processes run it at once: each recording is taken under its row lock
+    and left alone when, by then, it is finished or was written to since it was listed."""
+    skipped = skip if callable(skip) else skip.__contains__
     done = []
     for recording in await live_media.unfinished_recordings(
         pool, node=node, stale_after_s=stale_after_s
     ):
         recording_id = int(recording["id"])
-        if recording_id in skip:
+        if skipped(recording_id):
             continue
         try:
-            groups = _entries(await live_media.get_segments(pool, recording_id))
-            await end_live_playlists(storage, recording["prefix"], groups, window)
-            result = await finalise_recording(
-                pool, storage, recording_id, minimum_target=minimum_target
-            )
+            result = await _recover_one(pool, storage, recording, window, minimum_target)
         except Exception:  # one broken recording must not keep the others (or start-up) back
             log.exception("recording %d could not be recovered", recording_id)
             if metrics is not None:
                 metrics.recordings.labels("failed").inc()
+            continue
+        if result is None:
             continue
         log.info(
             "recovered the recording of live %d (%s): video %s",
@@ -273,3 +284,23 @@ async def recover_recordings(
             metrics.recordings.labels("recovered" if result.video_id else "empty").inc()
         done.append(result)
     return done
+
+
+async def _recover_one(
+    pool: asyncpg.Pool,
+    storage: Storage,
+    listed: asyncpg.Record,
+    window: int,
+    minimum_target: int,
+) -> Finalised | None:
+    async with pool.acquire() as conn, conn.transaction():
+        recording = await live_media.lock_recording(conn, int(listed["id"]))
+        if (
+            recording is None
+            or recording["finished_at"] is not None  # another process finalised it meanwhile
+            or recording["updated_at"] != listed["updated_at"]  # its writer is alive after all
+        ):
+            return None
+        groups = _entries(await live_media.get_segments(conn, int(recording["id"])))
+        await end_live_playlists(storage, recording["prefix"], groups, window)
+        return await _finalise_locked(conn, storage, recording, minimum_target)

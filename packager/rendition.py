@@ -5,7 +5,9 @@ packets into segments). Each completed segment is queued to the rendition's writ
 which muxes it in a worker thread, stores it, and only then stores the playlist that lists
 it — so a playlist never names a segment that is not there. One writer per rendition keeps
 segments in order; the queue is bounded, and when storage cannot keep up new segments are
-dropped (counted) rather than memory growing without end.
+dropped (counted) rather than memory growing without end. A segment lost either way (dropped,
+or not stored after the backend's retries) is never listed; the next segment listed carries
+EXT-X-DISCONTINUITY, so players reset their timeline across the hole instead of stalling on it.
 """
 
 from __future__ import annotations
@@ -148,6 +150,10 @@ class Rendition:
         self._queue: asyncio.Queue[tuple[Segment, float] | None] = asyncio.Queue(QUEUE_SEGMENTS)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"hls-{name}")
         self._warned_full = False
+        # A segment was lost (dropped here, or not stored): the next one is queued or listed
+        # with EXT-X-DISCONTINUITY, so no playlist ever hides a hole in the timeline.
+        self._dropped = False
+        self._lost = False
 
     @property
     def playlist_key(self) -> str:
@@ -169,11 +175,19 @@ class Rendition:
     def gap(self) -> None:
         self._enqueue(self.segmenter.gap())
 
+    def interrupt(self) -> None:
+        """A shed ladder rung: see `Segmenter.interrupt`."""
+        self._enqueue(self.segmenter.interrupt())
+
     def _enqueue(self, segments: list[Segment]) -> None:
         for segment in segments:
             try:
                 self._queue.put_nowait((segment, time.monotonic()))
+                if self._dropped:
+                    segment.discontinuity = True
+                    self._dropped = False
             except asyncio.QueueFull:
+                self._dropped = True
                 self.metrics.dropped_segments.inc()
                 if not self._warned_full:
                     self._warned_full = True
@@ -185,7 +199,7 @@ class Rendition:
         await self._task
         if ended and self.playlist.entries:
             self.playlist.ended = True
-            await self._store(self.playlist_key, self.playlist.render().encode())
+            await self._store_playlist()
 
     # --- the writer task ---
 
@@ -195,6 +209,7 @@ class Rendition:
             try:
                 await self._write(segment, completed)
             except Exception:  # storage errors of any backend: lose this segment, not the live
+                self._lost = True
                 self.metrics.storage_errors.inc()
                 log.exception("%s: could not write segment %d", self.directory, segment.sequence)
 
@@ -212,25 +227,29 @@ class Rendition:
         data = await asyncio.to_thread(self.muxer.media_segment, segment)
         if self._next_sequence is None:
             self._next_sequence = segment.sequence  # aligned with the source's numbering
-        sequence, self._next_sequence = self._next_sequence, self._next_sequence + 1
+        # The number is taken only once the segment is stored: a lost segment leaves no hole
+        # in the media sequence (playlists number their entries consecutively).
+        sequence = self._next_sequence
         uri = f"seg_{sequence}{self.muxer.extension}"
         await self._store(f"{self.directory}/{uri}", data)
+        self._next_sequence += 1
         entry = SegmentEntry(
             sequence=sequence,
             uri=uri,
             duration=segment.duration_ms / 1000,
-            discontinuity=segment.discontinuity,
+            discontinuity=segment.discontinuity or self._lost,
             program_date_time=self.clock.at(segment.start_ms),
             init_uri=self._init_uri,
             size=len(data),
         )
         evicted, raised = self.playlist.add(entry)
+        self._lost = False
         if raised:
             log.warning(
                 "%s: segment %d lasts %.1f s: EXT-X-TARGETDURATION raised to %d",
                 self.directory, sequence, entry.duration, self.playlist.target_duration,
             )  # fmt: skip
-        await self._store(self.playlist_key, self.playlist.render().encode())
+        listed = await self._store_playlist()
         self.metrics.publish_seconds.labels(self.kind).observe(time.monotonic() - completed)
         self.metrics.segments.labels(self.kind).inc()
         self.metrics.segment_bytes.labels(self.kind).inc(len(data))
@@ -239,7 +258,7 @@ class Rendition:
             self.journal.segment(self.name, entry)
             if (variant := self.variant(entry.uri)) is not None:
                 self.journal.variant(self.name, variant)
-        if self.on_segment is not None:
+        if self.on_segment is not None and listed:  # the master names only stored playlists
             self.on_segment(self, segment, entry)
         if not self.keep_segments:
             await self._expire(evicted)
@@ -259,6 +278,16 @@ class Rendition:
 
     async def _store(self, key: str, data: bytes) -> None:
         await put_object(self.storage, key, data)
+
+    async def _store_playlist(self) -> bool:
+        """A playlist that could not be stored is not fatal: the next one lists the same."""
+        try:
+            await self._store(self.playlist_key, self.playlist.render().encode())
+        except Exception:
+            self.metrics.storage_errors.inc()
+            log.exception("%s: could not write the live playlist", self.directory)
+            return False
+        return True
 
     # --- what the master playlist says about this rendition ---
 

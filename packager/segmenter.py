@@ -131,6 +131,16 @@ class Segmenter:
         discontinuity is signalled; the playlist just has a shorter segment before the hole."""
         return self._close_all(None)
 
+    def interrupt(self) -> list[Segment]:
+        """The video stops here and resumes later after a hole in media time (a shed ladder
+        rung): close everything at the end of the last frame; the next segment is a
+        discontinuity. Audio past that end waits (bounded) for the segment that resumes."""
+        current = self._current
+        until = None
+        if current is not None and current.video:
+            until = max(p.pts_ms for p in current.video) + self._frame_ms(current)
+        return self.flush(until)
+
     # --- video ---
 
     def _push_video(self, packet: MediaPacket) -> None:

@@ -48,6 +48,8 @@ T = TypeVar("T")
 _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 PREVIOUS_BROADCAST_TIMEOUT_S = 30.0
 SESSION_STOP_TIMEOUT_S = 10.0
+# A recording nobody wrote to for the reconnect window plus this long has lost its process.
+RECOVERY_STALE_MARGIN_S = 60.0
 
 
 @dataclass(eq=False)
@@ -87,6 +89,7 @@ class Packager:
         self.clock = clock
         self.lives: dict[int, _Live] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._recovery: asyncio.Task[None] | None = None
         self._closing = False
 
     # --- sessions ---
@@ -227,18 +230,50 @@ class Packager:
     # --- process lifecycle ---
 
     async def recover(self) -> list[Finalised]:
-        """Finalise recordings left unfinished by a crash (call at start-up)."""
+        """Finalise recordings left unfinished by a crash (call at start-up), then, every
+        ``recovery_interval``, those any node left (see `recover_stale`)."""
         if self.pool is None or not self.options.recording:
             return []
-        active = {live.recording_id for live in self.lives.values() if live.recording_id}
-        return await recover_recordings(
+        done = await recover_recordings(
             self.pool, self.storage, node=self.node, window=self.options.window,
-            minimum_target=self.options.target_duration_tag, skip=active, metrics=self.metrics,
+            minimum_target=self.options.target_duration_tag, skip=self._recording_here,
+            metrics=self.metrics,
         )  # fmt: skip
+        if self.options.recovery_interval > 0 and self._recovery is None and not self._closing:
+            self._recovery = asyncio.get_running_loop().create_task(self._recover_periodically())
+        return done
+
+    async def recover_stale(self) -> list[Finalised]:
+        """Finalise the recordings of every node that nobody has written to for longer than
+        the reconnect window plus a margin (their process is gone), except this process's
+        own. Several processes may run this at once (see `recover_recordings`)."""
+        if self.pool is None or not self.options.recording:
+            return []
+        return await recover_recordings(
+            self.pool, self.storage, node="", window=self.options.window,
+            minimum_target=self.options.target_duration_tag,
+            stale_after_s=self.options.reconnect_window + RECOVERY_STALE_MARGIN_S,
+            skip=self._recording_here, metrics=self.metrics,
+        )  # fmt: skip
+
+    def _recording_here(self, recording_id: int) -> bool:
+        return any(live.recording_id == recording_id for live in self.lives.values())
+
+    async def _recover_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.recovery_interval)
+            try:
+                await self.recover_stale()
+            except _DB_ERRORS as exc:
+                log.warning("packager: periodic recovery failed, next try later: %s", exc)
 
     async def close(self) -> None:
         """End every broadcast now (no reconnect wait): ENDLIST, recordings finalised."""
         self._closing = True
+        if self._recovery is not None:
+            self._recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery
         for live in list(self.lives.values()):
             if live.timer is not None:
                 live.timer.cancel()

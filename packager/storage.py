@@ -1,9 +1,9 @@
 """Where segments and playlists go: the :class:`Storage` interface and local disk.
 
 The interface is object storage's (keys, whole-object puts with a content type and a
-Cache-Control, deletes, prefix listings, a public URL per key), so the S3 backend implements it
-as is; nothing relies on renames or appends. Keys look like ``hls/{live}/{broadcast}/source/
-seg_42.m4s``.
+Cache-Control, deletes, prefix listings, a public URL per key), so the S3 backend
+(``packager.storage_s3``) implements it as is; nothing relies on renames or appends. Keys
+look like ``hls/{live}/{broadcast}/source/seg_42.m4s``.
 
 :class:`LocalStorage` keeps objects under a root directory (``DATA_DIR/media``) that
 ``web.hls`` serves at ``/hls``. A put writes a temporary file beside the target and renames it
@@ -85,6 +85,13 @@ class StorageKeyError(ValueError):
     """A key that could escape the storage root (``..``, absolute, empty parts)."""
 
 
+def check_key(key: str) -> None:
+    """Raise :class:`StorageKeyError` for a key no backend stores (shared by every backend)."""
+    parts = key.split("/")
+    if not key or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+        raise StorageKeyError(f"invalid storage key {key!r}")
+
+
 class LocalStorage:
     def __init__(self, root: Path, base_url: str = "") -> None:
         self.root = root
@@ -92,10 +99,8 @@ class LocalStorage:
         self._dirs: set[Path] = set()  # directories known to exist: one mkdir each
 
     def path_for(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
-            raise StorageKeyError(f"invalid storage key {key!r}")
-        return self.root.joinpath(*parts)
+        check_key(key)
+        return self.root.joinpath(*key.split("/"))
 
     async def put(self, key: str, data: bytes, content_type: str, cache_control: str) -> None:
         # Content type and cache control are derived from the name again when serving.

@@ -27,6 +27,16 @@ RenditionItem: TypeAlias = MediaPacket | VideoConfig | AudioConfig
 
 
 @dataclass(frozen=True, slots=True)
+class RungPaused:
+    """From the ladder: this rung was shed. Its output stops after the packets before this
+    marker and resumes, if load allows, at a later source keyframe, after a hole in media
+    time: the rung's rendition closes its segments and marks the next one a discontinuity."""
+
+
+LadderItem: TypeAlias = RenditionItem | RungPaused
+
+
+@dataclass(frozen=True, slots=True)
 class Rung:
     """One transcoded variant of the ladder."""
 

@@ -19,6 +19,7 @@ from packager.pipeline import OutputCallback
 from packager.pipeline import Thumbnailer as ThumbnailerProtocol
 from packager.service import Packager
 from packager.storage import LocalStorage, Storage, put_object
+from packager.storage_s3 import S3Metrics, S3Options, S3Storage
 from packager.thumbnails import Thumbnailer
 from packager.types import Rung
 
@@ -34,10 +35,36 @@ def packager_options(settings: Settings) -> PackagerOptions:
         thumbnail_interval=settings.hls_thumbnail_interval,
         ladder=tuple(Rung(*spec) for spec in settings.hls_ladder),
         x264_preset=settings.hls_x264_preset,
+        ladder_shedding=settings.hls_ladder_shedding,
+        ladder_backlog=settings.hls_ladder_backlog,
+        recovery_interval=settings.hls_recovery_interval,
     )
 
 
-def build_packager(settings: Settings, pool: asyncpg.Pool, registry: CollectorRegistry) -> Packager:
+def build_storage(settings: Settings, registry: CollectorRegistry) -> Storage:
+    """Local disk, or S3 (credentials from the standard AWS chain, never from settings)."""
+    if settings.storage != "s3":
+        # Behind a CDN whose origin is streamd itself, stored URLs (posters, VODs) name the CDN.
+        return LocalStorage(settings.data_dir / "media", base_url=settings.cdn_base_url or "")
+    assert settings.s3_bucket is not None  # config/ checked it
+    return S3Storage(
+        S3Options(
+            bucket=settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            region=settings.s3_region,
+            endpoint_url=settings.s3_endpoint_url,
+            public_base_url=settings.cdn_base_url or "",
+        ),
+        metrics=S3Metrics(registry),
+    )
+
+
+def build_packager(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    registry: CollectorRegistry,
+    storage: Storage | None = None,
+) -> Packager:
     options = packager_options(settings)
     loop = asyncio.get_running_loop()
     ladder_metrics = LadderMetrics(registry)  # once: metrics register in the registry
@@ -63,6 +90,7 @@ def build_packager(settings: Settings, pool: asyncpg.Pool, registry: CollectorRe
             loop=loop,
             metrics=ladder_metrics,
             thumbnailer=thumbnailer,
+            policy=options.ladder_policy,
         )
 
     async def live_ended(live_id: int) -> None:
@@ -70,7 +98,7 @@ def build_packager(settings: Settings, pool: asyncpg.Pool, registry: CollectorRe
 
     return Packager(
         options,
-        LocalStorage(options.storage_root),
+        storage if storage is not None else LocalStorage(options.storage_root),
         pool,
         metrics=PackagerMetrics(registry),
         ladder_factory=ladder_factory if options.ladder else None,

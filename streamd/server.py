@@ -4,27 +4,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
 import ssl
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
+from chat.hub import Hub, HubConfig
 from config.settings import ConfigError, Settings
 from db.pools import open_database
 from ingest.gate import PublishGate
 from ingest.metrics import IngestMetrics
 from ingest.server import RtmpLimits, RtmpServer
-from streamd.media import build_packager
+from streamd.media import build_packager, build_storage
 from web.app import create_app
 from web.hls import hls_routes
 
 log = logging.getLogger("streamd")
+
+# uvicorn's WebSocket settings for chat. The sans-IO websockets protocol is the fastest of its
+# three for fan-out (bench/chat_fanout.py), and its send to a writable socket completes without
+# waiting (chat.client relies on that for speed, not for correctness). No per-message deflate:
+# it would compress every event once per client, where the room encodes it once for all.
+WEBSOCKET_OPTIONS: dict[str, Any] = {
+    "ws": "websockets-sansio",
+    "ws_max_size": 64 * 1024,  # a chat event is at most 8 KiB
+    "ws_per_message_deflate": False,
+}
 
 
 async def run_server(settings: Settings, database_url: str) -> None:
@@ -34,7 +47,8 @@ async def run_server(settings: Settings, database_url: str) -> None:
     try:
         gate = PublishGate(db.primary, database_url, settings.rtmp_app)
         await gate.open()
-        packager = build_packager(settings, db.primary, registry)
+        storage = build_storage(settings, registry)
+        packager = build_packager(settings, db.primary, registry, storage)
         await packager.recover()  # finish recordings a crash left open, before new publishes
         rtmp = RtmpServer(
             gate,
@@ -48,6 +62,9 @@ async def run_server(settings: Settings, database_url: str) -> None:
             # The packager ends a live once its reconnect window has passed.
             end_lives=False,
         )
+        # The chat hub: one LISTEN connection for this process, outside the pool.
+        hub = Hub(database_url, db.primary, HubConfig.from_settings(settings))
+        await hub.start()
         try:
             await rtmp.listen(settings.rtmp_host, settings.rtmp_port)
             if settings.rtmps_port is not None:
@@ -58,10 +75,15 @@ async def run_server(settings: Settings, database_url: str) -> None:
                 registry=registry,
                 database=db,
                 stop_live=rtmp.stop_live,
-                extra_routes=hls_routes(settings.data_dir / "media"),
+                chat_hub=hub,
+                # With S3, /hls reads through the storage: no bucket name in any URL.
+                extra_routes=hls_routes(
+                    settings.data_dir / "media", storage if settings.storage == "s3" else None
+                ),
             )
             await _serve_http(settings, app)
         finally:
+            await hub.close()
             await rtmp.close()
             await packager.close()
             await gate.close()
@@ -79,6 +101,7 @@ async def _serve_http(settings: Settings, app: Starlette) -> None:
         proxy_headers=True,
         server_header=False,
         timeout_graceful_shutdown=10,
+        **WEBSOCKET_OPTIONS,
     )
     server = _Server(config, banner(settings))
     await server.serve()
@@ -125,6 +148,10 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        # What start-up built (app, pools, modules) lives as long as the process: leave it out
+        # of every garbage collection. The chat fan-out allocates per delivery, so collections
+        # are frequent; bench/chat_fanout.py measured this.
+        gc.freeze()
         if self.started:
             print(self._banner, file=sys.stderr, flush=True)
 
@@ -142,7 +169,8 @@ def banner(settings: Settings) -> str:
             "streamd is running",
             f"  OBS:      Server {settings.rtmp_base_url()}/{settings.rtmp_app}"
             "   Stream Key: printed by `streamd live create`",
-            f"  watch:    {web}/hls/LIVE_ID/master.m3u8   (VLC, Safari, ffplay, hls.js)",
+            f"  watch:    {settings.hls_base_url()}/hls/LIVE_ID/master.m3u8"
+            "   (VLC, Safari, ffplay, hls.js)",
             f"  API:      {web}/docs   health: {web}/health   metrics: {web}/metrics",
             f"  database: {database}",
             "  stop:     Ctrl+C",

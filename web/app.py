@@ -14,10 +14,11 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Route
 
+from chat.hub import Hub, HubConfig
 from config.settings import Settings
 from db import cache
 from db.pools import Database, open_database
-from web import auth, housekeeping, lives, users
+from web import auth, chat, housekeeping, lives, users
 from web.api import Endpoint, StopLive, to_routes
 from web.docs import docs_page, docs_script
 from web.errors import EXCEPTION_HANDLERS
@@ -31,7 +32,7 @@ from web.tokens import load_key_set
 log = logging.getLogger(__name__)
 
 # Every API route, in matching order (/api/users/me before /api/users/{username}).
-ENDPOINTS: list[Endpoint] = [*auth.ENDPOINTS, *users.ENDPOINTS, *lives.ENDPOINTS]
+ENDPOINTS: list[Endpoint] = [*auth.ENDPOINTS, *users.ENDPOINTS, *lives.ENDPOINTS, *chat.ENDPOINTS]
 
 
 def cache_slots(db: Database, settings: Settings) -> asyncio.Semaphore | None:
@@ -52,6 +53,7 @@ def create_app(
     database: Database | None = None,
     stop_live: StopLive | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    chat_hub: Hub | None = None,
 ) -> Starlette:
     """Build the app; keys, pools and background tasks open when the app starts, not here.
 
@@ -59,6 +61,8 @@ def create_app(
     otherwise the app opens its own from ``database_url``. ``registry``: where metrics go.
     ``stop_live(live_id, reason) -> bool``: cuts a publish held by this process (``serve``
     passes the RTMP server's); without it, stopping a live only marks it ended and NOTIFYs.
+    ``chat_hub``: the process's chat hub, started and closed by the caller; otherwise the app
+    runs its own (one LISTEN connection) for as long as it runs.
     """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = HttpMetrics(registry)
@@ -71,6 +75,11 @@ def create_app(
         app.state.cache = cache.Cache(db.primary)
         app.state.cache_slots = cache_slots(db, settings)
         app.state.mailer = create_mailer(settings, db.primary)
+        hub = chat_hub
+        if hub is None:
+            hub = Hub(database_url, db.primary, HubConfig.from_settings(settings))
+            await hub.start()
+        app.state.chat = hub
         tasks = [
             asyncio.create_task(
                 cache.run_cleanup(db.primary, settings.cache_cleanup_interval),
@@ -86,6 +95,8 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if chat_hub is None:
+                await hub.close()
             if database is None:
                 await db.close()
 
@@ -99,7 +110,11 @@ def create_app(
         *to_routes(ENDPOINTS),
         *extra_routes,
     ]
-    middleware = [Middleware(RequestContextMiddleware, metrics=metrics)]
+    # Chat sockets first: outside every other wrapper (see web.chat.ChatSocketMiddleware).
+    middleware = [
+        Middleware(chat.ChatSocketMiddleware),
+        Middleware(RequestContextMiddleware, metrics=metrics),
+    ]
     if settings.cors_origins:
         middleware.append(
             Middleware(

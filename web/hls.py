@@ -1,7 +1,9 @@
 """``GET /hls/...``: HLS playlists, segments and posters from local storage.
 
-What the packager's ``LocalStorage`` wrote under ``ROOT/hls`` is served at ``/hls`` (with S3 the
-CDN serves the bucket instead and this route is not mounted). The headers per kind of object
+What the packager's ``LocalStorage`` wrote under ``ROOT/hls`` is served at ``/hls``. With S3
+storage the same route reads the objects through the storage (an :class:`ObjectReader`), so
+players reach a bucket that is not public without the URL naming it; with a CDN, players go to
+the CDN and this route is its fallback. The headers per kind of object
 mirror ``packager.storage.object_headers`` (web may not import the packager, so the small table
 is repeated here; a test checks the two agree):
 
@@ -21,14 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import re
 from pathlib import Path
+from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from web.errors import error_response
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
@@ -66,15 +72,25 @@ def headers_for(name: str) -> tuple[str, str] | None:
     return content_type, CACHE_IMMUTABLE
 
 
+class ObjectReader(Protocol):
+    """What /hls needs of a storage backend (``packager.storage.Storage`` has it)."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+
+def _valid_path(path: str) -> bool:
+    parts = path.split("/")
+    return 1 <= len(parts) <= _MAX_DEPTH and all(_PART.fullmatch(p) for p in parts)
+
+
 class HlsFiles:
     def __init__(self, root: Path) -> None:
         self.base = (root / "hls").resolve()
 
     def _locate(self, path: str) -> Path | None:
-        parts = path.split("/")
-        if not 1 <= len(parts) <= _MAX_DEPTH or not all(_PART.fullmatch(p) for p in parts):
+        if not _valid_path(path):
             return None
-        candidate = self.base.joinpath(*parts)
+        candidate = self.base.joinpath(*path.split("/"))
         try:
             resolved = candidate.resolve(strict=True)
         except (OSError, RuntimeError):
@@ -100,14 +116,52 @@ class HlsFiles:
             body = await asyncio.to_thread(file.read_bytes)
         except OSError:
             return error_response(404, "not_found", "no such HLS file", headers=CORS)
-        common["Vary"] = "Accept-Encoding"
-        if len(body) >= _GZIP_MIN_BYTES and _accepts_gzip(request):
-            body = gzip.compress(body, compresslevel=5)
-            common["Content-Encoding"] = "gzip"
+        return _playlist_response(request, body, content_type, common)
+
+
+def _playlist_response(
+    request: Request, body: bytes, content_type: str, headers: dict[str, str]
+) -> Response:
+    headers["Vary"] = "Accept-Encoding"
+    if len(body) >= _GZIP_MIN_BYTES and _accepts_gzip(request):
+        body = gzip.compress(body, compresslevel=5)
+        headers["Content-Encoding"] = "gzip"
+    headers["Content-Length"] = str(len(body))
+    if request.method == "HEAD":
+        body = b""
+    return Response(body, media_type=content_type, headers=headers)
+
+
+class HlsObjects:
+    """The same answers, from object storage (whole objects: segments are a few MB)."""
+
+    def __init__(self, reader: ObjectReader) -> None:
+        self.reader = reader
+
+    async def serve(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=PREFLIGHT)
+        path = request.path_params["path"]
+        headers = headers_for(path.rsplit("/", 1)[-1])
+        if headers is None or not _valid_path(path):
+            return error_response(404, "not_found", "no such HLS file", headers=CORS)
+        try:
+            body = await self.reader.get(f"hls/{path}")
+        except Exception as exc:  # the backend's own errors (S3 down): the player retries
+            log.warning("hls: reading %s from storage failed: %s", path, exc)
+            return error_response(
+                503, "storage_unavailable", "storage is unavailable", headers=CORS
+            )
+        if body is None:
+            return error_response(404, "not_found", "no such HLS file", headers=CORS)
+        content_type, cache = headers
+        common = {**CORS, "Cache-Control": cache}
+        if content_type == CONTENT_TYPES[".m3u8"]:
+            return _playlist_response(request, body, content_type, common)
         common["Content-Length"] = str(len(body))
-        if request.method == "HEAD":
-            body = b""
-        return Response(body, media_type=content_type, headers=common)
+        return Response(
+            b"" if request.method == "HEAD" else body, media_type=content_type, headers=common
+        )
 
 
 def _accepts_gzip(request: Request) -> bool:
@@ -118,7 +172,8 @@ def _accepts_gzip(request: Request) -> bool:
     return False
 
 
-def hls_routes(root: Path) -> list[BaseRoute]:
-    """The routes to mount in the app: ``root`` is the local storage root (DATA_DIR/media)."""
-    files = HlsFiles(root)
-    return [Route("/hls/{path:path}", files.serve, methods=["GET", "HEAD", "OPTIONS"])]
+def hls_routes(root: Path, reader: ObjectReader | None = None) -> list[BaseRoute]:
+    """The routes to mount in the app: ``root`` is the local storage root (DATA_DIR/media);
+    ``reader``, when given (S3 storage), is read instead of ``root``."""
+    serve = HlsObjects(reader).serve if reader is not None else HlsFiles(root).serve
+    return [Route("/hls/{path:path}", serve, methods=["GET", "HEAD", "OPTIONS"])]

@@ -94,7 +94,7 @@ async def create_live(call: Call) -> LiveOut:
     )  # fmt: skip
     public = await lives.get_public(call.db.primary, row["id"])
     assert public is not None
-    return LiveOut.from_row(public, call.settings.http_base_url())
+    return LiveOut.from_row(public, call.settings.hls_base_url())
 
 
 async def list_lives(call: Call) -> JSONResponse:
@@ -102,7 +102,7 @@ async def list_lives(call: Call) -> JSONResponse:
     before = decode_cursor(query.cursor)
     statuses = (query.status,) if query.status else PUBLIC_STATUSES
     key = f"api:lives:{query.status or ''}:{query.user or ''}:{before or ''}:{query.limit}"
-    base = call.settings.http_base_url()
+    base = call.settings.hls_base_url()
 
     async def compute() -> dict[str, object]:
         rows = await lives.list_public(
@@ -119,7 +119,7 @@ async def list_lives(call: Call) -> JSONResponse:
 
 async def get_live(call: Call) -> JSONResponse:
     live_id = call.path_id("live_id")
-    base = call.settings.http_base_url()
+    base = call.settings.hls_base_url()
 
     async def compute() -> dict[str, object] | None:
         row = await lives.get_public(call.db.read, live_id)
@@ -146,7 +146,7 @@ async def update_live(call: Call) -> LiveOut:
     if row is None:
         raise _not_found()
     await forget_live(call, live_id)
-    return LiveOut.from_row(row, call.settings.http_base_url())
+    return LiveOut.from_row(row, call.settings.hls_base_url())
 
 
 async def delete_live(call: Call) -> None:
@@ -199,7 +199,7 @@ async def stop_live(call: Call) -> StopOut:
     public = await lives.get_public(call.db.primary, live_id)
     if public is None:
         raise _not_found()
-    return StopOut(live=LiveOut.from_row(public, call.settings.http_base_url()),
+    return StopOut(live=LiveOut.from_row(public, call.settings.hls_base_url()),
                    disconnected=disconnected)  # fmt: skip
 
 

@@ -278,6 +278,7 @@ class LiveOut(BaseModel):
 
     @classmethod
     def from_row(cls, row: asyncpg.Record, base_url: str) -> LiveOut:
+        """``base_url``: ``Settings.hls_base_url()``, the CDN when one is configured."""
         hls = f"{base_url}/hls/{row['id']}"
         return cls(
             id=row["id"], title=row["title"], description=row["description"],
@@ -343,3 +344,37 @@ class ErrorBodyOut(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBodyOut
+
+
+# --- chat (web/chat.py) ---
+
+
+class ChatTicketOut(BaseModel):
+    ticket: str = Field(description="pass as ?ticket= to /ws/lives/{live_id}/chat; single use")
+    expires_in: int = Field(description="seconds the ticket stays valid")
+
+
+class HeartbeatIn(Body):
+    player_id: str = Field(
+        min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+        description="a random id the player keeps for the whole playback",
+    )  # fmt: skip
+
+
+class HeartbeatOut(BaseModel):
+    viewer_count: int = Field(description="viewers across every process at the last report")
+    interval: int = Field(description="seconds until the next heartbeat is due")
+
+
+class ModerationEntryOut(BaseModel):
+    id: int
+    actor_id: int | None
+    action: str
+    target_user_id: int | None
+    message_id: int | None
+    duration_s: int | None
+    created_at: datetime
+
+
+class ModerationLogOut(BaseModel):
+    items: list[ModerationEntryOut]

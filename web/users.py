@@ -89,7 +89,7 @@ async def my_lives(call: Call) -> LiveListOut:
         call.db.read, call.user.id, before_id=decode_cursor(query.cursor), limit=query.limit + 1
     )
     page, cursor = paginate(rows, query.limit)
-    base = call.settings.http_base_url()
+    base = call.settings.hls_base_url()
     return LiveListOut(items=[LiveOut.from_row(r, base) for r in page], next_cursor=cursor)
 
 

@@ -195,6 +195,9 @@ async def ffmpeg_publish(
         "libx264": ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-bf", "2"],
         "libx265": ["-c:v", "libx265", "-preset", "ultrafast",
                     "-x265-params", "log-level=error:open-gop=0"],
+        # SVT-AV1's fastest preset; key frames (closed GOPs) only where -g puts them.
+        "libsvtav1": ["-c:v", "libsvtav1", "-preset", "12", "-b:v", "800k",
+                      "-svtav1-params", "irefresh-type=2"],
     }[video]  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
         FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin",

@@ -23,7 +23,7 @@ from ingest.flv import VideoSequenceStart, parse_video_tag
 from ingest.media import MediaPacket, VideoConfig
 from packager.ladder import Ladder
 from packager.ladder_codec import to_av_packet
-from packager.types import RenditionItem
+from packager.types import LadderItem
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 TAG_VIDEO = 9
@@ -100,10 +100,10 @@ async def feed(ladder: Ladder, packets: Any, max_queued: int = 16) -> None:
 class Collected:
     """What `on_output` received, per rung, in order."""
 
-    items: dict[str, list[RenditionItem]] = field(default_factory=lambda: defaultdict(list))
+    items: dict[str, list[LadderItem]] = field(default_factory=lambda: defaultdict(list))
     threads: set[int] = field(default_factory=set)
 
-    def __call__(self, rung: str, item: RenditionItem) -> None:
+    def __call__(self, rung: str, item: LadderItem) -> None:
         import threading
 
         self.threads.add(threading.get_ident())

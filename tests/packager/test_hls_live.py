@@ -137,6 +137,43 @@ async def test_stream_kinds(database_url: str, tmp_path: Path, kind: str) -> Non
             assert await player_errors(url) == ""
 
 
+async def test_av1_source_passthrough(database_url: str, tmp_path: Path) -> None:
+    """AV1 (SVT-AV1 in the test ffmpeg, over enhanced RTMP) remuxed into CMAF: the master's
+    CODECS is the av01 string of the av1C PyAV reads from the init segment, every segment
+    starts with a key frame, and the ffmpeg CLI plays it."""
+    options = PackagerOptions(reconnect_window=0.5)
+    async with harness(database_url, tmp_path, options) as h:
+        code, err = await ffmpeg_publish(h.url(), seconds=5, video="libsvtav1")
+        assert code == 0, err
+        await h.wait_ended()
+        prefix = broadcast_of(h)
+        master = h.playlist(f"hls/{h.live_ids[0]}/master.m3u8")
+        (variant,) = master.playlists
+        video_codec, audio_codec = variant.stream_info.codecs.split(",")
+        assert audio_codec == "mp4a.40.2"
+        assert variant.stream_info.resolution == (640, 360)
+        playlist = h.playlist(f"{prefix}/source/live.m3u8")
+        check_media_playlist(playlist, target=2.0)
+        assert playlist.segment_map[0].uri == "init.mp4"
+        assert sum(s.duration for s in playlist.segments) == pytest.approx(5, abs=0.3)
+        init = h.path(f"{prefix}/source/init.mp4").read_bytes()
+        for segment in playlist.segments:
+            decoded = open_segment(init, h.path(f"{prefix}/source/{segment.uri}").read_bytes())
+            assert decoded.key_first and (decoded.width, decoded.height) == (640, 360)
+            assert decoded.audio_codec == "aac"
+        with av.open(io.BytesIO(init)) as container:
+            av1c = bytes(container.streams.video[0].codec_context.extradata or b"")
+        # av1C (AV1-ISOBMFF 2.3.3): marker+version, seq_profile|seq_level_idx_0,
+        # seq_tier_0|high_bitdepth|twelve_bit|...; the codecs string (Annex A) from them.
+        assert av1c[0] == 0x81
+        profile, level, tier = av1c[1] >> 5, av1c[1] & 0x1F, av1c[2] >> 7
+        depth = 12 if av1c[2] & 0x20 else 10 if av1c[2] & 0x40 else 8
+        assert video_codec == f"av01.{profile}.{level:02d}{'H' if tier else 'M'}.{depth:02d}"
+        assert video_codec.startswith("av01.0.") and video_codec.endswith("M.08")
+        for url in (f"{h.http}/hls/{h.live_ids[0]}/master.m3u8", f"{h.http}/{prefix}/vod.m3u8"):
+            assert await player_errors(url) == ""
+
+
 async def test_reconnects_inside_and_after_the_window(
     database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

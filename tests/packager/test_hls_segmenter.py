@@ -218,3 +218,39 @@ def test_pairwise_durations_are_contiguous() -> None:
     for a, b in itertools.pairwise(segments):
         assert a.start_ms + a.duration_ms == b.start_ms
         assert a.video_end_dts == b.video[0].dts_ms
+
+
+def test_an_interrupted_rung_closes_at_its_last_frame_and_resumes_as_a_discontinuity() -> None:
+    """A shed ladder rung: its video stops at 3 s (mid-segment), comes back at the source's
+    keyframe at 8 s. The segment before the hole ends with its last frame (its audio too);
+    audio of the hole is not kept; the segment after is the one discontinuity."""
+    plan = CutPlan()
+    run(synthetic(12), Segmenter(2000, plan=plan))
+    follower = Segmenter(2000, plan=plan, follow=True)
+    follower.set_video_config(VIDEO)
+    follower.set_audio_config(AUDIO)
+    video = synthetic(12, audio=False)
+    audio = synthetic(12, video=False)
+    shed = [p for p in video if 3000 <= p.dts_ms < 8000]
+    # The rung's audio (the source's) arrives half a second ahead of its encoded video.
+    timeline = sorted(
+        [(p.dts_ms - 500, 0, p) for p in audio] + [(p.dts_ms, 1, p) for p in video],
+        key=lambda t: (t[0], t[1]),
+    )
+    out: list[Segment] = []
+    for _, _, packet in timeline:
+        if packet in shed:
+            if packet is shed[0]:
+                out += follower.interrupt()
+            continue
+        out += follower.push(packet)
+    out += follower.flush()
+    assert [(s.start_ms, s.discontinuity) for s in out] == [
+        (0, False), (2000, False), (8000, True), (10000, False),
+    ]  # fmt: skip
+    before = out[1]
+    assert before.duration_ms == 1000  # 2000 ms .. the end of the frame at 2967 ms
+    assert max(p.pts_ms for p in before.audio) < 3000
+    assert all(p.pts_ms >= 8000 for s in out[2:] for p in s.audio)
+    assert all(s.video[0].keyframe for s in out)
+    check_audio(out)

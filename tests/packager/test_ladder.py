@@ -15,7 +15,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import asyncpg
+import m3u8
 import pytest
+from hls_harness import open_segment
+from hls_helpers import demux, make_media
 from ladder_samples import (
     FFMPEG,
     Collected,
@@ -45,7 +48,11 @@ from packager.ladder_codec import (
     split_annexb,
 )
 from packager.ladder_shedding import RungLoad, Shedder
-from packager.types import DEFAULT_LADDER, Rung
+from packager.metrics import PackagerMetrics
+from packager.options import PackagerOptions
+from packager.pipeline import LivePipeline, OutputCallback
+from packager.storage import LocalStorage
+from packager.types import DEFAULT_LADDER, Rung, RungPaused
 
 R240 = Rung("240p", 426, 240, 30, 400_000)
 R180 = Rung("180p", 320, 180, 30, 250_000)
@@ -213,6 +220,14 @@ async def test_shedding_under_overload_then_restoring(
     assert restored[0].keyframe and restored[0].pts_ms == keys[1]
     assert [p.pts_ms for p in restored] == sorted(p.pts_ms for p in rest)
     assert len(out.configs("240p")) == 1, "an identical VideoConfig is not re-sent"
+    # The shed rung said so once, after its last packet before the hole: its rendition closes
+    # there and marks the restored segment as a discontinuity.
+    items = out.items["240p"]
+    paused = [i for i, item in enumerate(items) if isinstance(item, RungPaused)]
+    assert len(paused) == 1
+    assert items.index(restored[0]) > paused[0]
+    assert all(p.pts_ms < rest[0].pts_ms for p in items[: paused[0]] if isinstance(p, MediaPacket))
+    assert not any(isinstance(item, RungPaused) for item in out.items["180p"])
     for name in ("240p", "180p"):
         packets = out.packets(name)
         assert {p.pts_ms for p in packets if p.keyframe} <= set(keys)
@@ -222,6 +237,82 @@ async def test_shedding_under_overload_then_restoring(
     assert [p.pts_ms for p in out.packets("180p") if p.pts_ms >= rest[0].pts_ms] == [
         p.pts_ms for p in restored
     ]
+
+
+async def test_a_restored_rung_marks_its_hole_with_one_discontinuity(
+    media_dir: Path, tmp_path: Path
+) -> None:
+    """Through the pipeline and real storage: a rung shed for a while and restored has a hole
+    in media time; its playlist closes the segment before the hole at its last frame and
+    marks the one after with exactly one EXT-X-DISCONTINUITY (the source's has none), and no
+    segment stretches over the hole. Overload is a burst into a tiny queue, the cool-down a
+    fake clock, as in the shedding test above."""
+    video, audio, packets = demux(make_media(media_dir / "av_10s.mp4", seconds=10, gop=60))
+    now = [1000.0]
+    loop = asyncio.get_running_loop()
+    policy = LadderPolicy(queue_packets=6, shed_after_s=0, settle_s=1, restore_after_s=5)
+    ladders: list[Ladder] = []
+
+    def ladder_factory(on_output: OutputCallback, thumbnailer: object) -> Ladder:
+        ladder = Ladder((R180,), on_output=on_output, loop=loop, policy=policy,
+                        clock=lambda: now[0], name="test")  # fmt: skip
+        ladders.append(ladder)
+        return ladder
+
+    options = PackagerOptions(storage_root=tmp_path, window=20)
+    pipeline = LivePipeline(
+        1, "b1", options, LocalStorage(tmp_path), PackagerMetrics(CollectorRegistry()),
+        ladder_factory=ladder_factory,
+    )  # fmt: skip
+
+    async def paced(items: list[MediaPacket]) -> None:
+        for item in items:  # one at a time: an empty queue is the calm a restore waits for
+            while ladders[0].queue_depth >= 1:
+                await asyncio.sleep(0.002)
+            pipeline.feed(item)
+
+    pipeline.feed(video)
+    pipeline.feed(audio)
+    await paced([p for p in packets if p.dts_ms < 2000])
+    for packet in [p for p in packets if 2000 <= p.dts_ms < 4000]:
+        pipeline.feed(packet)  # all at once: the ladder falls behind and sheds its rung
+    for _ in range(2000):
+        if ladders[0].queue_depth == 0:
+            break
+        await asyncio.sleep(0.005)
+    assert ladders[0].rungs[0].load.sheds == 1
+    now[0] += 10  # calm for longer than the cool-down: restored at the keyframe at 4 s
+    await paced([p for p in packets if p.dts_ms >= 4000])
+    pipeline.end_session()
+    await pipeline.finish()
+    assert ladders[0].rungs[0].load.restores == 1
+
+    base = tmp_path / "hls" / "1" / "b1"
+    source_text = (base / "source" / "live.m3u8").read_text()
+    assert "#EXT-X-DISCONTINUITY\n" not in source_text
+    text = (base / "180p" / "live.m3u8").read_text()
+    assert text.count("#EXT-X-DISCONTINUITY\n") == 1, text
+    playlist = m3u8.loads(text)
+    assert playlist.target_duration == 2
+    longest = options.target_duration + options.max_overshoot
+    assert all(s.duration <= longest for s in playlist.segments)
+    marked = [i for i, s in enumerate(playlist.segments) if s.discontinuity]
+    assert len(marked) == 1 and marked[0] > 0
+    init = (base / "180p" / "init.mp4").read_bytes()
+    decoded = [open_segment(init, (base / "180p" / s.uri).read_bytes()) for s in playlist.segments]
+    assert all(d.key_first for d in decoded)
+    before, after = decoded[marked[0] - 1], decoded[marked[0]]
+    # It starts where a source segment starts: the first source keyframe after the calm.
+    src_init = (base / "source" / "init.mp4").read_bytes()
+    source = m3u8.loads(source_text)
+    starts = [
+        open_segment(src_init, (base / "source" / s.uri).read_bytes()).first_time
+        for s in source.segments
+    ]
+    assert any(3.9 < t < 4.2 and t == pytest.approx(after.first_time, abs=0.002) for t in starts)
+    hole = after.first_time - (before.first_time + playlist.segments[marked[0] - 1].duration)
+    assert hole > 1.5  # the shed GOP (2-4 s) is missing, not stretched into a segment
+    assert sum(s.duration for s in source.segments) == pytest.approx(10, abs=0.2)
 
 
 async def test_a_short_burst_drops_packets_but_sheds_nothing(src_360p: Source) -> None:

@@ -1,0 +1,86 @@
+"""One live's chat room in this process: its clients, recent history, settings and sanctions.
+
+Each event is encoded once and the same ASGI message object is handed to every client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any
+
+from chat.client import ChatClient
+from chat.events import encode
+from chat.rules import SlowMode
+from chat.types import Json
+
+log = logging.getLogger(__name__)
+
+HISTORY = 50  # messages in a welcome
+SEEN_IDS = 4096  # message ids remembered to deliver each message once (NOTIFY + catch-up)
+
+
+def frame(event: Json) -> dict[str, Any]:
+    """An ASGI message carrying one event, shared by every recipient."""
+    return {"type": "websocket.send", "text": encode(event)}
+
+
+class Room:
+    def __init__(self, live_id: int) -> None:
+        self.live_id = live_id
+        self.owner_id = 0
+        self.chat_enabled = True
+        self.slow = SlowMode()
+        self.moderators: set[int] = set()
+        self.sanctions: dict[tuple[int, str], float] = {}  # (user id, kind) -> until (epoch s)
+        self.clients: dict[ChatClient, None] = {}  # insertion-ordered set
+        self.recent: deque[Json] = deque(maxlen=HISTORY)
+        self._seen: deque[int] = deque()
+        self._seen_set: set[int] = set()
+        self.viewer_count = 0  # the last total sent to the clients
+
+    # --- messages ---
+
+    def remember(self, message_id: int) -> bool:
+        """Note a message id; False when it was delivered already."""
+        if message_id in self._seen_set:
+            return False
+        self._seen.append(message_id)
+        self._seen_set.add(message_id)
+        if len(self._seen) > SEEN_IDS:
+            self._seen_set.discard(self._seen.popleft())
+        return True
+
+    @property
+    def catch_up_after(self) -> int:
+        """Messages with ids above this may have been missed while disconnected."""
+        return min(self._seen) if self._seen else 0
+
+    def add_message(self, event: Json) -> None:
+        self.recent.append(event)
+        self.broadcast(frame(event))
+
+    def delete_message(self, message_id: int) -> None:
+        kept = [e for e in self.recent if e["id"] != message_id]
+        if len(kept) != len(self.recent):
+            self.recent = deque(kept, maxlen=HISTORY)
+        self.broadcast(frame({"type": "message_deleted", "id": message_id}))
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        for client in list(self.clients):
+            client.push(message)
+
+    # --- who may do what ---
+
+    def sanctioned(self, user_id: int, kind: str, now: float) -> float | None:
+        """Seconds left of a mute or ban, or None."""
+        until = self.sanctions.get((user_id, kind))
+        if until is None:
+            return None
+        if until <= now:
+            del self.sanctions[(user_id, kind)]
+            return None
+        return until - now
+
+    def can_moderate(self, user_id: int, role: str) -> bool:
+        return user_id == self.owner_id or role == "admin" or user_id in self.moderators
