@@ -79,6 +79,13 @@ class Hub:
         self.stats = {"slow_disconnects": 0, "reconnects": 0, "bad_notifications": 0}
         self._writer: MessageWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._channels: dict[str, Callable[[str], object]] = {}
+
+    def listen(self, channel: str, callback: Callable[[str], object]) -> None:
+        """Also hand this channel's NOTIFY payloads to ``callback`` (before :meth:`start`):
+        other parts of the process share the one LISTEN connection. A payload sent while the
+        connection is down is not replayed; ``callback`` must not raise."""
+        self._channels[channel] = callback
 
     async def start(self) -> None:
         self._writer = MessageWriter(self._pool)
@@ -287,6 +294,8 @@ class Hub:
             conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
             try:
                 await conn.add_listener(chat_db.CHANNEL, self._on_notify)
+                for channel, callback in self._channels.items():
+                    await conn.add_listener(channel, _payload_to(callback))
                 await self._catch_up()
                 self.connected.set()
                 delay = BACKOFF_MIN_S
@@ -430,6 +439,16 @@ class Hub:
             except DB_ERRORS as exc:
                 log.warning("chat: viewer report failed, will retry: %s", exc)
             await asyncio.sleep(self.config.report_interval)
+
+
+def _payload_to(callback: Callable[[str], object]) -> Callable[..., None]:
+    def on_notify(conn: object, pid: int, channel: str, payload: object) -> None:
+        try:
+            callback(str(payload))
+        except Exception:  # a bug in one consumer must not take the LISTEN connection down
+            log.exception("%s: a notification handler failed", channel)
+
+    return on_notify
 
 
 def _message_from_row(row: asyncpg.Record) -> Json:

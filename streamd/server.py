@@ -19,7 +19,9 @@ from starlette.applications import Starlette
 
 from chat.hub import Hub, HubConfig
 from config.settings import ConfigError, Settings
+from db.lives import LIVE_CONTROL_CHANNEL
 from db.pools import open_database
+from ingest.control import LiveControl
 from ingest.gate import PublishGate
 from ingest.metrics import IngestMetrics
 from ingest.server import RtmpLimits, RtmpServer
@@ -64,6 +66,8 @@ async def run_server(settings: Settings, database_url: str) -> None:
         )
         # The chat hub: one LISTEN connection for this process, outside the pool.
         hub = Hub(database_url, db.primary, HubConfig.from_settings(settings))
+        # "Stop this live" from any process (API, admin) reaches the one holding the publisher.
+        hub.listen(LIVE_CONTROL_CHANNEL, LiveControl(rtmp.stop_live).on_notify)
         await hub.start()
         try:
             await rtmp.listen(settings.rtmp_host, settings.rtmp_port)
