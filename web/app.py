@@ -15,6 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Route
 
 from chat.hub import Hub, HubConfig
+from chat.metrics import HubCollector
 from config.settings import Settings
 from db import cache
 from db.pools import Database, open_database
@@ -80,6 +81,8 @@ def create_app(
             hub = Hub(database_url, db.primary, HubConfig.from_settings(settings))
             await hub.start()
         app.state.chat = hub
+        hub_metrics = HubCollector(hub)
+        registry.register(hub_metrics)
         tasks = [
             asyncio.create_task(
                 cache.run_cleanup(db.primary, settings.cache_cleanup_interval),
@@ -95,6 +98,7 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            registry.unregister(hub_metrics)
             if chat_hub is None:
                 await hub.close()
             if database is None:

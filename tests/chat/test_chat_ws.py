@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -262,3 +263,19 @@ async def test_moderator_endpoints(server: ChatServer) -> None:
         assert r.status_code == 403
         r = await client.get(f"/api/lives/{live}/chat/moderation", headers=admin.auth)
         assert [e["action"] for e in r.json()["items"]] == ["add_moderator", "remove_moderator"]
+
+
+async def test_the_hub_is_on_metrics(server: ChatServer) -> None:
+    owner = await server.make_user("creator")
+    live = await server.make_live(owner)
+    chat = await server.connect(live, owner)
+    try:
+        await asyncio.wait_for(server.hub.connected.wait(), 10)
+        async with server.http() as client:
+            text = (await client.get("/metrics")).text
+        assert "streamd_chat_lives 1.0" in text
+        assert "streamd_chat_viewers 1.0" in text
+        assert "streamd_chat_listen_connected 1.0" in text
+        assert "streamd_chat_slow_disconnects_total 0.0" in text
+    finally:
+        await chat.close()
