@@ -52,6 +52,7 @@ sys.path[:0] = [str(REPO), str(BENCH)]
 
 import av  # noqa: E402
 import imageio_ffmpeg  # noqa: E402
+import ingest_density  # noqa: E402
 from _util import (  # noqa: E402
     Processes,
     cpu_seconds,
@@ -66,7 +67,7 @@ from packager.ladder_codec import X264_PARAMS, x264_threads  # noqa: E402
 from packager.types import DEFAULT_LADDER, Rung  # noqa: E402
 
 CACHE = BENCH / ".cache"
-MEDIA = CACHE / "obs_like_1080p.flv"  # shared with ingest_density.py (same recipe)
+MEDIA = CACHE / ingest_density.MEDIA_NAME  # made by ingest_density.ensure_media
 DEBIAN_FFMPEG = "/usr/bin/ffmpeg"
 X264_THREADS = x264_threads()  # RungEncoder's default: sliced threads, one per core (max 4)
 REAL_TIME = 0.97  # media seconds per wall second over the window
@@ -96,27 +97,6 @@ _SEI_OPTIONS = re.compile(rb"options: ([ -~]+)")
 
 
 # --- media, versions ---
-
-
-def ensure_media(ffmpeg: str) -> Path:
-    if MEDIA.exists():
-        return MEDIA
-    CACHE.mkdir(parents=True, exist_ok=True)
-    (CACHE / ".gitignore").write_text("*\n")
-    log(f"generating {MEDIA} (30 s of 1080p30 H.264 4.5 Mbit/s + AAC 160k)")
-    partial = MEDIA.with_suffix(".partial.flv")
-    subprocess.run(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-         "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30",
-         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "30",
-         "-c:v", "libx264", "-preset", "veryfast", "-b:v", "4500k", "-maxrate", "4500k",
-         "-bufsize", "9000k", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
-         "-profile:v", "high", "-bf", "2", "-pix_fmt", "yuv420p",
-         "-c:a", "aac", "-b:a", "160k", "-ar", "48000", "-ac", "2", "-f", "flv", str(partial)],
-        check=True, timeout=900,
-    )  # fmt: skip
-    partial.rename(MEDIA)
-    return MEDIA
 
 
 def x264_sei(data: bytes) -> dict[str, str | None]:
@@ -503,7 +483,7 @@ def main() -> int:
     publisher = imageio_ffmpeg.get_ffmpeg_exe()
     known = baselines(publisher)
     chosen = [known[name] for name in args.baselines.split(",")]
-    ensure_media(publisher)
+    ingest_density.ensure_media(publisher)
     procs = Processes()
     runs: dict[str, list[dict[str, Any]]] = {
         "streamd": [],
