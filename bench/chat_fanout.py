@@ -6,8 +6,10 @@ Servers (each a child process on uvloop, one at a time, started fresh for each m
 - ``bare``: ``websockets.asyncio.server.serve`` (no compression); a message received from the
   poster is encoded once into an event of the same shape as streamd's and ``broadcast()`` to
   every connection. No database.
-- ``streamd-<ws>``: the real app (``web.app.create_app``) under uvicorn with ``--ws <ws>``
-  (``websockets-sansio``, as ``streamd serve`` runs, ``websockets`` and ``wsproto``); the poster
+- ``streamd``: the real app (``web.app.create_app``) under uvicorn with the WebSocket options of
+  ``streamd serve`` (its protocol web.ws_protocol.FrameWritingProtocol: frames serialised once
+  per event). ``streamd-<ws>``: the same app under one of uvicorn's stock protocols
+  (``websockets-sansio``, ``websockets``, ``wsproto``), for comparison. The poster
   is a signed-in client (the live's owner, exempt from the rate limit), so every message goes
   WebSocket -> chat.writer -> INSERT + NOTIFY in PostgreSQL -> LISTEN -> chat.room -> clients.
   PostgreSQL's CPU is reported beside the server's, not inside it.
@@ -101,7 +103,7 @@ def serve_bare(port: int) -> None:
     uvloop.run(main())
 
 
-def serve_streamd(ws: str, database_url: str, port: int) -> None:
+def serve_streamd(ws: str | None, database_url: str, port: int) -> None:
     import uvicorn
 
     from config.settings import load_settings
@@ -112,7 +114,7 @@ def serve_streamd(ws: str, database_url: str, port: int) -> None:
                               "STREAMD_LOG_LEVEL": "warning"})  # fmt: skip
     app = create_app(settings, database_url)
     gc.freeze()  # as `streamd serve` does once started (streamd/server.py)
-    options = {**WEBSOCKET_OPTIONS, "ws": ws}
+    options = dict(WEBSOCKET_OPTIONS) if ws is None else {**WEBSOCKET_OPTIONS, "ws": ws}
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", log_config=None,
                 access_log=False, server_header=False, backlog=4096, **options)  # fmt: skip
 
@@ -393,7 +395,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--seconds", type=float, default=20.0)
-    p.add_argument("--systems", default="bare," + ",".join(f"streamd-{w}" for w in STREAMD_WS))
+    p.add_argument(
+        "--systems",
+        default="bare,streamd",
+        help="comma-separated: bare, streamd, " + ", ".join(f"streamd-{w}" for w in STREAMD_WS),
+    )
     p.add_argument(
         "--sweep",
         default="3000,4000,5000,6000",
@@ -415,7 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if system == "bare":
             serve_bare(int(sys.argv[4]))
         else:
-            serve_streamd(system.removeprefix("streamd-"), sys.argv[3], int(sys.argv[4]))
+            ws = None if system == "streamd" else system.removeprefix("streamd-")
+            serve_streamd(ws, sys.argv[3], int(sys.argv[4]))
         return 0
     args = parse_args(argv)
     import uvloop
@@ -510,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _best(rounds: list[dict[str, Any]], systems: list[str]) -> str:
-    streamd = [s for s in systems if s != "bare"] or ["streamd-websockets-sansio"]
+    streamd = [s for s in systems if s != "bare"] or ["streamd"]
     return max(
         streamd,
         key=lambda s: (

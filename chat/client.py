@@ -1,11 +1,13 @@
 """One connected WebSocket client: a bounded send queue that never blocks the room.
 
-A room hands every client the same pre-encoded ASGI message. The send is started at once, in
-the caller's stack (as Python 3.12's eager tasks do): with uvicorn's WebSocket protocols a send
-to a socket whose buffer is below the high-water mark finishes without suspending, so the
-common case costs no task and no scheduling. Only a send that has to wait (the client is not
-reading fast enough) becomes a task; while it waits, later events queue, and a client whose
-queue reaches its bound is dropped: the room never waits for it.
+A room hands every client the same pre-encoded ASGI message, which also carries the event's
+WebSocket frame serialised once. When the server offers ``streamd.write_frame`` (web.ws_protocol)
+and the socket is open and below its high-water mark, those bytes are written as they are: the
+common case is one function call and one ``transport.write``. Otherwise the ASGI ``send`` is
+started at once, in the caller's stack (as Python 3.12's eager tasks do); uvicorn's send to a
+writable socket finishes without suspending, so that costs no task either. Only a send that has
+to wait (the client is not reading fast enough) becomes a task; while it waits, later events
+queue, and a client whose queue reaches its bound is dropped: the room never waits for it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from chat.types import AsgiSend
+from chat.types import FRAME_KEY, AsgiSend, FrameWriter
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ class ChatClient:
     """Sends a room's events to one WebSocket, in order, through a bounded queue."""
 
     __slots__ = (
-        "_close", "_closed", "_eager", "_max_queue", "_queue", "_send", "_task", "live_id", "user",
+        "_close", "_closed", "_eager", "_max_queue", "_queue", "_send", "_task", "_write",
+        "live_id", "user",
     )  # fmt: skip
 
     def __init__(
@@ -58,8 +61,10 @@ class ChatClient:
         user: ChatUser | None,
         max_queue: int,
         close: Callable[[ChatClient, str], None],
+        write_frame: FrameWriter | None = None,
     ) -> None:
         self._send = send
+        self._write = write_frame
         self._eager = inspect.iscoroutinefunction(send)  # checked once, not per event
         self._close = close
         self._max_queue = max_queue
@@ -83,6 +88,10 @@ class ChatClient:
                 return
             self._queue.append(message)
             return
+        if self._write is not None:
+            data = message.get(FRAME_KEY)
+            if data is not None and self._write(data):
+                return  # written as it is: the common case
         if not self._eager:  # not a coroutine function: nothing to start at once
             self._task = asyncio.ensure_future(self._drain(self._send(message)))
             return
@@ -90,7 +99,7 @@ class ChatClient:
         try:
             pending = coro.send(None)
         except StopIteration:
-            return  # sent without waiting: the common case
+            return  # sent without waiting
         except Exception as exc:  # the connection went away under the send
             self._fail(f"send failed: {type(exc).__name__}")
             return

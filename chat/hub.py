@@ -27,7 +27,7 @@ from chat.client import ChatClient, ChatUser
 from chat.events import Action, error_event, message_event, system_event
 from chat.room import HISTORY, Room, frame
 from chat.rules import RateLimiter, RuleError, clean_text
-from chat.types import AsgiSend, Json
+from chat.types import AsgiSend, FrameWriter, Json
 from chat.viewers import Heartbeats
 from chat.writer import MessageWriter, WriterBusy
 from config.settings import Settings
@@ -109,7 +109,12 @@ class Hub:
     # --- joining and leaving ---
 
     async def join(
-        self, live_id: int, send: AsgiSend, user: ChatUser | None, on_drop: Callable[[str], None]
+        self,
+        live_id: int,
+        send: AsgiSend,
+        user: ChatUser | None,
+        on_drop: Callable[[str], None],
+        write_frame: FrameWriter | None = None,
     ) -> ChatClient:
         """Add a client to a room and send it the welcome. RuleError: no such live, banned."""
         room = await self._room(live_id)
@@ -128,7 +133,7 @@ class Hub:
             on_drop(reason)
 
         client = ChatClient(send, live_id=live_id, user=user, max_queue=self.config.send_queue,
-                            close=drop)  # fmt: skip
+                            close=drop, write_frame=write_frame)  # fmt: skip
         room.clients[client] = None
         client.push(frame({
             "type": "welcome", "live_id": live_id, "messages": list(room.recent),

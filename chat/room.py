@@ -1,6 +1,7 @@
 """One live's chat room in this process: its clients, recent history, settings and sanctions.
 
-Each event is encoded once and the same ASGI message object is handed to every client.
+Each event is encoded and framed once, and the same ASGI message object is handed to every
+client.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ import logging
 from collections import deque
 from typing import Any
 
+from websockets.frames import Frame, Opcode
+
 from chat.client import ChatClient
 from chat.events import encode
 from chat.rules import SlowMode
-from chat.types import Json
+from chat.types import FRAME_KEY, Json
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +24,11 @@ SEEN_IDS = 4096  # message ids remembered to deliver each message once (NOTIFY +
 
 
 def frame(event: Json) -> dict[str, Any]:
-    """An ASGI message carrying one event, shared by every recipient."""
-    return {"type": "websocket.send", "text": encode(event)}
+    """An ASGI message carrying one event, shared by every recipient, with its WebSocket frame
+    serialised once for the clients that can take it as bytes (chat.client)."""
+    text = encode(event)
+    data = Frame(Opcode.TEXT, text.encode()).serialize(mask=False)  # servers never mask
+    return {"type": "websocket.send", "text": text, FRAME_KEY: data}
 
 
 class Room:

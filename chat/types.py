@@ -9,3 +9,7 @@ from typing import Any, TypeAlias
 AsgiSend: TypeAlias = Callable[[dict[str, Any]], Awaitable[None]]
 # A JSON object received from PostgreSQL or a client, after json.loads.
 Json: TypeAlias = dict[str, Any]
+# Writes one serialised WebSocket frame to one client if it can at once (web.ws_protocol).
+FrameWriter: TypeAlias = Callable[[bytes], bool]
+# The key of an ASGI send message that also carries its serialised frame (chat.room.frame).
+FRAME_KEY = "streamd.frame"

@@ -28,15 +28,16 @@ from ingest.server import RtmpLimits, RtmpServer
 from streamd.media import build_packager, build_storage
 from web.app import create_app
 from web.hls import hls_routes
+from web.ws_protocol import FrameWritingProtocol
 
 log = logging.getLogger("streamd")
 
-# uvicorn's WebSocket settings for chat. The sans-IO websockets protocol is the fastest of its
-# three for fan-out (bench/chat_fanout.py), and its send to a writable socket completes without
-# waiting (chat.client relies on that for speed, not for correctness). No per-message deflate:
-# it would compress every event once per client, where the room encodes it once for all.
+# uvicorn's WebSocket settings for chat. uvicorn's sans-IO websockets protocol is the fastest of
+# its three for fan-out (bench/chat_fanout.py); web.ws_protocol adds the extension through which
+# a room writes each event's frame, serialised once, to every socket. No per-message deflate: it
+# would compress every event once per client.
 WEBSOCKET_OPTIONS: dict[str, Any] = {
-    "ws": "websockets-sansio",
+    "ws": FrameWritingProtocol,
     "ws_max_size": 64 * 1024,  # a chat event is at most 8 KiB
     "ws_per_message_deflate": False,
 }

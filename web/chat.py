@@ -31,6 +31,7 @@ from web.schemas import (
     ModerationEntryOut,
     ModerationLogOut,
 )
+from web.ws_protocol import WRITE_FRAME
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,8 @@ async def chat_socket(scope: Scope, receive: Receive, send: Send) -> None:
             if not dropped.done():
                 dropped.set_result(reason)
 
-        client = await hub.join(live_id, send, user, on_drop)
+        write_frame = scope.get("extensions", {}).get(WRITE_FRAME)  # streamd's uvicorn only
+        client = await hub.join(live_id, send, user, on_drop, write_frame)
     except RuleError as exc:
         log.info("chat: %s refused on live %d (%s)", peer[0], live_id, exc.code)
         await _refuse(send, exc.code, exc.message, POLICY_VIOLATION)

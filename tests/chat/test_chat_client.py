@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 from chat.client import ChatClient
+from chat.types import FRAME_KEY
 
 
 class Socket:
@@ -89,3 +90,48 @@ async def test_a_failing_send_drops_the_client() -> None:
     assert dropped == ["send failed: ConnectionResetError"]
     client.push(msg(1))
     assert dropped == ["send failed: ConnectionResetError"]
+
+
+class FrameSocket(Socket):
+    """A socket that also offers ``write_frame`` (web.ws_protocol), refused while not writable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[bytes] = []
+
+    def write_frame(self, data: bytes) -> bool:
+        if not self.writable.is_set():
+            return False
+        self.frames.append(data)
+        return True
+
+
+def framed(n: int) -> dict[str, Any]:
+    return {**msg(n), FRAME_KEY: str(n).encode()}
+
+
+async def test_a_serialised_frame_is_written_as_is_and_send_is_the_fallback() -> None:
+    socket = FrameSocket()
+    client = ChatClient(socket.send, live_id=1, user=None, max_queue=4,
+                        close=lambda c, reason: None, write_frame=socket.write_frame)  # fmt: skip
+    client.push(framed(0))
+    client.push(msg(1))  # no frame (an error event built elsewhere): the ASGI send
+    assert socket.frames == [b"0"]
+    assert socket.sent == ["1"]
+
+
+async def test_frames_never_overtake_a_waiting_send() -> None:
+    socket = FrameSocket()
+    client = ChatClient(socket.send, live_id=1, user=None, max_queue=8,
+                        close=lambda c, reason: None, write_frame=socket.write_frame)  # fmt: skip
+    socket.writable.clear()
+    client.push(framed(0))  # refused by write_frame: the send waits in a task
+    socket.writable.set()  # writable again, but 0 is still waiting in its task
+    client.push(framed(1))
+    client.push(framed(2))
+    assert socket.frames == []  # queued behind 0, not written past it
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert socket.sent == ["0", "1", "2"]
+    client.push(framed(3))  # idle again: the fast path
+    assert socket.frames == [b"3"]

@@ -1,0 +1,49 @@
+"""uvicorn's sans-IO WebSocket protocol, plus one ASGI extension for chat fan-out.
+
+A chat event goes to thousands of sockets as the same bytes: a server frame is never masked
+and streamd negotiates no compression, so the frame can be serialised once per event and
+written as is. uvicorn's ``send`` builds and serialises a frame per socket (and awaits a
+coroutine for it), which was most of a delivery's cost (bench/chat_fanout.py).
+
+The extension ``scope["extensions"]["streamd.write_frame"]`` is a plain function taking one
+serialised frame: it writes it and returns True when the connection is open and the transport
+is below its high-water mark, else returns False and writes nothing; the caller then uses the
+ordinary ``send`` (which waits for the buffer to drain or raises on a closed socket). Frames
+are whole, so they never split one of the protocol's own frames (pings, close).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+WRITE_FRAME = "streamd.write_frame"
+
+
+class FrameWritingProtocol(WebSocketsSansIOProtocol):
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if self.handshake_initiated and not self.close_sent:  # the upgrade was not refused
+            # ASGI types extensions as dicts; this one is a function (web.chat reads it).
+            extensions = cast(dict[str, Any], self.scope.get("extensions"))
+            if extensions is not None:
+                extensions[WRITE_FRAME] = self.write_frame
+
+    def write_frame(self, frame: bytes) -> bool:
+        conn: ServerProtocol = self.conn
+        if (
+            self.close_sent
+            or self.disconnected
+            or not self.handshake_complete
+            or self.initial_response is not None
+            or not self.writable.is_set()
+            or conn.state is not State.OPEN
+            or conn.extensions  # a negotiated extension (deflate) transforms each frame
+        ):
+            return False
+        self.transport.write(frame)
+        return True
