@@ -31,7 +31,7 @@ from web.schemas import (
     ModerationEntryOut,
     ModerationLogOut,
 )
-from web.ws_protocol import WRITE_FRAME
+from web.ws_protocol import ABORT, WRITE_FRAME
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,12 @@ async def chat_socket(scope: Scope, receive: Receive, send: Send) -> None:
         await _serve(hub, client, receive, dropped, peer[0])
     finally:
         hub.leave(client)
+    if dropped.done() and dropped.result() == "slow":
+        # Its buffers are full: a close frame would wait behind them for as long as the peer
+        # does not read. Reset the connection (streamd's uvicorn protocol; others close).
+        abort = scope.get("extensions", {}).get(ABORT)
+        if abort is not None:
+            abort()
 
 
 async def _serve(

@@ -10,6 +10,10 @@ serialised frame: it writes it and returns True when the connection is open and 
 is below its high-water mark, else returns False and writes nothing; the caller then uses the
 ordinary ``send`` (which waits for the buffer to drain or raises on a closed socket). Frames
 are whole, so they never split one of the protocol's own frames (pings, close).
+
+``scope["extensions"]["streamd.abort"]`` drops the connection at once, discarding what is
+buffered: for a client dropped for not reading, whose full buffers a graceful close would wait
+on for as long as the peer keeps its TCP window shut.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 WRITE_FRAME = "streamd.write_frame"
+ABORT = "streamd.abort"
 
 
 class FrameWritingProtocol(WebSocketsSansIOProtocol):
@@ -32,6 +37,7 @@ class FrameWritingProtocol(WebSocketsSansIOProtocol):
             extensions = cast(dict[str, Any], self.scope.get("extensions"))
             if extensions is not None:
                 extensions[WRITE_FRAME] = self.write_frame
+                extensions[ABORT] = self.transport.abort
 
     def write_frame(self, frame: bytes) -> bool:
         conn: ServerProtocol = self.conn
