@@ -332,6 +332,12 @@ class Hub:
         )  # fmt: skip
         for row in rows:
             self._deliver(int(row["live_id"]), int(row["id"]), _message_from_row(row))
+        # Deletions NOTIFYed while the connection was down, of messages clients already show.
+        seen = [i for room in rooms for i in room.seen_ids]
+        for row in await chat_db.deleted_among(self._pool, seen):
+            room = self._rooms.get(int(row["live_id"]))
+            if room is not None:
+                room.delete_message(int(row["id"]))
 
     async def _load_settings_only(self, room: Room) -> None:
         settings = await chat_db.room_settings(self._pool, room.live_id)

@@ -43,6 +43,7 @@ class Room:
         self.recent: deque[Json] = deque(maxlen=HISTORY)
         self._seen: deque[int] = deque()
         self._seen_set: set[int] = set()
+        self._tombstoned: deque[int] = deque(maxlen=SEEN_IDS)  # deletions announced lately
         self.viewer_count = 0  # the last total sent to the clients
 
     # --- messages ---
@@ -66,7 +67,15 @@ class Room:
         self.recent.append(event)
         self.broadcast(frame(event))
 
+    @property
+    def seen_ids(self) -> list[int]:
+        """The ids of the messages delivered here lately (what clients may be showing)."""
+        return list(self._seen)
+
     def delete_message(self, message_id: int) -> None:
+        if message_id in self._tombstoned:
+            return  # announced already (a NOTIFY and a catch-up may both report it)
+        self._tombstoned.append(message_id)
         kept = [e for e in self.recent if e["id"] != message_id]
         if len(kept) != len(self.recent):
             self.recent = deque(kept, maxlen=HISTORY)

@@ -104,6 +104,17 @@ async def messages_after(
     return list(rows)
 
 
+async def deleted_among(db: Executor, message_ids: Sequence[int]) -> list[asyncpg.Record]:
+    """(id, live_id) of the messages among ``message_ids`` that are deleted: tombstones a hub
+    may have missed while it was disconnected."""
+    rows = await db.fetch(
+        "SELECT id, live_id FROM chat_messages WHERE id = ANY($1::bigint[]) "
+        "AND deleted_at IS NOT NULL ORDER BY id",
+        list(message_ids),
+    )
+    return list(rows)
+
+
 async def room_settings(db: Executor, live_id: int) -> asyncpg.Record | None:
     """(owner_id, chat_enabled, chat_slow_mode_s, viewer_count) of a live."""
     return await db.fetchrow(

@@ -279,3 +279,39 @@ async def test_the_hub_is_on_metrics(server: ChatServer) -> None:
         assert "streamd_chat_slow_disconnects_total 0.0" in text
     finally:
         await chat.close()
+
+
+async def test_deletions_missed_while_listen_was_down_are_announced_on_reconnect(
+    server: ChatServer,
+) -> None:
+    """The LISTEN connection is killed by PostgreSQL (pg_terminate_backend). A deletion whose
+    NOTIFY the hub never got (made here by an UPDATE without one, which is what a NOTIFY sent
+    during the outage amounts to) reaches the clients as a tombstone once the hub is back; a
+    message deleted and announced before is not announced again."""
+    owner = await server.make_user("creator")
+    live = await server.make_live(owner)
+    reader = await server.connect(live)
+    ids = [int(r["id"]) for r in await chat_db.insert_messages(
+        server.pool, [live] * 3, [owner.id] * 3, ["one", "two", "three"])]  # fmt: skip
+    for _ in ids:
+        await reader.next_of("message")
+    assert await chat_db.delete_message(server.pool, live_id=live, message_id=ids[0],
+                                        actor_id=owner.id) is not None  # fmt: skip
+    assert (await reader.next_of("message_deleted"))["id"] == ids[0]
+
+    await server.pool.execute("UPDATE chat_messages SET deleted_at = now() WHERE id = $1", ids[1])
+    reconnects = server.hub.stats["reconnects"]
+    killed = await server.pool.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE application_name = 'streamd-chat' AND datname = current_database()")  # fmt: skip
+    assert killed == 1
+    event = await reader.next_of("message_deleted", timeout=30)
+    assert event["id"] == ids[1]
+    assert server.hub.stats["reconnects"] == reconnects + 1
+    await chat_db.insert_messages(server.pool, [live], [owner.id], ["after"])
+    # No second tombstone for the first message came in between.
+    between = []
+    while (event := await reader.next())["type"] != "message":
+        between.append(event)
+    assert event["text"] == "after"
+    assert [e for e in between if e["type"] == "message_deleted"] == []
