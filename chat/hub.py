@@ -335,9 +335,8 @@ class Hub:
         # Deletions NOTIFYed while the connection was down, of messages clients already show.
         seen = [i for room in rooms for i in room.seen_ids]
         for row in await chat_db.deleted_among(self._pool, seen):
-            room = self._rooms.get(int(row["live_id"]))
-            if room is not None:
-                room.delete_message(int(row["id"]))
+            if (open_room := self._rooms.get(int(row["live_id"]))) is not None:
+                open_room.delete_message(int(row["id"]))
 
     async def _load_settings_only(self, room: Room) -> None:
         settings = await chat_db.room_settings(self._pool, room.live_id)
