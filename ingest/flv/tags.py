@@ -26,6 +26,7 @@ codec raises `UnsupportedCodec` naming it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from ingest.flv import aac, av1, avc, hevc, vp9
 from ingest.flv.errors import FlvError, UnsupportedCodec, UnsupportedFeature
@@ -164,6 +165,9 @@ _REFUSED_AUDIO_FOURCCS = {
 }
 
 
+#: A tag body: bytes, or the bytearray an RTMP message was reassembled in (not copied).
+Payload: TypeAlias = bytes | bytearray
+
 # FFmpeg's flvenc writes the sequence header from the stream's extradata when it writes the
 # file/stream header; an encoder without a global header yet (libaom, an ADTS or Annex B
 # copy) gives an empty one, and the real record follows as a second sequence start once the
@@ -175,7 +179,7 @@ def _fourcc_name(fourcc: bytes) -> str:
     return f"FourCC {fourcc.decode('latin-1')!r}"
 
 
-def _si24(payload: bytes, offset: int) -> int:
+def _si24(payload: Payload, offset: int) -> int:
     if len(payload) < offset + 3:
         raise FlvError("truncated composition time")
     value = int.from_bytes(payload[offset : offset + 3], "big")
@@ -183,21 +187,15 @@ def _si24(payload: bytes, offset: int) -> int:
 
 
 def _frame(
-    kind: MediaKind, payload: bytes, offset: int, timestamp: int, cts: int, key: bool, track: int
+    kind: MediaKind, payload: Payload, offset: int, timestamp: int, cts: int, key: bool, track: int
 ) -> MediaPacket | Ignored:
-    # The only copy of frame bytes: one C-level slice, so the packet owns its data even if
-    # the caller reuses its receive buffer.
-    data = payload[offset:]
-    if not data:
+    if offset >= len(payload):
         return Ignored(f"empty {kind} frame", track)
-    return MediaPacket(
-        kind=kind,
-        dts_ms=timestamp,
-        pts_ms=timestamp + cts,
-        keyframe=key,
-        data=bytes(data),
-        track_id=track,
-    )
+    # The only copy of frame bytes, straight into the packet's immutable bytes (a bytes or
+    # bytearray slice would be a copy of its own first), so the packet owns its data even if
+    # the caller reuses its buffer.
+    data = bytes(memoryview(payload)[offset:])
+    return MediaPacket(kind, timestamp, timestamp + cts, key, data, track)
 
 
 # --- video --------------------------------------------------------------------------------
@@ -213,7 +211,7 @@ def _video_config(codec: VideoCodec, record: bytes) -> VideoConfig:
     return vp9.parse_config(record)
 
 
-def parse_video_tag(payload: bytes, timestamp: int) -> VideoEvent:
+def parse_video_tag(payload: Payload, timestamp: int) -> VideoEvent:
     """Parse one video tag payload (RTMP message type 9, or an FLV file's tag type 9 body).
 
     Raises `UnsupportedCodec`/`UnsupportedFeature` for well-formed messages streamd does
@@ -242,7 +240,7 @@ def parse_video_tag(payload: bytes, timestamp: int) -> VideoEvent:
     if packet_type == AVC_SEQUENCE_HEADER:
         if len(payload) == 5:
             return Ignored(_EMPTY_SEQUENCE_START)
-        return VideoSequenceStart(_video_config(codec, payload[5:]))
+        return VideoSequenceStart(_video_config(codec, bytes(payload[5:])))
     if packet_type == AVC_NALU:
         key = frame_type in _KEY_FRAME_TYPES
         return _frame("video", payload, 5, timestamp, _si24(payload, 2), key, 0)
@@ -251,7 +249,7 @@ def parse_video_tag(payload: bytes, timestamp: int) -> VideoEvent:
     raise FlvError(f"video: reserved AVCPacketType {packet_type}")
 
 
-def _skip_modex(payload: bytes, offset: int, packet_type: int) -> tuple[int, int]:
+def _skip_modex(payload: Payload, offset: int, packet_type: int) -> tuple[int, int]:
     """Skip ModEx blocks (E-RTMP v2); return (offset, the real packet type).
 
     The only ModEx type defined, TimestampOffsetNano, refines the timestamp by under 1 ms;
@@ -275,7 +273,7 @@ def _skip_modex(payload: bytes, offset: int, packet_type: int) -> tuple[int, int
     return offset, packet_type
 
 
-def _parse_enhanced_video(payload: bytes, timestamp: int) -> VideoEvent:
+def _parse_enhanced_video(payload: Payload, timestamp: int) -> VideoEvent:
     frame_type = (payload[0] >> 4) & 0x07
     offset, packet_type = _skip_modex(payload, 1, payload[0] & 0x0F)
 
@@ -314,7 +312,7 @@ def _parse_enhanced_video(payload: bytes, timestamp: int) -> VideoEvent:
     if packet_type == PACKET_SEQUENCE_START:
         if offset == len(payload):
             return Ignored(_EMPTY_SEQUENCE_START, track)
-        return VideoSequenceStart(_video_config(codec, payload[offset:]), track)
+        return VideoSequenceStart(_video_config(codec, bytes(payload[offset:])), track)
     if packet_type in (PACKET_CODED_FRAMES, PACKET_CODED_FRAMES_X):
         cts = 0
         if packet_type == PACKET_CODED_FRAMES and fourcc in _CTS_FOURCCS:
@@ -334,7 +332,7 @@ def _parse_enhanced_video(payload: bytes, timestamp: int) -> VideoEvent:
 # --- audio --------------------------------------------------------------------------------
 
 
-def parse_audio_tag(payload: bytes, timestamp: int) -> AudioEvent:
+def parse_audio_tag(payload: Payload, timestamp: int) -> AudioEvent:
     """Parse one audio tag payload (RTMP message type 8, or an FLV file's tag type 8 body).
 
     AAC frames are keyframes with pts == dts. Raises like `parse_video_tag`.
@@ -355,13 +353,13 @@ def parse_audio_tag(payload: bytes, timestamp: int) -> AudioEvent:
     if packet_type == AAC_SEQUENCE_HEADER:
         if len(payload) == 2:
             return Ignored(_EMPTY_SEQUENCE_START)
-        return AudioSequenceStart(aac.parse_config(payload[2:]))
+        return AudioSequenceStart(aac.parse_config(bytes(payload[2:])))
     if packet_type == AAC_RAW:
         return _frame("audio", payload, 2, timestamp, 0, True, 0)
     raise FlvError(f"audio: reserved AACPacketType {packet_type}")
 
 
-def _parse_enhanced_audio(payload: bytes, timestamp: int) -> AudioEvent:
+def _parse_enhanced_audio(payload: Payload, timestamp: int) -> AudioEvent:
     offset, packet_type = _skip_modex(payload, 1, payload[0] & 0x0F)
     multitrack = packet_type == AUDIO_PACKET_MULTITRACK
     if multitrack:
@@ -391,7 +389,7 @@ def _parse_enhanced_audio(payload: bytes, timestamp: int) -> AudioEvent:
     if packet_type == PACKET_SEQUENCE_START:
         if offset == len(payload):
             return Ignored(_EMPTY_SEQUENCE_START, track)
-        return AudioSequenceStart(aac.parse_config(payload[offset:]), track)
+        return AudioSequenceStart(aac.parse_config(bytes(payload[offset:])), track)
     if packet_type == PACKET_CODED_FRAMES:
         return _frame("audio", payload, offset, timestamp, 0, True, track)
     if packet_type == PACKET_SEQUENCE_END:

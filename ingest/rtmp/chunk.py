@@ -58,6 +58,9 @@ MAX_CHUNK_STREAMS: Final = 64
 #: messages of the largest size.
 MAX_BUFFERED_BYTES: Final = 2 * MAX_MESSAGE_SIZE
 
+#: Messages up to this size get their whole buffer when their first chunk arrives.
+PREALLOCATE: Final = 1024 * 1024
+
 MIN_CSID: Final = 2
 MAX_CSID: Final = 65599
 EXTENDED_TIMESTAMP: Final = 0xFFFFFF
@@ -78,7 +81,7 @@ class RawMessage:
     timestamp: int
     type_id: int
     stream_id: int
-    payload: bytes
+    payload: bytes | bytearray  # bytearray: reassembled from chunks, handed over uncopied
 
 
 class _ChunkStream:
@@ -216,9 +219,11 @@ class ChunkDecoder:
         fmt3 = 0xC0 | st.csid if st.csid < 64 and not st.ext else -1
         while True:
             n = left if left <= end - pos else end - pos
-            # One copy, no intermediate slice; the temporary view dies with the statement
-            # (CPython refcounting), so the buffer can be resized on the next feed.
-            partial += memoryview(buf)[pos : pos + n]
+            # One copy, no intermediate slice, into the message's buffer (preallocated, or
+            # extended when the assignment starts at its end); the temporary view dies with
+            # the statement (CPython refcounting), so the input can be resized on the next feed.
+            done = st.length - st.remaining
+            partial[done : done + n] = memoryview(buf)[pos : pos + n]
             pos += n
             left -= n
             st.remaining -= n
@@ -233,7 +238,8 @@ class ChunkDecoder:
         self._body = None
         st.partial = None
         self._reserved -= st.length
-        return RawMessage(st.csid, st.timestamp, st.type_id, st.stream_id, bytes(partial))
+        # The message owns its buffer now: handed over without a copy.
+        return RawMessage(st.csid, st.timestamp, st.type_id, st.stream_id, partial)
 
     def _read_header(self) -> RawMessage | bool:
         buf = self._buf
@@ -337,7 +343,10 @@ class ChunkDecoder:
                 "too_much_buffered", f"{self._reserved} + {length} > {self._max_buffered}"
             )
         self._reserved += length
-        st.partial = bytearray()
+        # Up to PREALLOCATE bytes are allocated at once (no regrowth copies as chunks come);
+        # a larger message grows as its bytes arrive, so a peer that announces a big one and
+        # stops makes us hold only what it sent.
+        st.partial = bytearray(length) if length <= PREALLOCATE else bytearray()
         st.remaining = length
         self._pos = p
         self._body = st

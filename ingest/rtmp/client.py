@@ -69,14 +69,14 @@ class RtmpClient:
         self._decoder.receive_data(data)
         while (raw := self._decoder.next_message()) is not None:
             if raw.type_id == MessageType.COMMAND_AMF0:
-                self._messages.append(CommandMessage.parse(raw.payload))
+                self._messages.append(CommandMessage.parse(bytes(raw.payload)))
             elif raw.type_id == MessageType.USER_CONTROL:
-                ctrl = UserControl.parse(raw.payload)
+                ctrl = UserControl.parse(bytes(raw.payload))
                 if ctrl.event == UserControlEvent.PING_REQUEST:
                     self.send_control(UserControl(UserControlEvent.PING_RESPONSE, ctrl.value))
                 self._messages.append(ctrl)
             else:
-                self._messages.append((raw.type_id, raw.payload))
+                self._messages.append((raw.type_id, bytes(raw.payload)))
 
     def messages(self) -> list[ServerMessage]:
         """Server messages parsed since the last call."""

@@ -221,13 +221,13 @@ class RtmpServerConnection:
                 return VideoMessage(raw.stream_id, raw.timestamp, raw.payload)
             return AudioMessage(raw.stream_id, raw.timestamp, raw.payload)
         if type_id == MessageType.COMMAND_AMF0:
-            return self._on_command(CommandMessage.parse(raw.payload), raw.stream_id)
+            return self._on_command(CommandMessage.parse(bytes(raw.payload)), raw.stream_id)
         if type_id == MessageType.DATA_AMF0:
             return self._on_data(raw)
         if type_id == MessageType.USER_CONTROL:
-            return self._on_user_control(UserControl.parse(raw.payload))
+            return self._on_user_control(UserControl.parse(bytes(raw.payload)))
         if type_id == MessageType.WINDOW_ACK_SIZE:
-            self._peer_window = WindowAckSize.parse(raw.payload).size
+            self._peer_window = WindowAckSize.parse(bytes(raw.payload)).size
             self._last_ack = self.bytes_received
             return None
         reject_amf3(type_id)
@@ -246,7 +246,7 @@ class RtmpServerConnection:
         if self._streams.get(raw.stream_id) is not _Stream.PUBLISHING:
             self.dropped_messages += 1
             return None
-        values = DataMessage.parse(raw.payload).values
+        values = DataMessage.parse(bytes(raw.payload)).values
         if values and values[0] == "@setDataFrame":
             values = values[1:]
         if not values or values[0] != "onMetaData":

@@ -99,7 +99,7 @@ class AudioMessage(Event):
 
     stream_id: int
     timestamp: int
-    payload: bytes
+    payload: bytes | bytearray  # the reassembled message, not copied
 
 
 @dataclass(slots=True)
@@ -108,7 +108,7 @@ class VideoMessage(Event):
 
     stream_id: int
     timestamp: int
-    payload: bytes
+    payload: bytes | bytearray  # the reassembled message, not copied
 
 
 @dataclass(slots=True)
