@@ -138,8 +138,12 @@ class ChunkDecoder:
         self._max_chunk_streams = max_chunk_streams
         self._max_buffered = max_buffered_bytes
         self._max_chunk_size = max_chunk_size
+        # Input: bytes [_pos, _end) of _buf are received and not parsed yet. The buffer keeps
+        # its size between reads (it is only compacted), so the socket can read straight
+        # into its free tail (get_buffer/buffer_updated) instead of through a bytes object.
         self._buf = bytearray()
         self._pos = 0
+        self._end = 0
         self._streams: dict[int, _ChunkStream] = {}
         self._reserved = 0
         self._body: _ChunkStream | None = None  # stream whose chunk body is being read
@@ -148,7 +152,7 @@ class ChunkDecoder:
     @property
     def unparsed_bytes(self) -> int:
         """Bytes received but not yet parsed."""
-        return len(self._buf) - self._pos
+        return self._end - self._pos
 
     @property
     def buffered_message_bytes(self) -> int:
@@ -160,10 +164,27 @@ class ChunkDecoder:
         return len(self._streams)
 
     def receive_data(self, data: bytes) -> None:
-        if self._pos:
-            del self._buf[: self._pos]
+        view = self.get_buffer(len(data))
+        view[: len(data)] = data
+        self.buffer_updated(len(data))
+
+    def get_buffer(self, size: int) -> memoryview:
+        """Room for at least ``size`` more input bytes (asyncio.BufferedProtocol): fill a
+        prefix, then call :meth:`buffer_updated` with its length."""
+        size = max(size, 1)
+        buf = self._buf
+        if self._pos:  # move the unparsed tail (at most a chunk header) to the front
+            left = self._end - self._pos
+            if left:
+                buf[:left] = buf[self._pos : self._end]
             self._pos = 0
-        self._buf += data
+            self._end = left
+        if len(buf) - self._end < size:
+            buf.extend(bytes(size - (len(buf) - self._end)))
+        return memoryview(buf)[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._end += nbytes
 
     def set_chunk_size(self, size: int) -> None:
         self.chunk_size = validate_chunk_size(size, self._max_chunk_size)
@@ -181,9 +202,6 @@ class ChunkDecoder:
         while True:
             step = self._read_body() if self._body_left else self._read_header()
             if step is False:
-                if self._pos:
-                    del self._buf[: self._pos]
-                    self._pos = 0
                 return None
             if step is True:
                 continue
@@ -205,7 +223,7 @@ class ChunkDecoder:
     def _read_body(self) -> RawMessage | bool:
         buf = self._buf
         pos = self._pos
-        end = len(buf)
+        end = self._end
         if pos >= end:
             return False
         # A non-zero _body_left always comes with a stream holding a partial message.
@@ -244,7 +262,7 @@ class ChunkDecoder:
     def _read_header(self) -> RawMessage | bool:
         buf = self._buf
         pos = self._pos
-        end = len(buf)
+        end = self._end
         if pos >= end:
             return False
         b0 = buf[pos]
@@ -338,6 +356,13 @@ class ChunkDecoder:
             self._pos = p + n
             payload = bytes(memoryview(buf)[p : p + n])
             return RawMessage(csid, st.timestamp, st.type_id, st.stream_id, payload)
+        if csid < 64 and not st.ext and end - p >= length + (length - 1) // n:
+            # Second fast path: every chunk of the message may be buffered already (one
+            # read usually holds several frames). Gathered in one copy when they follow each
+            # other behind one-byte fmt 3 headers.
+            gathered = self._gather(p, length, n, 0xC0 | csid)
+            if gathered is not None:
+                return RawMessage(csid, st.timestamp, st.type_id, st.stream_id, gathered)
         if self._reserved + length > self._max_buffered:
             raise RtmpProtocolError(
                 "too_much_buffered", f"{self._reserved} + {length} > {self._max_buffered}"
@@ -352,6 +377,24 @@ class ChunkDecoder:
         self._body = st
         self._body_left = n
         return True
+
+    def _gather(self, p: int, length: int, size: int, fmt3: int) -> bytes | None:
+        """The message whose body starts at ``p``, from its buffered chunks; None (nothing
+        consumed) when another header interrupts them."""
+        buf = self._buf
+        view = memoryview(buf)
+        parts = [view[p : p + size]]
+        q = p + size
+        left = length - size
+        while left:
+            if buf[q] != fmt3:
+                return None  # interleaved with another chunk stream: the general path
+            n = left if left < size else size
+            parts.append(view[q + 1 : q + 1 + n])
+            q += 1 + n
+            left -= n
+        self._pos = q
+        return b"".join(parts)  # the views die with this frame: the buffer stays resizable
 
 
 def _basic_header(fmt: int, csid: int) -> bytes:

@@ -122,6 +122,7 @@ class RtmpServerConnection:
     ) -> None:
         self._handshake = ServerHandshake(random_bytes, epoch)
         self._hs_in = bytearray()
+        self._hs_read: bytearray | None = None  # get_buffer's room during the handshake
         self._decoder = ChunkDecoder()
         self._encoder = ChunkEncoder()
         self._out = bytearray()
@@ -161,15 +162,38 @@ class RtmpServerConnection:
         if not data:
             self._eof = True
             return
-        self.bytes_received += len(data)
         if self._handshake_done or self._handshake.complete:  # a plain bool on the hot path
             self._handshake_done = True
             self._decoder.receive_data(data)
         else:
             self._hs_in += data
+        self._received(len(data))
+
+    def _received(self, nbytes: int) -> None:
+        self.bytes_received += nbytes
         if self._peer_window and self.bytes_received - self._last_ack >= self._peer_window:
             self._last_ack = self.bytes_received
             self._send_control(Acknowledgement(self.bytes_received & _MASK32))
+
+    def get_buffer(self, size: int) -> memoryview:
+        """Room for at least ``size`` bytes from the peer, for asyncio.BufferedProtocol: the
+        socket reads straight into the chunk decoder's input once the handshake is done.
+        Follow with :meth:`buffer_updated` (the same as :meth:`receive_data` of those bytes)."""
+        if self._handshake_done or self._handshake.complete:
+            self._handshake_done = True
+            return self._decoder.get_buffer(size)
+        self._hs_read = bytearray(size)  # a few KiB, twice per connection
+        return memoryview(self._hs_read)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._hs_read is not None:
+            data, self._hs_read = bytes(self._hs_read[:nbytes]), None
+            self.receive_data(data)
+            return
+        if self._error is not None or self._eof or nbytes <= 0:
+            return
+        self._decoder.buffer_updated(nbytes)
+        self._received(nbytes)
 
     def data_to_send(self) -> bytes:
         if not self._out:

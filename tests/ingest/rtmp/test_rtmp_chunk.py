@@ -241,3 +241,32 @@ def test_zero_length_message_and_buffer_accounting() -> None:
 def test_encoder_chunk_size_validation() -> None:
     with pytest.raises(ValueError, match="out of range"):
         ChunkEncoder().set_chunk_size(0)
+
+
+def test_reading_into_the_decoders_buffer_equals_feeding_bytes() -> None:
+    """get_buffer/buffer_updated (asyncio.BufferedProtocol) decode exactly what receive_data
+    does, for reads of any size, including messages gathered whole from one read and
+    messages interleaved with another chunk stream (gathered piecewise)."""
+    enc = ChunkEncoder(compress=True)
+    payloads = [bytes([i % 251]) * (i * 997 % 20000) for i in range(1, 40)]
+    data = b"".join(enc.encode(4 + i % 2, 33 * i, 9, 1, p) for i, p in enumerate(payloads))
+    audio = bytes(range(200))
+    video = bytes(reversed(range(250)))
+    data += (fmt0(7, 10, len(audio), 8, 1) + audio[:128] + fmt0(8, 20, len(video), 9, 1)
+             + video[:128] + b"\xc7" + audio[128:] + b"\xc8" + video[128:])  # fmt: skip
+    expected = decode_all(data)
+    assert [m.payload for m in expected[:-2]] == payloads
+    for read in (1, 100, 4096, 65536, len(data)):
+        dec = ChunkDecoder()
+        got: list[RawMessage] = []
+        for i in range(0, len(data), read):
+            piece = data[i : i + read]
+            room = dec.get_buffer(read)
+            assert len(room) >= read
+            room[: len(piece)] = piece
+            del room  # the socket releases its view before the next read
+            dec.buffer_updated(len(piece))
+            while (msg := dec.next_message()) is not None:
+                got.append(msg)
+        assert got == expected, read
+        assert dec.unparsed_bytes == 0
