@@ -58,9 +58,6 @@ MAX_CHUNK_STREAMS: Final = 64
 #: messages of the largest size.
 MAX_BUFFERED_BYTES: Final = 2 * MAX_MESSAGE_SIZE
 
-#: Messages up to this size get their whole buffer when their first chunk arrives.
-PREALLOCATE: Final = 1024 * 1024
-
 MIN_CSID: Final = 2
 MAX_CSID: Final = 65599
 EXTENDED_TIMESTAMP: Final = 0xFFFFFF
@@ -237,11 +234,10 @@ class ChunkDecoder:
         fmt3 = 0xC0 | st.csid if st.csid < 64 and not st.ext else -1
         while True:
             n = left if left <= end - pos else end - pos
-            # One copy, no intermediate slice, into the message's buffer (preallocated, or
-            # extended when the assignment starts at its end); the temporary view dies with
-            # the statement (CPython refcounting), so the input can be resized on the next feed.
-            done = st.length - st.remaining
-            partial[done : done + n] = memoryview(buf)[pos : pos + n]
+            # One copy, no intermediate slice, appended to the message's buffer; the temporary
+            # view dies with the statement (CPython refcounting), so the input can be resized
+            # on the next read.
+            partial += memoryview(buf)[pos : pos + n]
             pos += n
             left -= n
             st.remaining -= n
@@ -368,10 +364,9 @@ class ChunkDecoder:
                 "too_much_buffered", f"{self._reserved} + {length} > {self._max_buffered}"
             )
         self._reserved += length
-        # Up to PREALLOCATE bytes are allocated at once (no regrowth copies as chunks come);
-        # a larger message grows as its bytes arrive, so a peer that announces a big one and
-        # stops makes us hold only what it sent.
-        st.partial = bytearray(length) if length <= PREALLOCATE else bytearray()
+        # Grows as its bytes arrive (not allocated at its announced length): a peer that
+        # announces big messages and stops makes us hold only what it sent.
+        st.partial = bytearray()
         st.remaining = length
         self._pos = p
         self._body = st
