@@ -162,12 +162,18 @@ class RtmpServerConnection:
         if not data:
             self._eof = True
             return
-        if self._handshake_done or self._handshake.complete:  # a plain bool on the hot path
-            self._handshake_done = True
+        if self._chunks_follow():
             self._decoder.receive_data(data)
         else:
             self._hs_in += data
         self._received(len(data))
+
+    def _chunks_follow(self) -> bool:
+        """The handshake is over: what the peer sends now is chunks (a plain bool once true,
+        for the hot path)."""
+        if not self._handshake_done and self._handshake.complete:
+            self._handshake_done = True
+        return self._handshake_done
 
     def _received(self, nbytes: int) -> None:
         self.bytes_received += nbytes
@@ -179,8 +185,7 @@ class RtmpServerConnection:
         """Room for at least ``size`` bytes from the peer, for asyncio.BufferedProtocol: the
         socket reads straight into the chunk decoder's input once the handshake is done.
         Follow with :meth:`buffer_updated` (the same as :meth:`receive_data` of those bytes)."""
-        if self._handshake_done or self._handshake.complete:
-            self._handshake_done = True
+        if self._chunks_follow():
             return self._decoder.get_buffer(size)
         self._hs_read = bytearray(size)  # a few KiB, twice per connection
         return memoryview(self._hs_read)

@@ -5,9 +5,10 @@ protocol, as ``streamd serve`` runs it), real PostgreSQL, real WebSocket clients
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +21,40 @@ from websockets.asyncio.client import ClientConnection, connect
 from chat.hub import Hub
 from db import auth as auth_db
 from db import lives, users
+from streamd.server import WEBSOCKET_OPTIONS
+from tests.helpers import free_port
 from web.authn import new_secret_token
 from web.tokens import KeySet
 
 _names = itertools.count(1)
+
+
+class InLoopServer(uvicorn.Server):
+    """uvicorn inside the test's event loop: the test runner keeps its signal handlers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def start_uvicorn(
+    app: Any, *, lifespan: str = "on", **options: Any
+) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    """``app`` served by uvicorn on a free loopback port with ``streamd serve``'s WebSocket
+    options (``options`` override them), once it listens: (server, its task, port)."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+                            lifespan=lifespan, **{**WEBSOCKET_OPTIONS, **options})  # fmt: skip
+    server = InLoopServer(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    assert server.started, "uvicorn did not start"
+    return server, task, port
+
+
 # ``make_server(**settings)`` (conftest.py): the app served on a loopback port.
 MakeServer = Callable[..., Awaitable["ChatServer"]]
 

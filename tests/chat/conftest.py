@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
-from chat_helpers import ChatServer, MakeServer
+from chat_helpers import ChatServer, MakeServer, start_uvicorn
 
 from config.settings import Settings
-from streamd.server import WEBSOCKET_OPTIONS
-from tests.helpers import free_port
 from web.app import create_app
-
-
-class _Server(uvicorn.Server):
-    """uvicorn inside the test's event loop: the test runner keeps its signal handlers."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @pytest.fixture
@@ -32,17 +21,7 @@ async def make_server(database_url: str) -> AsyncIterator[MakeServer]:
     async def build(**overrides: Any) -> ChatServer:
         settings = Settings(**{"jwt_secret": "s" * 40, "chat_report_interval": 0.5, **overrides})
         app = create_app(settings, database_url)
-        port = free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_config=None, lifespan="on", **WEBSOCKET_OPTIONS
-        )  # as `streamd serve` runs
-        server = _Server(config)
-        task = asyncio.create_task(server.serve())
-        for _ in range(500):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
+        server, task, port = await start_uvicorn(app)  # as `streamd serve` runs
         chat = ChatServer(app, server, task, port)
         servers.append(chat)
         return chat

@@ -9,26 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-import uvicorn
+from chat_helpers import start_uvicorn
 from websockets.asyncio.client import connect
 
 from chat.room import frame
 from chat.types import FRAME_KEY
-from streamd.server import WEBSOCKET_OPTIONS
-from tests.helpers import free_port
 from web.ws_protocol import WRITE_FRAME
 
 Handler = Callable[[Callable[[bytes], bool], Any, Any], Awaitable[None]]
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @contextlib.asynccontextmanager
@@ -40,16 +32,7 @@ async def serving(handler: Handler, **options: Any) -> AsyncIterator[str]:
         await send({"type": "websocket.accept"})
         await handler(scope["extensions"][WRITE_FRAME], receive, send)
 
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off",
-                            **{**WEBSOCKET_OPTIONS, **options})  # fmt: skip
-    server = _Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    assert server.started
+    server, task, port = await start_uvicorn(app, lifespan="off", **options)
     try:
         yield f"ws://127.0.0.1:{port}/"
     finally:
