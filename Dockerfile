@@ -2,6 +2,9 @@
 # Multi-stage: build a wheel and its dependencies into a venv, copy only the venv to the runtime.
 FROM python:3.12-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+# gcc: the install compiles the RTMP chunk decoder's C twin (ingest/rtmp/_chunk_c.pyx).
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/streamd
 WORKDIR /src
 COPY pyproject.toml README.md ./

@@ -45,6 +45,7 @@ from ingest.rtmp import (
     RtmpServerConnection,
     UnknownCommand,
     VideoMessage,
+    speedups,
 )
 from ingest.session import PublishSession, Subscription
 from ingest.timestamps import TimestampExtender
@@ -99,6 +100,14 @@ class RtmpServer:
             lambda: RtmpProtocol(self), host, port, ssl=ssl_context, reuse_address=True
         )
         self._servers.append(server)
+        if not speedups.COMPILED:
+            log.warning(
+                "rtmp: using the Python chunk decoder (%s); reinstall with a C compiler for "
+                "the compiled one, which needs less CPU per stream",
+                "forced by " + speedups.PURE_PYTHON_ENV
+                if speedups.compiled_decoder()
+                else "the compiled one was not built",
+            )
         return server
 
     def ports(self) -> list[int]:

@@ -26,6 +26,7 @@ import enum
 import os
 from typing import Final
 
+from . import speedups
 from .amf0 import UNDEFINED, AmfValue
 from .chunk import ChunkDecoder, ChunkEncoder, RawMessage
 from .errors import RtmpProtocolError
@@ -123,7 +124,7 @@ class RtmpServerConnection:
         self._handshake = ServerHandshake(random_bytes, epoch)
         self._hs_in = bytearray()
         self._hs_read: bytearray | None = None  # get_buffer's room during the handshake
-        self._decoder = ChunkDecoder()
+        self._decoder = speedups.ChunkDecoder()  # compiled when built; same behaviour
         self._encoder = ChunkEncoder()
         self._out = bytearray()
         self._window_ack_size = window_ack_size

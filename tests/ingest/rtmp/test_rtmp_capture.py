@@ -23,6 +23,8 @@ from ingest.rtmp import (
     ReleaseStream,
     RtmpServerConnection,
     VideoMessage,
+    chunk,
+    speedups,
 )
 
 
@@ -99,4 +101,17 @@ def test_byte_at_a_time_matches(whole: list[Event]) -> None:
 
 def test_odd_sized_pieces_match(whole: list[Event]) -> None:
     events, _ = replay(1000)
+    assert events == whole
+
+
+@pytest.mark.parametrize("step", [0, 1, 977])
+def test_the_python_decoder_replays_the_capture_like_the_compiled_one(
+    whole: list[Event], step: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection runs the compiled chunk decoder when it was built (it is in CI); the
+    Python reference must give the very same events from real FFmpeg bytes."""
+    assert speedups.COMPILED, "the compiled decoder was not built (./dev install does)"
+    monkeypatch.setattr(speedups, "ChunkDecoder", chunk.ChunkDecoder)
+    events, conn = replay(step)
+    assert type(conn.chunk_decoder) is chunk.ChunkDecoder
     assert events == whole

@@ -1,18 +1,33 @@
 from __future__ import annotations
 
 import struct
+import sys
 
 import pytest
 
-from ingest.rtmp import RtmpProtocolError
+from ingest.rtmp import RtmpProtocolError, chunk
 from ingest.rtmp.chunk import (
     MAX_BUFFERED_BYTES,
     MAX_CHUNK_STREAMS,
     MAX_MESSAGE_SIZE,
-    ChunkDecoder,
     ChunkEncoder,
     RawMessage,
 )
+from ingest.rtmp.speedups import compiled_decoder
+
+# Replaced per test by `decoder_impl`: every test here runs against both decoders.
+ChunkDecoder = chunk.ChunkDecoder
+
+
+@pytest.fixture(autouse=True, params=["python", "compiled"])
+def decoder_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """chunk.py's decoder (the reference) and its compiled twin (_chunk_c.pyx)."""
+    cls = chunk.ChunkDecoder
+    if request.param == "compiled":
+        compiled = compiled_decoder()
+        assert compiled is not None, "the compiled decoder was not built (./dev install does)"
+        cls = compiled
+    monkeypatch.setattr(sys.modules[__name__], "ChunkDecoder", cls)
 
 
 def fmt0(csid: int, ts: int, length: int, type_id: int, sid: int) -> bytes:

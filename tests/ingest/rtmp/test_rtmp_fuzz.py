@@ -20,6 +20,7 @@ from ingest.rtmp.chunk import (
     RawMessage,
 )
 from ingest.rtmp.handshake import HANDSHAKE_SIZE, ServerHandshake
+from ingest.rtmp.speedups import compiled_decoder
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MAX_HEADER = 3 + 11 + 4  # basic + fmt 0 message header + extended timestamp
@@ -61,8 +62,10 @@ def chunk_bytes(draw: st.DrawFn) -> bytes:
 fuzz_input = st.one_of(st.binary(max_size=600), chunk_bytes())
 
 
-def run_decoder(pieces: list[bytes]) -> tuple[list[RawMessage], str | None]:
-    dec = ChunkDecoder()
+def run_decoder(
+    pieces: list[bytes], cls: type[ChunkDecoder] = ChunkDecoder
+) -> tuple[list[RawMessage], str | None]:
+    dec = cls()
     msgs: list[RawMessage] = []
     try:
         for piece in pieces:
@@ -83,6 +86,19 @@ def test_chunk_decoder(data: bytes, cuts: list[int]) -> None:
     whole = run_decoder([data])
     assert run_decoder(split(data, cuts)) == whole
     assert run_decoder([data[i : i + 1] for i in range(len(data))]) == whole
+
+
+@FUZZ
+@given(fuzz_input, st.lists(st.integers(0, 10_000), max_size=20))
+def test_compiled_chunk_decoder_decides_like_the_python_one(data: bytes, cuts: list[int]) -> None:
+    """The same messages (fields and payload bytes) and the same error, at the same point,
+    whole, in pieces and a byte at a time (chunk tests run against both as well)."""
+    compiled = compiled_decoder()
+    assert compiled is not None, "the compiled decoder was not built (./dev install does)"
+    reference = run_decoder([data])
+    assert run_decoder([data], compiled) == reference
+    assert run_decoder(split(data, cuts), compiled) == reference
+    assert run_decoder([data[i : i + 1] for i in range(len(data))], compiled) == reference
 
 
 @FUZZ
