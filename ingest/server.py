@@ -25,6 +25,7 @@ from ingest.flv import (
     UnsupportedCodec,
     UnsupportedFeature,
     VideoSequenceStart,
+    may_be_keyframe,
     parse_audio_tag,
     parse_video_tag,
 )
@@ -47,13 +48,15 @@ from ingest.rtmp import (
     VideoMessage,
     speedups,
 )
+from ingest.rtmp.message import MessageType
 from ingest.session import PublishSession, Subscription
 from ingest.timestamps import TimestampExtender
 
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
-# Read coalescing (see RtmpProtocol._set_read_low_water): at most this much added latency...
+# Read coalescing (see RtmpProtocol._tune_low_water): at most this much added latency, except
+# for keyframes, which never wait...
 COALESCE_S = 0.025
 # ...and never more than this many bytes held in the kernel, nor below this (not worth it).
 MAX_LOW_WATER = 64 * 1024
@@ -152,7 +155,8 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         self._last_data = time.monotonic()
         self._tick_bytes = 0
         self._tick_time = self._last_data
-        self._low_water = 1
+        self._low_water = 1  # SO_RCVLOWAT now
+        self._coalesce_bytes = 1  # what read coalescing asks for (rate * COALESCE_S)
         self._timer: asyncio.TimerHandle | None = None
         self._video_ts = TimestampExtender()
         self._audio_ts = TimestampExtender()
@@ -180,6 +184,8 @@ class RtmpProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         self.conn.buffer_updated(nbytes)
         self._pump()
+        if self._coalesce_bytes > 1:
+            self._tune_low_water()
 
     def data_received(self, data: bytes) -> None:
         """The same as a read of ``data`` (for callers holding bytes)."""
@@ -433,8 +439,22 @@ class RtmpProtocol(asyncio.BufferedProtocol):
             return
         rate = (received - self._tick_bytes) / max(now - self._tick_time, 1e-3)
         self._tick_bytes, self._tick_time = received, now
-        self._set_read_low_water(int(rate * COALESCE_S) if idle < TICK_S else 1)
+        self._coalesce_bytes = int(rate * COALESCE_S) if idle < TICK_S else 1
+        self._tune_low_water()
         self._schedule(TICK_S, self._on_tick)
+
+    def _tune_low_water(self) -> None:
+        """Coalesce reads, but let a keyframe that is partly here wake us once it is whole.
+
+        A keyframe starts a segment (it closes the one before): holding its tail in the kernel
+        until COALESCE_S worth of later bytes arrive would delay every segment by that much.
+        Checked after each read; keyframes are rare, so this seldom costs a wake-up.
+        """
+        want = self._coalesce_bytes
+        for type_id, left, head in self.conn.chunk_decoder.partial_messages():
+            if type_id == MessageType.VIDEO and left < want and may_be_keyframe(head):
+                want = left
+        self._set_read_low_water(want)
 
     def _set_read_low_water(self, nbytes: int) -> None:
         """Ask the kernel to wake us only once ``nbytes`` are buffered (SO_RCVLOWAT).

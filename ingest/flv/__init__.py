@@ -21,6 +21,7 @@ from ingest.flv.tags import (
     VideoMetadata,
     VideoSequenceEnd,
     VideoSequenceStart,
+    may_be_keyframe,
     parse_audio_tag,
     parse_video_tag,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "VideoMetadata",
     "VideoSequenceEnd",
     "VideoSequenceStart",
+    "may_be_keyframe",
     "parse_audio_tag",
     "parse_video_tag",
 ]

@@ -175,6 +175,15 @@ Payload: TypeAlias = bytes | bytearray
 _EMPTY_SEQUENCE_START = "empty sequence start (the real one follows)"
 
 
+def may_be_keyframe(head: bytes) -> bool:
+    """Whether a video tag starting with ``head`` (its first bytes, maybe none yet) may be a
+    keyframe: legacy and enhanced headers keep the frame type in the first byte."""
+    if not head:
+        return True
+    frame_type = (head[0] >> 4) & 0x07 if head[0] & 0x80 else head[0] >> 4
+    return frame_type in _KEY_FRAME_TYPES
+
+
 def _fourcc_name(fourcc: bytes) -> str:
     return f"FourCC {fourcc.decode('latin-1')!r}"
 

@@ -109,6 +109,14 @@ cdef class ChunkDecoder:
     def chunk_stream_count(self):
         return len(self._streams)
 
+    def partial_messages(self):
+        cdef _ChunkStream st
+        return [
+            (st.type_id, st.remaining, bytes(st.partial[:8]))
+            for st in self._streams.values()
+            if st.partial is not None
+        ]
+
     def receive_data(self, data):
         cdef Py_ssize_t n = len(data)
         view = self.get_buffer(n)

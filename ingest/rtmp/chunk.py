@@ -160,6 +160,15 @@ class ChunkDecoder:
     def chunk_stream_count(self) -> int:
         return len(self._streams)
 
+    def partial_messages(self) -> list[tuple[int, int, bytes]]:
+        """Messages being received: (type id, payload bytes still to come, their first bytes
+        so far, at most 8). The server uses it to wake up as soon as a keyframe is whole."""
+        return [
+            (st.type_id, st.remaining, bytes(st.partial[:8]))
+            for st in self._streams.values()
+            if st.partial is not None
+        ]
+
     def receive_data(self, data: bytes) -> None:
         view = self.get_buffer(len(data))
         view[: len(data)] = data

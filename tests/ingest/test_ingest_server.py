@@ -24,11 +24,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from db import lives, users
+from ingest import server as ingest_server
 from ingest.gate import PublishGate
 from ingest.media import AudioConfig, MediaPacket, VideoConfig
 from ingest.metrics import IngestMetrics
 from ingest.rtmp.client import RtmpClient
-from ingest.server import RtmpLimits, RtmpServer
+from ingest.server import MAX_LOW_WATER, RtmpLimits, RtmpServer
 from ingest.session import PublishSession
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -609,3 +610,48 @@ async def test_reads_are_coalesced_for_busy_publishers_without_losing_frames(rtm
     # ~500 kB/s * 25 ms: the kernel wakes us per ~12 kB instead of per TCP segment.
     assert max(low_waters) > 8 * 1024
     assert rec.max_arrival_gap() < 1.0
+
+
+async def test_read_coalescing_never_holds_back_the_tail_of_a_keyframe(
+    rtmp: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Coalescing leaves up to a low-water mark of bytes in the kernel, but a keyframe starts
+    a segment: its tail must not wait there for later bytes. The publisher sends a keyframe in
+    two writes, the second below the mark, then nothing. Without the keyframe rule its tail
+    would stay in the kernel until a tick found the publisher idle (1-2 s)."""
+    monkeypatch.setattr(ingest_server, "COALESCE_S", 0.5)  # the mark goes to its cap
+    reader, writer, client = await handshaken(rtmp.port)
+    try:
+        client.connect("live")
+        client.publish_sequence(rtmp.keys[0])
+        client.publish(1, rtmp.keys[0])
+        writer.write(client.data_to_send())
+        assert "NetStream.Publish.Start" in await _read_statuses(reader, writer, client)
+        client.set_chunk_size(4096)
+        (conn,) = rtmp.server.connections
+        inter = b"\x27\x01\x00\x00\x00" + bytes(8000)  # AVC inter frames, ~240 kB/s
+        ts = 0
+        for _ in range(200):  # until a tick measured the rate and raised the mark
+            client.send_video(1, ts, inter)
+            writer.write(client.data_to_send())
+            ts += 33
+            await asyncio.sleep(0.033)
+            if conn._low_water == MAX_LOW_WATER:
+                break
+        assert conn._low_water == MAX_LOW_WATER
+        client.send_video(1, ts, b"\x17\x01\x00\x00\x00" + bytes(100_000))
+        data = client.data_to_send()
+        writer.write(data[:70_000])  # over the mark: wakes the server mid-keyframe
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(data[70_000:])  # ~30 kB, under the mark; nothing follows
+        sent = time.monotonic()
+        rec = rtmp.received[0]
+        for _ in range(60):
+            if any(p.keyframe for p in rec.video):
+                break
+            await asyncio.sleep(0.05)
+        arrived = next(t for t, p in rec.items if isinstance(p, MediaPacket) and p.keyframe)
+        assert arrived - sent < 0.5
+    finally:
+        writer.close()

@@ -29,6 +29,7 @@ from ingest.flv import (
     VideoMetadata,
     VideoSequenceEnd,
     VideoSequenceStart,
+    may_be_keyframe,
     parse_audio_tag,
     parse_video_tag,
 )
@@ -459,3 +460,18 @@ def test_frame_data_is_an_independent_copy(wrap: Callable[[bytearray], Any]) -> 
     assert isinstance(packet, MediaPacket)
     assert packet.data == b"frame"
     assert type(packet.data) is bytes
+
+
+@pytest.mark.parametrize(
+    ("head", "key"),
+    [
+        (b"", True),  # nothing of the tag yet: it may be one
+        (b"\x17\x01", True),  # AVC keyframe
+        (b"\x47\x01", True),  # generated keyframe
+        (b"\x27\x01", False),  # AVC inter frame
+        (b"\x91hvc1", True),  # enhanced: keyframe, CodedFrames
+        (b"\xa1hvc1", False),  # enhanced: inter frame
+    ],
+)
+def test_may_be_keyframe(head: bytes, key: bool) -> None:
+    assert may_be_keyframe(head) is key

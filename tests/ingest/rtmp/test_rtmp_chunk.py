@@ -285,3 +285,15 @@ def test_reading_into_the_decoders_buffer_equals_feeding_bytes() -> None:
                 got.append(msg)
         assert got == expected, read
         assert dec.unparsed_bytes == 0
+
+
+def test_partial_messages_tell_what_is_being_received() -> None:
+    dec = ChunkDecoder()
+    assert dec.partial_messages() == []
+    dec.receive_data(fmt0(6, 0, 300, 9, 1) + b"\x17\x01" + bytes(126) + fmt0(4, 0, 10, 8, 1))
+    assert dec.next_message() is None
+    assert dec.partial_messages() == [(9, 172, b"\x17\x01" + bytes(6)), (8, 10, b"")]
+    dec.receive_data(bytes(10) + b"\xc6" + bytes(128))  # the audio body, a video chunk
+    assert dec.next_message() == RawMessage(4, 0, 8, 1, bytes(10))
+    assert dec.next_message() is None
+    assert dec.partial_messages() == [(9, 44, b"\x17\x01" + bytes(6))]
