@@ -55,9 +55,9 @@ from ingest.timestamps import TimestampExtender
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
-# Read coalescing (see RtmpProtocol._tune_low_water): at most this much added latency, except
-# for keyframes, which never wait...
-COALESCE_S = 0.025
+# Read coalescing (see RtmpProtocol._tune_low_water): at most this much added latency in the
+# middle of a keyframe interval, none for the frames around a keyframe...
+COALESCE_S = 0.1
 # ...and never more than this many bytes held in the kernel, nor below this (not worth it).
 MAX_LOW_WATER = 64 * 1024
 READ_SIZE = MAX_LOW_WATER  # room offered to each socket read
@@ -157,6 +157,9 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         self._tick_time = self._last_data
         self._low_water = 1  # SO_RCVLOWAT now
         self._coalesce_bytes = 1  # what read coalescing asks for (rate * COALESCE_S)
+        self._video_dts = 0  # of the last video packet
+        self._keyframe_dts: int | None = None  # of the last keyframe
+        self._gop_ms = 0  # between the last two keyframes
         self._timer: asyncio.TimerHandle | None = None
         self._video_ts = TimestampExtender()
         self._audio_ts = TimestampExtender()
@@ -283,6 +286,11 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         if parsed.track_id != 0:
             return  # E-RTMP multitrack: only the default track is ingested
         if isinstance(parsed, MediaPacket):
+            self._video_dts = parsed.dts_ms
+            if parsed.keyframe:
+                if self._keyframe_dts is not None:
+                    self._gop_ms = parsed.dts_ms - self._keyframe_dts
+                self._keyframe_dts = parsed.dts_ms
             self.session.feed(parsed)
         elif isinstance(parsed, VideoSequenceStart):
             self.session.set_video_config(parsed.config)
@@ -444,13 +452,22 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         self._schedule(TICK_S, self._on_tick)
 
     def _tune_low_water(self) -> None:
-        """Coalesce reads, but let a keyframe that is partly here wake us once it is whole.
+        """Coalesce reads, except around keyframes.
 
-        A keyframe starts a segment (it closes the one before): holding its tail in the kernel
-        until COALESCE_S worth of later bytes arrive would delay every segment by that much.
-        Checked after each read; keyframes are rare, so this seldom costs a wake-up.
+        A keyframe starts a segment and closes the one before, so neither the last frames
+        before it nor its own tail may wait in the kernel for later bytes: that would delay
+        every segment (and the ladder's rungs made from it). Encoders send keyframes at a
+        steady interval (OBS: 2 s), so reads stop being coalesced shortly before the next one
+        is due and resume after it. A keyframe that comes unannounced is still taken as soon
+        as it is whole (the partial-message check). Checked after each read; it changes the
+        socket option a few times per keyframe interval.
         """
-        want = self._coalesce_bytes
+        near_key = (
+            self._gop_ms > 0
+            and self._keyframe_dts is not None
+            and self._video_dts >= self._keyframe_dts + self._gop_ms - 2000 * COALESCE_S
+        )
+        want = 1 if near_key else self._coalesce_bytes
         for type_id, left, head in self.conn.chunk_decoder.partial_messages():
             if type_id == MessageType.VIDEO and left < want and may_be_keyframe(head):
                 want = left

@@ -47,13 +47,22 @@ class Subscription:
         if self._closed:
             return
         if isinstance(item, MediaPacket):
-            self._offer_packet(item)
+            self._offer_packet(item)  # checks _closed again: it is also called directly
         elif len(self._items) < self.maxsize:
             self._push(item)
         else:
             self._drop()
 
     def _offer_packet(self, packet: MediaPacket) -> None:
+        if self._closed:
+            return
+        if not self._resync and len(self._items) < self.maxsize:
+            # The common case, inlined (_push): this runs for every packet of every publisher.
+            self._items.append(packet)
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            return
         if self._resync:
             has_video = self.session.video_config is not None
             if has_video and not (packet.kind == "video" and packet.keyframe):
@@ -172,7 +181,8 @@ class PublishSession:
     def feed(self, packet: MediaPacket) -> None:
         self.packets += 1
         self.bytes_in += len(packet.data)
-        self._fan_out(packet)
+        for sub in self._subscriptions:
+            sub._offer_packet(packet)
 
     def _fan_out(self, item: Item) -> None:
         for sub in self._subscriptions:

@@ -213,30 +213,33 @@ class RtmpServerConnection:
         if self._error is not None:
             raise self._error
         try:
-            return self._next_event()
+            if not self._handshake_done:
+                event = self._handshake_event()
+                if event is not None or not self._handshake_done:
+                    return event
+            decoder = self._decoder
+            while (raw := decoder.next_message()) is not None:
+                event = self._handle(raw)
+                if event is not None:
+                    return event
+            return ConnectionClosed() if self._eof else None
         except RtmpProtocolError as exc:
             self._error = exc
             raise
 
-    def _next_event(self) -> Event | None:
-        if not self._handshake_done:
-            if self._handshake.complete:
-                self._handshake_done = True
-                return self._next_event()
-            if self._hs_in:
-                data = bytes(self._hs_in)
-                self._hs_in.clear()
-                rest = self._handshake.receive_data(data)
-                self._out += self._handshake.data_to_send()
-                if rest is not None:
-                    self._decoder.receive_data(rest)
-                    return HandshakeComplete(self._handshake.digest)
-            return ConnectionClosed() if self._eof else None
-        decoder = self._decoder
-        while (raw := decoder.next_message()) is not None:
-            event = self._handle(raw)
-            if event is not None:
-                return event
+    def _handshake_event(self) -> Event | None:
+        """Drive the handshake; once it is over, set _handshake_done and return None."""
+        if self._handshake.complete:
+            self._handshake_done = True
+            return None
+        if self._hs_in:
+            data = bytes(self._hs_in)
+            self._hs_in.clear()
+            rest = self._handshake.receive_data(data)
+            self._out += self._handshake.data_to_send()
+            if rest is not None:
+                self._decoder.receive_data(rest)
+                return HandshakeComplete(self._handshake.digest)
         return ConnectionClosed() if self._eof else None
 
     # -- incoming messages ---------------------------------------------------------

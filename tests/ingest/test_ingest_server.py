@@ -607,7 +607,7 @@ async def test_reads_are_coalesced_for_busy_publishers_without_losing_frames(rtm
     assert code == 0, err
     rec = await _session_done(rtmp)
     assert len(rec.video) == 120
-    # ~500 kB/s * 25 ms: the kernel wakes us per ~12 kB instead of per TCP segment.
+    # ~500 kB/s * 100 ms: the kernel wakes us per ~50 kB instead of per TCP segment.
     assert max(low_waters) > 8 * 1024
     assert rec.max_arrival_gap() < 1.0
 
@@ -652,6 +652,57 @@ async def test_read_coalescing_never_holds_back_the_tail_of_a_keyframe(
                 break
             await asyncio.sleep(0.05)
         arrived = next(t for t, p in rec.items if isinstance(p, MediaPacket) and p.keyframe)
+        assert arrived - sent < 0.5
+    finally:
+        writer.close()
+
+
+async def test_read_coalescing_stops_before_a_keyframe_is_due(
+    rtmp: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last frames before a keyframe close a segment: once the keyframe interval says one
+    is due, a frame smaller than the low-water mark must not wait in the kernel for more. Here
+    keyframes come every 2.97 s of media time; after a burst that reaches the last 2 * COALESCE_S
+    before the next one, a single small frame must arrive at once."""
+    monkeypatch.setattr(ingest_server, "COALESCE_S", 0.5)  # the mark goes to its cap
+    reader, writer, client = await handshaken(rtmp.port)
+
+    def frame(dts: int, key: bool = False) -> None:
+        head = b"\x17\x01\x00\x00\x00" if key else b"\x27\x01\x00\x00\x00"
+        client.send_video(1, dts, head + bytes(8000))
+        writer.write(client.data_to_send())
+
+    try:
+        client.connect("live")
+        client.publish_sequence(rtmp.keys[0])
+        client.publish(1, rtmp.keys[0])
+        writer.write(client.data_to_send())
+        assert "NetStream.Publish.Start" in await _read_statuses(reader, writer, client)
+        client.set_chunk_size(4096)
+        (conn,) = rtmp.server.connections
+        for dts in range(0, 4000, 33):  # keyframes at 0 and 2970 ms: the interval is known
+            frame(dts, key=dts % 2970 == 0)
+        dts = 4000
+        for _ in range(200):  # ~240 kB/s until a tick raised the mark; still mid-interval
+            frame(dts)
+            dts += 4
+            await asyncio.sleep(0.033)
+            if conn._low_water == MAX_LOW_WATER:
+                break
+        assert conn._low_water == MAX_LOW_WATER
+        assert dts < 2970 + 2970 - 1000  # not yet inside the last 2 * COALESCE_S
+        for dts in range(5000, 5300, 33):  # 72 kB: over the mark, read, and inside the window
+            frame(dts)
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        frame(5400)  # 8 kB, under the mark; nothing follows
+        sent = time.monotonic()
+        rec = rtmp.received[0]
+        for _ in range(60):
+            if rec.video and rec.video[-1].dts_ms == 5400:
+                break
+            await asyncio.sleep(0.05)
+        arrived = next(t for t, p in rec.items if isinstance(p, MediaPacket) and p.dts_ms == 5400)
         assert arrived - sent < 0.5
     finally:
         writer.close()
