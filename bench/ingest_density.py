@@ -7,7 +7,9 @@ publishers (a ~4.5 Mbit/s 1080p30 H.264/AAC file generated once into bench/.cach
   advisory locks, RtmpServer, one consumer per session that discards every item), on uvloop;
 - ``nginx-rtmp``: nginx with Debian's libnginx-mod-rtmp, ``live on``, one worker, HLS off;
 - ``nginx-rtmp-hls``: the same with ``hls on`` (the setting of the issue's reference figure);
-- ``ffmpeg-listen``: one ``ffmpeg -listen 1 -i rtmp://... -c copy -f null -`` per stream.
+- ``ffmpeg-listen``: one ``ffmpeg -listen 1 -i rtmp://... -c copy -f null -`` per stream;
+- ``streamd-ladder-coalescing``: ``streamd`` with the read coalescing ``streamd serve`` uses
+  when the transcoded ladder is on (``LADDER_COALESCE_S``, 25 ms instead of 100 ms).
 
 For each N, after a warm-up, the server side's CPU time (utime+stime from /proc, summed over
 its processes) and RSS are read around a measurement window. The publishers' real-time speed is
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -62,13 +65,14 @@ from _util import (
 from db import lives, users
 from db.embedded import EmbeddedPostgres
 from db.migrate import migrate
+from ingest.server import LADDER_COALESCE_S
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 CACHE = BENCH / ".cache"
 MEDIA_NAME = "obs_like_1080p.flv"
 MEDIA_SECONDS = 30
-SYSTEMS = ("streamd", "nginx-rtmp", "ffmpeg-listen", "nginx-rtmp-hls")
+SYSTEMS = ("streamd", "nginx-rtmp", "ffmpeg-listen", "nginx-rtmp-hls", "streamd-ladder-coalescing")
 RTMP_MODULE_CANDIDATES = (
     Path("/usr/lib/nginx/modules/ngx_rtmp_module.so"),
     Path("/usr/share/nginx/modules/ngx_rtmp_module.so"),
@@ -229,11 +233,12 @@ class Target:
 
 class Streamd(Target):
     name = "streamd"
+    extra_args: tuple[str, ...] = ()
 
     def start(self) -> None:
         self.proc = self.ctx.procs.start(
             [sys.executable, str(BENCH / "ingest_server.py"), "--database-url", self.ctx.db_url,
-             "--port", "0"],
+             "--port", "0", *self.extra_args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.ctx.log_file(self.log_name),
             cwd=REPO,
         )  # fmt: skip
@@ -319,6 +324,13 @@ class Nginx(Target):
         return [self.port]
 
 
+class StreamdLadderCoalescing(Streamd):
+    """Ingest with the read coalescing ``streamd serve`` uses when the ladder is on."""
+
+    name = "streamd-ladder-coalescing"
+    extra_args = ("--coalesce-s", str(LADDER_COALESCE_S))
+
+
 class NginxHls(Nginx):
     name = "nginx-rtmp-hls"
     hls = True
@@ -348,7 +360,9 @@ class FfmpegListen(Target):
         return self.port_list
 
 
-TARGETS: dict[str, type[Target]] = {t.name: t for t in (Streamd, Nginx, NginxHls, FfmpegListen)}
+TARGETS: dict[str, type[Target]] = {
+    t.name: t for t in (Streamd, StreamdLadderCoalescing, Nginx, NginxHls, FfmpegListen)
+}
 
 
 # --- one case: a system with N publishers ---
@@ -592,11 +606,13 @@ def summarize(cases: list[dict[str, Any]], systems: Sequence[str], ns: Sequence[
         }
 
     ratios: dict[str, Any] = {}
-    for base in ("nginx-rtmp", "nginx-rtmp-hls", "ffmpeg-listen"):
-        if "streamd" in per_system and base in per_system:
-            ratios[f"streamd_over_{base}_cpu_per_stream"] = {
+    for ours, base in itertools.product(
+        ("streamd", "streamd-ladder-coalescing"), ("nginx-rtmp", "nginx-rtmp-hls", "ffmpeg-listen")
+    ):
+        if ours in per_system and base in per_system:
+            ratios[f"{ours}_over_{base}_cpu_per_stream"] = {
                 str(n): _ratio(
-                    per_system["streamd"]["by_n"][str(n)]["cpu_s_per_stream_minute"],
+                    per_system[ours]["by_n"][str(n)]["cpu_s_per_stream_minute"],
                     per_system[base]["by_n"][str(n)]["cpu_s_per_stream_minute"],
                 )
                 for n in ns

@@ -31,7 +31,7 @@ from config.settings import Settings
 from db.pools import open_database
 from ingest.gate import PublishGate
 from ingest.metrics import IngestMetrics
-from ingest.server import RtmpLimits, RtmpServer
+from ingest.server import COALESCE_S, RtmpLimits, RtmpServer
 from ingest.session import PublishSession, Subscription
 
 
@@ -73,7 +73,7 @@ def _print(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-async def serve(database_url: str, host: str, port: int) -> None:
+async def serve(database_url: str, host: str, port: int, coalesce_s: float) -> None:
     settings = Settings(database_url=database_url, rtmp_host=host, rtmp_port=port)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -94,6 +94,7 @@ async def serve(database_url: str, host: str, port: int) -> None:
                 idle_timeout=settings.rtmp_idle_timeout,
             ),
             on_session=consumers.on_session,
+            coalesce_s=coalesce_s,
         )
         try:
             await rtmp.listen(settings.rtmp_host, settings.rtmp_port)
@@ -133,12 +134,15 @@ def main() -> None:
     parser.add_argument("--database-url", required=True, help="a migrated streamd database")
     parser.add_argument("--port", type=int, default=1935, help="RTMP port (0: any free port)")
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--coalesce-s", type=float, default=COALESCE_S, help="read coalescing (RtmpServer)"
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     args = parser.parse_args()
     logging.basicConfig(
         level=args.log_level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
     )
-    uvloop.run(serve(args.database_url, args.host, args.port))
+    uvloop.run(serve(args.database_url, args.host, args.port, args.coalesce_s))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from config.settings import Settings
 from db.pools import open_database
 from ingest.gate import PublishGate
 from ingest.metrics import IngestMetrics
-from ingest.server import RtmpLimits, RtmpServer
+from ingest.server import COALESCE_S, LADDER_COALESCE_S, RtmpLimits, RtmpServer
 from ingest.session import PublishSession
 from packager.ladder import Ladder
 from packager.ladder_metrics import LadderMetrics
@@ -126,6 +126,7 @@ async def serve(args: argparse.Namespace) -> None:
                 idle_timeout=settings.rtmp_idle_timeout,
             ),
             on_session=sessions.on_session,
+            coalesce_s=LADDER_COALESCE_S if args.ladder else COALESCE_S,  # as streamd serve
         )
         try:
             await rtmp.listen(settings.rtmp_host, settings.rtmp_port)

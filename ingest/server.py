@@ -56,8 +56,11 @@ log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 # Read coalescing (see RtmpProtocol._tune_low_water): at most this much added latency in the
-# middle of a keyframe interval, none for the frames around a keyframe...
+# middle of a keyframe interval, none for the frames around a keyframe. With the transcoded
+# ladder downstream, frames must come evenly: its encoders queue bursts (100 ms of coalescing
+# added 60-80 ms to the rungs' segment lag), so the wiring asks for less there...
 COALESCE_S = 0.1
+LADDER_COALESCE_S = 0.025
 # ...and never more than this many bytes held in the kernel, nor below this (not worth it).
 MAX_LOW_WATER = 64 * 1024
 READ_SIZE = MAX_LOW_WATER  # room offered to each socket read
@@ -82,11 +85,14 @@ class RtmpServer:
         on_session: Callable[[PublishSession], None] | None = None,
         *,
         end_lives: bool = True,
+        coalesce_s: float = COALESCE_S,
     ) -> None:
         """``end_lives``: mark a live ended when its publisher leaves. False when a consumer
-        (the packager, with its reconnect window) decides when a live is over."""
+        (the packager, with its reconnect window) decides when a live is over.
+        ``coalesce_s``: read coalescing, see COALESCE_S."""
         self.gate = gate
         self.end_lives = end_lives
+        self.coalesce_s = coalesce_s
         self.metrics = metrics
         self.limits = limits
         self.on_session = on_session
@@ -156,7 +162,7 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         self._tick_bytes = 0
         self._tick_time = self._last_data
         self._low_water = 1  # SO_RCVLOWAT now
-        self._coalesce_bytes = 1  # what read coalescing asks for (rate * COALESCE_S)
+        self._coalesce_bytes = 1  # what read coalescing asks for (rate * coalesce_s)
         self._video_dts = 0  # of the last video packet
         self._keyframe_dts: int | None = None  # of the last keyframe
         self._gop_ms = 0  # between the last two keyframes
@@ -447,7 +453,7 @@ class RtmpProtocol(asyncio.BufferedProtocol):
             return
         rate = (received - self._tick_bytes) / max(now - self._tick_time, 1e-3)
         self._tick_bytes, self._tick_time = received, now
-        self._coalesce_bytes = int(rate * COALESCE_S) if idle < TICK_S else 1
+        self._coalesce_bytes = int(rate * self.server.coalesce_s) if idle < TICK_S else 1
         self._tune_low_water()
         self._schedule(TICK_S, self._on_tick)
 
@@ -465,7 +471,7 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         near_key = (
             self._gop_ms > 0
             and self._keyframe_dts is not None
-            and self._video_dts >= self._keyframe_dts + self._gop_ms - 2000 * COALESCE_S
+            and self._video_dts >= self._keyframe_dts + self._gop_ms - 2000 * self.server.coalesce_s
         )
         want = 1 if near_key else self._coalesce_bytes
         for type_id, left, head in self.conn.chunk_decoder.partial_messages():
@@ -477,7 +483,7 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         """Ask the kernel to wake us only once ``nbytes`` are buffered (SO_RCVLOWAT).
 
         Each wake-up costs a Python callback; at 4.5 Mbit/s a publisher's bytes otherwise
-        arrive in ~100 small reads a second. Waiting for COALESCE_S worth of its own bitrate
+        arrive in ~100 small reads a second. Waiting for coalesce_s worth of its own bitrate
         batches them at the price of that much latency. A publisher that goes quiet gets the
         default back at the next tick, so its last bytes are never held.
         """

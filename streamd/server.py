@@ -24,7 +24,7 @@ from db.pools import open_database
 from ingest.control import LiveControl
 from ingest.gate import PublishGate
 from ingest.metrics import IngestMetrics
-from ingest.server import RtmpLimits, RtmpServer
+from ingest.server import COALESCE_S, LADDER_COALESCE_S, RtmpLimits, RtmpServer
 from streamd.media import build_packager, build_storage
 from web.app import create_app
 from web.hls import hls_routes
@@ -64,6 +64,7 @@ async def run_server(settings: Settings, database_url: str) -> None:
             on_session=packager.on_session,
             # The packager ends a live once its reconnect window has passed.
             end_lives=False,
+            coalesce_s=LADDER_COALESCE_S if settings.hls_ladder else COALESCE_S,
         )
         # The chat hub: one LISTEN connection for this process, outside the pool.
         hub = Hub(database_url, db.primary, HubConfig.from_settings(settings))

@@ -24,7 +24,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from db import lives, users
-from ingest import server as ingest_server
 from ingest.gate import PublishGate
 from ingest.media import AudioConfig, MediaPacket, VideoConfig
 from ingest.metrics import IngestMetrics
@@ -613,13 +612,13 @@ async def test_reads_are_coalesced_for_busy_publishers_without_losing_frames(rtm
 
 
 async def test_read_coalescing_never_holds_back_the_tail_of_a_keyframe(
-    rtmp: Harness, monkeypatch: pytest.MonkeyPatch
+    rtmp: Harness,
 ) -> None:
     """Coalescing leaves up to a low-water mark of bytes in the kernel, but a keyframe starts
     a segment: its tail must not wait there for later bytes. The publisher sends a keyframe in
     two writes, the second below the mark, then nothing. Without the keyframe rule its tail
     would stay in the kernel until a tick found the publisher idle (1-2 s)."""
-    monkeypatch.setattr(ingest_server, "COALESCE_S", 0.5)  # the mark goes to its cap
+    rtmp.server.coalesce_s = 0.5  # the mark goes to its cap
     reader, writer, client = await handshaken(rtmp.port)
     try:
         client.connect("live")
@@ -658,13 +657,13 @@ async def test_read_coalescing_never_holds_back_the_tail_of_a_keyframe(
 
 
 async def test_read_coalescing_stops_before_a_keyframe_is_due(
-    rtmp: Harness, monkeypatch: pytest.MonkeyPatch
+    rtmp: Harness,
 ) -> None:
     """The last frames before a keyframe close a segment: once the keyframe interval says one
     is due, a frame smaller than the low-water mark must not wait in the kernel for more. Here
-    keyframes come every 2.97 s of media time; after a burst that reaches the last 2 * COALESCE_S
+    keyframes come every 2.97 s of media time; after a burst that reaches the last 2 * coalesce_s
     before the next one, a single small frame must arrive at once."""
-    monkeypatch.setattr(ingest_server, "COALESCE_S", 0.5)  # the mark goes to its cap
+    rtmp.server.coalesce_s = 0.5  # the mark goes to its cap
     reader, writer, client = await handshaken(rtmp.port)
 
     def frame(dts: int, key: bool = False) -> None:
@@ -690,7 +689,7 @@ async def test_read_coalescing_stops_before_a_keyframe_is_due(
             if conn._low_water == MAX_LOW_WATER:
                 break
         assert conn._low_water == MAX_LOW_WATER
-        assert dts < 2970 + 2970 - 1000  # not yet inside the last 2 * COALESCE_S
+        assert dts < 2970 + 2970 - 1000  # not yet inside the last 2 * coalesce_s
         for dts in range(5000, 5300, 33):  # 72 kB: over the mark, read, and inside the window
             frame(dts)
         await writer.drain()
