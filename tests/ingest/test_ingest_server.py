@@ -28,7 +28,7 @@ from ingest.gate import PublishGate
 from ingest.media import AudioConfig, MediaPacket, VideoConfig
 from ingest.metrics import IngestMetrics
 from ingest.rtmp.client import RtmpClient
-from ingest.server import MAX_LOW_WATER, RtmpLimits, RtmpServer
+from ingest.server import MAX_LOW_WATER, RtmpLimits, RtmpProtocol, RtmpServer
 from ingest.session import PublishSession
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -611,6 +611,20 @@ async def test_reads_are_coalesced_for_busy_publishers_without_losing_frames(rtm
     assert rec.max_arrival_gap() < 1.0
 
 
+async def _start_publishing(
+    rtmp: Harness, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: RtmpClient
+) -> RtmpProtocol:
+    """Publish to the first live like FFmpeg (chunk size 4096); the server's protocol object."""
+    client.connect("live")
+    client.publish_sequence(rtmp.keys[0])
+    client.publish(1, rtmp.keys[0])
+    writer.write(client.data_to_send())
+    assert "NetStream.Publish.Start" in await _read_statuses(reader, writer, client)
+    client.set_chunk_size(4096)
+    (conn,) = rtmp.server.connections
+    return conn
+
+
 async def test_read_coalescing_never_holds_back_the_tail_of_a_keyframe(
     rtmp: Harness,
 ) -> None:
@@ -621,13 +635,7 @@ async def test_read_coalescing_never_holds_back_the_tail_of_a_keyframe(
     rtmp.server.coalesce_s = 0.5  # the mark goes to its cap
     reader, writer, client = await handshaken(rtmp.port)
     try:
-        client.connect("live")
-        client.publish_sequence(rtmp.keys[0])
-        client.publish(1, rtmp.keys[0])
-        writer.write(client.data_to_send())
-        assert "NetStream.Publish.Start" in await _read_statuses(reader, writer, client)
-        client.set_chunk_size(4096)
-        (conn,) = rtmp.server.connections
+        conn = await _start_publishing(rtmp, reader, writer, client)
         inter = b"\x27\x01\x00\x00\x00" + bytes(8000)  # AVC inter frames, ~240 kB/s
         ts = 0
         for _ in range(200):  # until a tick measured the rate and raised the mark
@@ -672,13 +680,7 @@ async def test_read_coalescing_stops_before_a_keyframe_is_due(
         writer.write(client.data_to_send())
 
     try:
-        client.connect("live")
-        client.publish_sequence(rtmp.keys[0])
-        client.publish(1, rtmp.keys[0])
-        writer.write(client.data_to_send())
-        assert "NetStream.Publish.Start" in await _read_statuses(reader, writer, client)
-        client.set_chunk_size(4096)
-        (conn,) = rtmp.server.connections
+        conn = await _start_publishing(rtmp, reader, writer, client)
         for dts in range(0, 4000, 33):  # keyframes at 0 and 2970 ms: the interval is known
             frame(dts, key=dts % 2970 == 0)
         dts = 4000
