@@ -192,14 +192,17 @@ class RtmpProtocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.conn.buffer_updated(nbytes)
-        self._pump()
-        if self._coalesce_bytes > 1:
-            self._tune_low_water()
+        self._after_read()
 
     def data_received(self, data: bytes) -> None:
         """The same as a read of ``data`` (for callers holding bytes)."""
         self.conn.receive_data(data)
+        self._after_read()
+
+    def _after_read(self) -> None:
         self._pump()
+        if self._coalesce_bytes > 1:
+            self._tune_low_water()
 
     def pause_writing(self) -> None:
         # A client that does not read our acks and statuses must not make us buffer for it:

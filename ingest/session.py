@@ -44,24 +44,18 @@ class Subscription:
     # --- producer side (the session) ---
 
     def _offer(self, item: Item) -> None:
-        if self._closed:
-            return
         if isinstance(item, MediaPacket):
-            self._offer_packet(item)  # checks _closed again: it is also called directly
+            self._offer_packet(item)
+        elif self._closed:
+            return
         elif len(self._items) < self.maxsize:
             self._push(item)
         else:
             self._drop()
 
     def _offer_packet(self, packet: MediaPacket) -> None:
+        """Called by feed directly (every packet of every publisher) and by _offer."""
         if self._closed:
-            return
-        if not self._resync and len(self._items) < self.maxsize:
-            # The common case, inlined (_push): this runs for every packet of every publisher.
-            self._items.append(packet)
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
             return
         if self._resync:
             has_video = self.session.video_config is not None
