@@ -2,7 +2,7 @@
 # Multi-stage: build a wheel and its dependencies into a venv, copy only the venv to the runtime.
 FROM python:3.12-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-# gcc: the install compiles the RTMP chunk decoder's C twin (ingest/rtmp/_chunk_c.pyx).
+# gcc: the install compiles ingest's C twins (ingest/rtmp/_chunk_c.pyx, ingest/flv/_tags_c.pyx).
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/streamd

@@ -26,9 +26,9 @@ from ingest.flv import (
     UnsupportedFeature,
     VideoSequenceStart,
     may_be_keyframe,
-    parse_audio_tag,
-    parse_video_tag,
 )
+from ingest.flv import speedups as flv_speedups
+from ingest.flv.speedups import parse_audio_tag, parse_video_tag
 from ingest.gate import Admitted, PublishGate, redact
 from ingest.media import MediaPacket
 from ingest.metrics import IngestMetrics
@@ -109,13 +109,13 @@ class RtmpServer:
             lambda: RtmpProtocol(self), host, port, ssl=ssl_context, reuse_address=True
         )
         self._servers.append(server)
-        if not speedups.COMPILED:
+        if not (speedups.COMPILED and flv_speedups.COMPILED):
             log.warning(
-                "rtmp: using the Python chunk decoder (%s); reinstall with a C compiler for "
-                "the compiled one, which needs less CPU per stream",
+                "rtmp: using the Python chunk decoder and FLV parsers (%s); reinstall with a "
+                "C compiler for the compiled ones, which need less CPU per stream",
                 "forced by " + speedups.PURE_PYTHON_ENV
-                if speedups.compiled_decoder()
-                else "the compiled one was not built",
+                if speedups.compiled_decoder() and flv_speedups.compiled_parsers()
+                else "the compiled ones were not built",
             )
         return server
 
@@ -167,6 +167,7 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         self._keyframe_dts: int | None = None  # of the last keyframe
         self._gop_ms = 0  # between the last two keyframes
         self._timer: asyncio.TimerHandle | None = None
+        self._batch: list[MediaPacket] = []  # parsed, not yet delivered (see _deliver)
         self._video_ts = TimestampExtender()
         self._audio_ts = TimestampExtender()
 
@@ -233,18 +234,38 @@ class RtmpProtocol(asyncio.BufferedProtocol):
     # --- the event pump ---
 
     def _pump(self) -> None:
+        conn = self.conn
         try:
             while not self._admitting and not self._closed:
-                event = self.conn.next_event()
+                event = conn.next_event()
                 if event is None:
                     break
-                self._handle(event)
+                # Media first, without a call of _handle: nearly every event is one.
+                kind = type(event)
+                if kind is VideoMessage:
+                    self._on_video(cast(VideoMessage, event))
+                elif kind is AudioMessage:
+                    self._on_audio(cast(AudioMessage, event))
+                else:
+                    self._handle(event)
         except RtmpProtocolError as exc:
+            self._deliver()
             self._reject(exc.reason, str(exc))
             self._flush()
             self.close()
             return
+        self._deliver()
         self._flush()
+
+    def _deliver(self) -> None:
+        """Hand the packets parsed so far to the session's consumers, in one batch: every
+        subscription gets them in one step instead of one call per packet. Called at the end
+        of each pump (consumers run only after it anyway), before a new codec configuration
+        and before the session ends, so the order of packets and configs is kept."""
+        if self._batch:
+            batch, self._batch = self._batch, []
+            if self.session is not None:
+                self.session.feed_batch(batch)
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, VideoMessage):
@@ -300,8 +321,9 @@ class RtmpProtocol(asyncio.BufferedProtocol):
                 if self._keyframe_dts is not None:
                     self._gop_ms = parsed.dts_ms - self._keyframe_dts
                 self._keyframe_dts = parsed.dts_ms
-            self.session.feed(parsed)
+            self._batch.append(parsed)
         elif isinstance(parsed, VideoSequenceStart):
+            self._deliver()
             self.session.set_video_config(parsed.config)
 
     def _on_audio(self, event: AudioMessage) -> None:
@@ -318,8 +340,9 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         if parsed.track_id != 0:
             return
         if isinstance(parsed, MediaPacket):
-            self.session.feed(parsed)
+            self._batch.append(parsed)
         elif isinstance(parsed, AudioSequenceStart):
+            self._deliver()
             self.session.set_audio_config(parsed.config)
 
     def _refuse_media(self, what: str) -> None:
@@ -393,6 +416,7 @@ class RtmpProtocol(asyncio.BufferedProtocol):
             self._close_after_flush()
 
     def _end_session(self) -> None:
+        self._deliver()
         session, self.session = self.session, None
         if session is None:
             return

@@ -75,6 +75,16 @@ class Subscription:
         else:
             self._drop()
 
+    def _offer_batch(self, packets: list[MediaPacket]) -> None:
+        """_offer_packet of each packet in turn; in one step when they all fit."""
+        if self._resync or self._closed or len(self._items) + len(packets) > self.maxsize:
+            for packet in packets:
+                self._offer_packet(packet)
+            return
+        self._items.extend(packets)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
     def _push(self, item: Item) -> None:
         self._items.append(item)
         if self._waiter is not None and not self._waiter.done():
@@ -177,6 +187,16 @@ class PublishSession:
         self.bytes_in += len(packet.data)
         for sub in self._subscriptions:
             sub._offer_packet(packet)
+
+    def feed_batch(self, packets: list[MediaPacket]) -> None:
+        """feed() of each packet in turn (the server hands over what one read brought)."""
+        self.packets += len(packets)
+        size = 0
+        for packet in packets:
+            size += len(packet.data)
+        self.bytes_in += size
+        for sub in self._subscriptions:
+            sub._offer_batch(packets)
 
     def _fan_out(self, item: Item) -> None:
         for sub in self._subscriptions:

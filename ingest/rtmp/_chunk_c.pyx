@@ -35,6 +35,22 @@ cdef object _NEED_MORE = False  # "more bytes needed": next_message returns None
 cdef object _PROGRESS = True  # something was consumed, no message yet: go on
 
 
+cdef object _new = object.__new__
+cdef object _RAW_MESSAGE = RawMessage
+
+
+cdef inline object _message(int csid, uint32_t timestamp, int type_id, uint32_t stream_id, payload):
+    # RawMessage(...) without running the dataclass's Python __init__ (one per message): its
+    # fields are slots, set directly.
+    msg = _new(_RAW_MESSAGE)
+    msg.csid = csid
+    msg.timestamp = timestamp
+    msg.type_id = type_id
+    msg.stream_id = stream_id
+    msg.payload = payload
+    return msg
+
+
 cdef inline uint32_t _u32be(const uint8_t* p) noexcept:
     return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
 
@@ -209,7 +225,7 @@ cdef class ChunkDecoder:
         st.partial = None
         self._reserved -= st.length
         self._type = st.type_id
-        return RawMessage(st.csid, st.timestamp, st.type_id, st.stream_id, partial)
+        return _message(st.csid, st.timestamp, st.type_id, st.stream_id, partial)
 
     cdef object _read_header(self):
         cdef Py_ssize_t pos = self._pos
@@ -305,19 +321,19 @@ cdef class ChunkDecoder:
         self._type = st.type_id
         if length == 0:
             self._pos = p
-            return RawMessage(csid, st.timestamp, st.type_id, st.stream_id, b"")
+            return _message(csid, st.timestamp, st.type_id, st.stream_id, b"")
         n = length if length <= self.chunk_size else self.chunk_size
         if n == length and end - p >= n:
             # Fast path: the whole message is in this chunk and already buffered.
             self._pos = p + n
             payload = PyBytes_FromStringAndSize(<const char*>buf + p, n)
-            return RawMessage(csid, st.timestamp, st.type_id, st.stream_id, payload)
+            return _message(csid, st.timestamp, st.type_id, st.stream_id, payload)
         if csid < 64 and not st.ext and end - p >= length + (length - 1) // n:
             # Every chunk of the message may be buffered already: gathered in one copy when
             # they follow each other behind one-byte fmt 3 headers.
             gathered = self._gather(buf, p, length, n, 0xC0 | csid)
             if gathered is not None:
-                return RawMessage(csid, st.timestamp, st.type_id, st.stream_id, gathered)
+                return _message(csid, st.timestamp, st.type_id, st.stream_id, gathered)
         if self._reserved + length > self._max_buffered:
             raise RtmpProtocolError(
                 "too_much_buffered", f"{self._reserved} + {length} > {self._max_buffered}"

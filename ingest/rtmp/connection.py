@@ -80,6 +80,9 @@ DEFAULT_WINDOW_ACK_SIZE: Final = 2_500_000
 #: Our outbound chunk size, announced before the connect _result.
 DEFAULT_OUT_CHUNK_SIZE: Final = 4096
 
+_VIDEO: Final = int(MessageType.VIDEO)  # plain ints: compared for every message
+_AUDIO: Final = int(MessageType.AUDIO)
+
 CSID_CONTROL: Final = 2
 CSID_COMMAND: Final = 3
 CSID_STATUS: Final = 5
@@ -97,6 +100,9 @@ class _Stream(enum.Enum):
     CREATED = 0
     PUBLISH_PENDING = 1
     PUBLISHING = 2
+
+
+_PUBLISHING: Final = _Stream.PUBLISHING  # a global lookup, not an attribute lookup too
 
 
 def _text_arg(args: tuple[AmfValue, ...], index: int = 0) -> str:
@@ -218,7 +224,14 @@ class RtmpServerConnection:
                 if event is not None or not self._handshake_done:
                     return event
             decoder = self._decoder
+            streams = self._streams
             while (raw := decoder.next_message()) is not None:
+                # Audio and video of a publishing stream, nearly every message: made into
+                # their event here, without a call of _handle (which would do the same).
+                type_id = raw.type_id
+                if type_id in (_VIDEO, _AUDIO) and streams.get(raw.stream_id) is _PUBLISHING:
+                    media = VideoMessage if type_id == _VIDEO else AudioMessage
+                    return media(raw.stream_id, raw.timestamp, raw.payload)
                 event = self._handle(raw)
                 if event is not None:
                     return event

@@ -3,18 +3,18 @@
 ``_chunk_c.pyx`` compiles ``chunk.ChunkDecoder`` (the reference) to C with Cython when the
 package is installed with a C compiler at hand (``pip install``/``./dev`` do it; the Docker
 build stage has gcc). Both give the same messages and errors (the chunk tests run against
-both). ``STREAMD_PURE_PYTHON=1`` forces the Python one, for debugging and for benchmarks
-that compare the two.
+both). ``STREAMD_PURE_PYTHON=1`` forces the Python one (see :mod:`ingest.compiled`).
 """
 
 from __future__ import annotations
 
-import os
 from typing import cast
+
+from ingest.compiled import PURE_PYTHON_ENV, pure_python_forced
 
 from . import chunk
 
-PURE_PYTHON_ENV = "STREAMD_PURE_PYTHON"
+__all__ = ["COMPILED", "PURE_PYTHON_ENV", "ChunkDecoder", "compiled_decoder"]
 
 
 def compiled_decoder() -> type[chunk.ChunkDecoder] | None:
@@ -28,7 +28,7 @@ def compiled_decoder() -> type[chunk.ChunkDecoder] | None:
 
 
 def _pick() -> type[chunk.ChunkDecoder]:
-    if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
+    if pure_python_forced():
         return chunk.ChunkDecoder
     return compiled_decoder() or chunk.ChunkDecoder
 

@@ -16,6 +16,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -707,3 +708,58 @@ async def test_read_coalescing_stops_before_a_keyframe_is_due(
         assert arrived - sent < 0.5
     finally:
         writer.close()
+
+
+def _avc_sequence_header(name: str) -> bytes:
+    """The AVC sequence header tag body of a sample file in tests/data/flv."""
+    data = (Path(__file__).resolve().parents[1] / "data" / "flv" / name).read_bytes()
+    offset = int.from_bytes(data[5:9], "big") + 4
+    while offset + 11 <= len(data):
+        size = int.from_bytes(data[offset + 1 : offset + 4], "big")
+        body = data[offset + 11 : offset + 11 + size]
+        if data[offset] == 9 and body[:2] == b"\x17\x00":
+            return body
+        offset += 15 + size
+    raise AssertionError(f"no AVC sequence header in {name}")
+
+
+async def test_packets_of_one_read_keep_their_order_with_configs_and_errors(
+    rtmp: Harness,
+) -> None:
+    """The server hands a read's packets to the consumers in one batch. In one write: a
+    configuration, frames, a new configuration, more frames, then a chunk header the protocol
+    refuses. The consumer gets everything before the error in the order it was sent, and the
+    session ends."""
+    reader, writer, client = await handshaken(rtmp.port)
+    try:
+        await _start_publishing(rtmp, reader, writer, client)
+        first = _avc_sequence_header("h264_aac.flv")
+        second = _avc_sequence_header("h264_interlaced_crop.flv")
+        client.send_video(1, 0, first)
+        for i in range(3):
+            client.send_video(1, i * 33, b"\x27\x01\x00\x00\x00" + bytes([i]) * 900)
+            client.send_audio(1, i * 21, b"\xaf\x01" + bytes([i]) * 300)
+        client.send_video(1, 99, second)
+        for i in range(3, 5):
+            client.send_video(1, i * 33, b"\x17\x01\x00\x00\x00" + bytes([i]) * 5000)
+        # fmt 2 header on a chunk stream never seen: bad_chunk_header, the connection closes.
+        writer.write(client.data_to_send() + b"\x9f\x00\x00\x00")
+        rec = await _session_done(rtmp)
+    finally:
+        writer.close()
+    kinds = [
+        (i.kind, i.dts_ms, i.keyframe, i.data[:1]) if isinstance(i, MediaPacket) else i.codec_string
+        for _, i in rec.items
+    ]
+    first_config, second_config = (i for _, i in rec.items if isinstance(i, VideoConfig))
+    assert first_config != second_config
+    assert kinds == [
+        first_config.codec_string,
+        ("video", 0, False, b"\x00"), ("audio", 0, True, b"\x00"),
+        ("video", 33, False, b"\x01"), ("audio", 21, True, b"\x01"),
+        ("video", 66, False, b"\x02"), ("audio", 42, True, b"\x02"),
+        second_config.codec_string,
+        ("video", 99, True, b"\x03"), ("video", 132, True, b"\x04"),
+    ]  # fmt: skip
+    assert rec.session.ended
+    assert rtmp.metric("streamd_rtmp_rejections_total", reason="bad_chunk_header") == 1

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ingest.media import AudioConfig, MediaPacket, VideoConfig
 from ingest.session import PublishSession, Subscription
@@ -99,3 +103,61 @@ def test_unsubscribe_stops_delivery() -> None:
     session.feed(frame(0, key=True))
     assert len(sub) == 0
     assert session.subscriptions == ()
+
+
+_PACKETS = st.sampled_from(
+    [frame(1, key=True), frame(2), MediaPacket("audio", 5, 5, True, b"a" * 10)]
+)
+_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("batch"), st.lists(_PACKETS, max_size=9)),
+        st.tuples(st.just("read"), st.integers(0, 6)),
+        st.tuples(st.just("config"), st.sampled_from([VIDEO, AUDIO])),
+    ),
+    max_size=30,
+)
+
+
+@given(steps=_STEPS, maxsize=st.integers(1, 8))
+def test_feed_batch_is_feed_of_each_packet(steps: list[tuple[str, Any]], maxsize: int) -> None:
+    """A batch (what the server hands over per read) gives every consumer exactly what feeding
+    its packets one by one gives: the same items, drops, resyncs and counters, whether the
+    batch fits, overflows or comes while the consumer resyncs."""
+    one_by_one, batched = PublishSession(1, "live", "a"), PublishSession(1, "live", "b")
+    subs = [s.subscribe("c", maxsize=maxsize) for s in (one_by_one, batched)]
+    seen: list[list[object]] = [[], []]
+    for op, arg in steps:
+        if op == "batch":
+            for packet in arg:
+                one_by_one.feed(packet)
+            batched.feed_batch(list(arg))
+        elif op == "config":
+            for session in (one_by_one, batched):
+                session.set_video_config(arg) if arg is VIDEO else session.set_audio_config(arg)
+        else:
+            for sub, out in zip(subs, seen, strict=True):
+                for _ in range(arg):
+                    if (item := sub.get_nowait()) is not None:
+                        out.append(item)
+        assert seen[0] == seen[1]
+        assert list(subs[0]._items) == list(subs[1]._items)
+        assert (subs[0].dropped, subs[0]._resync) == (subs[1].dropped, subs[1]._resync)
+        assert (one_by_one.packets, one_by_one.bytes_in) == (batched.packets, batched.bytes_in)
+
+
+async def test_a_batch_wakes_a_waiting_consumer_once_with_all_its_packets() -> None:
+    session = PublishSession(1, "live", "peer")
+    sub = session.subscribe("c")
+    got: list[object] = []
+
+    async def consume() -> None:
+        async for item in sub:
+            got.append(item)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0)
+    session.feed_batch([frame(0, key=True), frame(1), frame(2)])
+    await asyncio.sleep(0)
+    assert got == [frame(0, key=True), frame(1), frame(2)]
+    session.end()
+    await task

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from ingest.flv import speedups
+
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "flv"
 
 TAG_AUDIO = 8
@@ -75,3 +77,17 @@ def all_payloads() -> tuple[tuple[int, bytes], ...]:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA_DIR
+
+
+@pytest.fixture(params=["python", "compiled"])
+def tag_parsers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test module's ``parse_video_tag``/``parse_audio_tag`` calls against tags.py (the
+    reference) and against the compiled fast path (_tags_c.pyx). Use it with
+    ``pytestmark = pytest.mark.usefixtures("tag_parsers")``. Fails, not skips, when the
+    compiled one was not built."""
+    if request.param == "compiled":
+        compiled = speedups.compiled_parsers()
+        assert compiled is not None, "the compiled FLV parsers were not built (./dev install does)"
+        monkeypatch.setattr(request.module, "parse_video_tag", compiled[0])
+        monkeypatch.setattr(request.module, "parse_audio_tag", compiled[1])
+    return str(request.param)

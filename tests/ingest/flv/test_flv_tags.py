@@ -39,6 +39,9 @@ from ingest.media import AudioConfig, MediaPacket, VideoConfig
 
 Tags = Callable[[str], Sequence[Any]]
 
+# Every test here runs against tags.py and its compiled fast path (conftest.tag_parsers).
+pytestmark = pytest.mark.usefixtures("tag_parsers")
+
 
 @dataclass
 class Track:
