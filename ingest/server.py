@@ -56,9 +56,9 @@ log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 # Read coalescing (see RtmpProtocol._tune_low_water): at most this much added latency in the
-# middle of a keyframe interval, none for the frames around a keyframe. With the transcoded
-# ladder downstream, frames must come evenly: its encoders queue bursts (100 ms of coalescing
-# added 60-80 ms to the rungs' segment lag), so the wiring asks for less there...
+# middle of a keyframe interval, none for a keyframe. With the transcoded ladder downstream,
+# frames must come evenly: its encoders queue bursts (100 ms of coalescing added 60-80 ms to
+# the rungs' segment lag), so the wiring asks for less there...
 COALESCE_S = 0.1
 LADDER_COALESCE_S = 0.025
 # ...and never more than this many bytes held in the kernel, nor below this (not worth it).
@@ -165,6 +165,7 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         self._coalesce_bytes = 1  # what read coalescing asks for (rate * coalesce_s)
         self._video_dts = 0  # of the last video packet
         self._keyframe_dts: int | None = None  # of the last keyframe
+        self._keyframe_bytes = 0  # its size
         self._gop_ms = 0  # between the last two keyframes
         self._timer: asyncio.TimerHandle | None = None
         self._batch: list[MediaPacket] = []  # parsed, not yet delivered (see _deliver)
@@ -321,6 +322,7 @@ class RtmpProtocol(asyncio.BufferedProtocol):
                 if self._keyframe_dts is not None:
                     self._gop_ms = parsed.dts_ms - self._keyframe_dts
                 self._keyframe_dts = parsed.dts_ms
+                self._keyframe_bytes = len(parsed.data)
             self._batch.append(parsed)
         elif isinstance(parsed, VideoSequenceStart):
             self._deliver()
@@ -485,22 +487,27 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         self._schedule(TICK_S, self._on_tick)
 
     def _tune_low_water(self) -> None:
-        """Coalesce reads, except around keyframes.
+        """Coalesce reads, but never hold a keyframe back.
 
-        A keyframe starts a segment and closes the one before, so neither the last frames
-        before it nor its own tail may wait in the kernel for later bytes: that would delay
-        every segment (and the ladder's rungs made from it). Encoders send keyframes at a
-        steady interval (OBS: 2 s), so reads stop being coalesced shortly before the next one
-        is due and resume after it. A keyframe that comes unannounced is still taken as soon
-        as it is whole (the partial-message check). Checked after each read; it changes the
-        socket option a few times per keyframe interval.
+        A keyframe starts a segment and closes the one before, so it must not wait in the
+        kernel for later bytes: that would delay every segment (and the ladder's rungs made
+        from it). Keyframes can be smaller than the mark (at 4.5 Mbit/s OBS-like keyframes
+        are ~44 kB, 100 ms of the stream ~56 kB), so shortly before the next one is due (the
+        encoder's keyframe interval, measured between the last two; OBS: 2 s) the mark drops
+        to half the size of the last keyframe: the next one wakes us as soon as half of it
+        is in, and the partial-message check then asks for exactly the rest. The frames
+        before it may come in the same read: the segment they close can only be cut when
+        the keyframe is in anyway. A keyframe that comes unannounced is still taken as soon
+        as it is whole once it started. Checked after each read; the socket option changes
+        a few times per keyframe interval.
         """
-        near_key = (
+        want = self._coalesce_bytes
+        if (
             self._gop_ms > 0
             and self._keyframe_dts is not None
             and self._video_dts >= self._keyframe_dts + self._gop_ms - 2000 * self.server.coalesce_s
-        )
-        want = 1 if near_key else self._coalesce_bytes
+        ):
+            want = min(want, self._keyframe_bytes // 2)
         for type_id, left, head in self.conn.chunk_decoder.partial_messages():
             if type_id == MessageType.VIDEO and left < want and may_be_keyframe(head):
                 want = left

@@ -665,19 +665,22 @@ async def test_read_coalescing_never_holds_back_the_tail_of_a_keyframe(
         writer.close()
 
 
-async def test_read_coalescing_stops_before_a_keyframe_is_due(
+async def test_read_coalescing_takes_a_due_keyframe_smaller_than_the_mark(
     rtmp: Harness,
 ) -> None:
-    """The last frames before a keyframe close a segment: once the keyframe interval says one
-    is due, a frame smaller than the low-water mark must not wait in the kernel for more. Here
-    keyframes come every 2.97 s of media time; after a burst that reaches the last 2 * coalesce_s
-    before the next one, a single small frame must arrive at once."""
+    """Keyframes can be smaller than the low-water mark (OBS-like 1080p at 4.5 Mbit/s sends
+    ~44 kB keyframes; 100 ms of it is ~56 kB). Here keyframes of 40 kB come every 2.97 s of
+    media time and the mark is at its 64 kB cap. Once the next keyframe is due, a small frame
+    and that keyframe (48 kB in all, under the mark, nothing after them) must arrive at once.
+    Without the rule they would wait in the kernel until a tick found the publisher idle."""
     rtmp.server.coalesce_s = 0.5  # the mark goes to its cap
     reader, writer, client = await handshaken(rtmp.port)
 
     def frame(dts: int, key: bool = False) -> None:
-        head = b"\x17\x01\x00\x00\x00" if key else b"\x27\x01\x00\x00\x00"
-        client.send_video(1, dts, head + bytes(8000))
+        if key:
+            client.send_video(1, dts, b"\x17\x01\x00\x00\x00" + bytes(40_000))
+        else:
+            client.send_video(1, dts, b"\x27\x01\x00\x00\x00" + bytes(8000))
         writer.write(client.data_to_send())
 
     try:
@@ -693,19 +696,22 @@ async def test_read_coalescing_stops_before_a_keyframe_is_due(
                 break
         assert conn._low_water == MAX_LOW_WATER
         assert dts < 2970 + 2970 - 1000  # not yet inside the last 2 * coalesce_s
-        for dts in range(5000, 5300, 33):  # 72 kB: over the mark, read, and inside the window
+        for dts in range(5000, 5300, 33):  # 80 kB: over the mark, read, and inside the window
             frame(dts)
         await writer.drain()
         await asyncio.sleep(0.2)
-        frame(5400)  # 8 kB, under the mark; nothing follows
+        assert conn._low_water == 20_000  # half the last keyframe
+        frame(5400)  # 8 kB, under that
+        frame(5940, key=True)  # the keyframe that is due; then nothing
         sent = time.monotonic()
         rec = rtmp.received[0]
         for _ in range(60):
-            if rec.video and rec.video[-1].dts_ms == 5400:
+            if rec.video and rec.video[-1].dts_ms == 5940:
                 break
             await asyncio.sleep(0.05)
-        arrived = next(t for t, p in rec.items if isinstance(p, MediaPacket) and p.dts_ms == 5400)
+        arrived = next(t for t, p in rec.items if isinstance(p, MediaPacket) and p.dts_ms == 5940)
         assert arrived - sent < 0.5
+        assert [p.dts_ms for p in rec.video[-2:]] == [5400, 5940]
     finally:
         writer.close()
 
