@@ -65,6 +65,7 @@ LADDER_COALESCE_S = 0.025
 MAX_LOW_WATER = 64 * 1024
 READ_SIZE = MAX_LOW_WATER  # room offered to each socket read
 MIN_LOW_WATER = 4 * 1024
+_NEVER = 1 << 62  # a dts no stream reaches
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +167,8 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         self._video_dts = 0  # of the last video packet
         self._keyframe_dts: int | None = None  # of the last keyframe
         self._keyframe_bytes = 0  # its size
-        self._gop_ms = 0  # between the last two keyframes
+        self._key_due_dts = _NEVER  # from this video dts on, the next keyframe may come soon
+        self._sock: socket.socket | None = None  # for SO_RCVLOWAT, once asked for
         self._timer: asyncio.TimerHandle | None = None
         self._batch: list[MediaPacket] = []  # parsed, not yet delivered (see _deliver)
         self._video_ts = TimestampExtender()
@@ -320,7 +322,10 @@ class RtmpProtocol(asyncio.BufferedProtocol):
             self._video_dts = parsed.dts_ms
             if parsed.keyframe:
                 if self._keyframe_dts is not None:
-                    self._gop_ms = parsed.dts_ms - self._keyframe_dts
+                    # The encoder's keyframe interval: the next one is due that much later.
+                    gop_ms = parsed.dts_ms - self._keyframe_dts
+                    window_ms = int(2000 * self.server.coalesce_s)
+                    self._key_due_dts = parsed.dts_ms + gop_ms - window_ms if gop_ms > 0 else _NEVER
                 self._keyframe_dts = parsed.dts_ms
                 self._keyframe_bytes = len(parsed.data)
             self._batch.append(parsed)
@@ -482,7 +487,9 @@ class RtmpProtocol(asyncio.BufferedProtocol):
             return
         rate = (received - self._tick_bytes) / max(now - self._tick_time, 1e-3)
         self._tick_bytes, self._tick_time = received, now
-        self._coalesce_bytes = int(rate * self.server.coalesce_s) if idle < TICK_S else 1
+        # In steps of MIN_LOW_WATER: a rate that wavers does not change the option each tick.
+        want = int(rate * self.server.coalesce_s) // MIN_LOW_WATER * MIN_LOW_WATER
+        self._coalesce_bytes = want if idle < TICK_S else 1
         self._tune_low_water()
         self._schedule(TICK_S, self._on_tick)
 
@@ -502,11 +509,7 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         a few times per keyframe interval.
         """
         want = self._coalesce_bytes
-        if (
-            self._gop_ms > 0
-            and self._keyframe_dts is not None
-            and self._video_dts >= self._keyframe_dts + self._gop_ms - 2000 * self.server.coalesce_s
-        ):
+        if self._video_dts >= self._key_due_dts:  # within 2 * coalesce_s of the next keyframe
             want = min(want, self._keyframe_bytes // 2)
         for type_id, left, head in self.conn.chunk_decoder.partial_messages():
             if type_id == MessageType.VIDEO and left < want and may_be_keyframe(head):
@@ -526,7 +529,9 @@ class RtmpProtocol(asyncio.BufferedProtocol):
             nbytes = 1
         if nbytes == self._low_water or self.transport is None:
             return
-        sock = self.transport.get_extra_info("socket")
+        if self._sock is None:
+            self._sock = self.transport.get_extra_info("socket")
+        sock = self._sock
         if sock is None or not hasattr(socket, "SO_RCVLOWAT"):
             return
         with contextlib.suppress(OSError):

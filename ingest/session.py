@@ -114,19 +114,28 @@ class Subscription:
         while not self._items:
             if self._closed:
                 return None
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._wait()
         return self._items.popleft()
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
     def get_nowait(self) -> Item | None:
         return self._items.popleft() if self._items else None
 
     async def __aiter__(self) -> AsyncIterator[Item]:
-        while (item := await self.get()) is not None:
-            yield item
+        # get() in a loop, without a coroutine per item: what is queued is yielded directly.
+        items = self._items
+        while True:
+            while items:
+                yield items.popleft()
+            if self._closed:
+                return
+            await self._wait()
 
     def unsubscribe(self) -> None:
         self.session.unsubscribe(self)

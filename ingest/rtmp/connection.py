@@ -192,7 +192,7 @@ class RtmpServerConnection:
         """Room for at least ``size`` bytes from the peer, for asyncio.BufferedProtocol: the
         socket reads straight into the chunk decoder's input once the handshake is done.
         Follow with :meth:`buffer_updated` (the same as :meth:`receive_data` of those bytes)."""
-        if self._chunks_follow():
+        if self._handshake_done or self._chunks_follow():
             return self._decoder.get_buffer(size)
         self._hs_read = bytearray(size)  # a few KiB, twice per connection
         return memoryview(self._hs_read)
