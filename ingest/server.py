@@ -166,7 +166,7 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         self._coalesce_bytes = 1  # what read coalescing asks for (rate * coalesce_s)
         self._video_dts = 0  # of the last video packet
         self._keyframe_dts: int | None = None  # of the last keyframe
-        self._keyframe_bytes = 0  # its size
+        self._frame_bytes = 0  # size of the last video packet
         self._key_due_dts = _NEVER  # from this video dts on, the next keyframe may come soon
         self._sock: socket.socket | None = None  # for SO_RCVLOWAT, once asked for
         self._timer: asyncio.TimerHandle | None = None
@@ -320,6 +320,7 @@ class RtmpProtocol(asyncio.BufferedProtocol):
             return  # E-RTMP multitrack: only the default track is ingested
         if isinstance(parsed, MediaPacket):
             self._video_dts = parsed.dts_ms
+            self._frame_bytes = len(parsed.data)
             if parsed.keyframe:
                 if self._keyframe_dts is not None:
                     # The encoder's keyframe interval: the next one is due that much later.
@@ -327,7 +328,6 @@ class RtmpProtocol(asyncio.BufferedProtocol):
                     window_ms = int(2000 * self.server.coalesce_s)
                     self._key_due_dts = parsed.dts_ms + gop_ms - window_ms if gop_ms > 0 else _NEVER
                 self._keyframe_dts = parsed.dts_ms
-                self._keyframe_bytes = len(parsed.data)
             self._batch.append(parsed)
         elif isinstance(parsed, VideoSequenceStart):
             self._deliver()
@@ -494,23 +494,25 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         self._schedule(TICK_S, self._on_tick)
 
     def _tune_low_water(self) -> None:
-        """Coalesce reads, but never hold a keyframe back.
+        """Coalesce reads, but never hold a keyframe, or the frames just before it, back.
 
-        A keyframe starts a segment and closes the one before, so it must not wait in the
-        kernel for later bytes: that would delay every segment (and the ladder's rungs made
-        from it). Keyframes can be smaller than the mark (at 4.5 Mbit/s OBS-like keyframes
-        are ~44 kB, 100 ms of the stream ~56 kB), so shortly before the next one is due (the
-        encoder's keyframe interval, measured between the last two; OBS: 2 s) the mark drops
-        to half the size of the last keyframe: the next one wakes us as soon as half of it
-        is in, and the partial-message check then asks for exactly the rest. The frames
-        before it may come in the same read: the segment they close can only be cut when
-        the keyframe is in anyway. A keyframe that comes unannounced is still taken as soon
-        as it is whole once it started. Checked after each read; the socket option changes
-        a few times per keyframe interval.
+        A keyframe starts a segment and closes the one before, so neither it nor the last
+        frames before it may wait in the kernel for later bytes: that would delay every
+        segment (the packager must have muxed those frames, the ladder's encoders encoded
+        them, before the segment can be cut). Encoders send keyframes at a steady interval
+        (OBS: 2 s; measured between the last two), so shortly before the next one is due the
+        mark drops to half the size of the last video frame: every frame wakes us as soon as
+        half of it is in, only AAC packets wait (for the next frame, one frame interval at
+        most). Waking on every byte there instead measured ~25% more CPU per stream (a read
+        per AAC packet); half the last keyframe instead put the frames before it into the
+        keyframe's read, which cost the source segments 20-50 ms of lag. A keyframe that is
+        partly here wakes us once it is whole (the partial-message check), also when it comes
+        unannounced. Checked after each read; the socket option changes a few times per
+        keyframe interval.
         """
         want = self._coalesce_bytes
         if self._video_dts >= self._key_due_dts:  # within 2 * coalesce_s of the next keyframe
-            want = min(want, self._keyframe_bytes // 2)
+            want = min(want, self._frame_bytes // 2)
         for type_id, left, head in self.conn.chunk_decoder.partial_messages():
             if type_id == MessageType.VIDEO and left < want and may_be_keyframe(head):
                 want = left
