@@ -30,7 +30,7 @@ from ingest_density import ensure_media
 
 from ingest.rtmp import ConnectRequest, PublishRequest, RtmpServerConnection
 from ingest.rtmp.client import RtmpClient
-from ingest.server import RtmpProtocol
+from ingest.server import COALESCE_S, RtmpProtocol
 from ingest.session import PublishSession
 
 CHUNK_SIZE = 4096  # what FFmpeg sets
@@ -80,7 +80,7 @@ def publishing_pair() -> tuple[RtmpClient, RtmpServerConnection]:
 def measure(stream: bytes, messages: int, read_size: int, cold: bool) -> float:
     """Microseconds of ``buffer_updated`` per message for one pass over ``stream``."""
     _, conn = publishing_pair()
-    proto = RtmpProtocol(SimpleNamespace())  # type: ignore[arg-type]  # no server needed
+    proto = RtmpProtocol(SimpleNamespace(coalesce_s=COALESCE_S))  # type: ignore[arg-type]  # no server needed
     proto.conn = conn
     proto.transport = SimpleNamespace(is_closing=lambda: False, write=lambda _d: None,
                                       get_extra_info=lambda _n: None)  # type: ignore[assignment]  # fmt: skip

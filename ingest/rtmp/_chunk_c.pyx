@@ -5,7 +5,7 @@
 timestamps on continuation chunks, strictness, memory caps); this file follows it line for
 line, with C integers and ``memcpy`` where the Python one indexes a bytearray. It exists
 because the chunk layer runs for every message of every publisher: in the ingest benchmark it
-was the largest single share of the server's CPU. ``ingest.rtmp.decoder`` picks this class
+was the largest single share of the server's CPU. ``ingest.rtmp.speedups`` picks this class
 when it was compiled; ``tests/ingest/rtmp`` runs the chunk tests and a differential fuzz
 test against both.
 """
