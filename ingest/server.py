@@ -503,9 +503,9 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         (OBS: 2 s; measured between the last two), so shortly before the next one is due the
         mark drops to half the size of the last video frame: every frame wakes us as soon as
         half of it is in, only AAC packets wait (for the next frame, one frame interval at
-        most). Waking on every byte there instead measured ~25% more CPU per stream (a read
-        per AAC packet); half the last keyframe instead put the frames before it into the
-        keyframe's read, which cost the source segments 20-50 ms of lag. A keyframe that is
+        most). Waking on every byte there cost a read per AAC packet (that window took ~25%
+        of the CPU per stream at N = 10); half the last keyframe put the frames before it into
+        the keyframe's read, which cost the source segments 20-50 ms of lag. A keyframe that is
         partly here wakes us once it is whole (the partial-message check), also when it comes
         unannounced. Checked after each read; the socket option changes a few times per
         keyframe interval.
