@@ -271,11 +271,8 @@ class RtmpProtocol(asyncio.BufferedProtocol):
                 self.session.feed_batch(batch)
 
     def _handle(self, event: Event) -> None:
-        if isinstance(event, VideoMessage):
-            self._on_video(event)
-        elif isinstance(event, AudioMessage):
-            self._on_audio(event)
-        elif isinstance(event, ConnectRequest):
+        """Every event but media (_pump dispatches those itself)."""
+        if isinstance(event, ConnectRequest):
             # "rtmp://HOST/live/KEY" with an empty key field: some clients send the key as part
             # of the app; keep it as the publish name to use when the publish name is empty.
             app, _, self._key_in_app = event.app.strip("/").partition("/")

@@ -82,11 +82,14 @@ class Subscription:
                 self._offer_packet(packet)
             return
         self._items.extend(packets)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._wake()
 
     def _push(self, item: Item) -> None:
         self._items.append(item)
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake the consumer if it waits for items (or for the end)."""
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -104,8 +107,7 @@ class Subscription:
 
     def _close(self) -> None:
         self._closed = True
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._wake()
 
     # --- consumer side ---
 

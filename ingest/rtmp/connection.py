@@ -227,7 +227,7 @@ class RtmpServerConnection:
             streams = self._streams
             while (raw := decoder.next_message()) is not None:
                 # Audio and video of a publishing stream, nearly every message: made into
-                # their event here, without a call of _handle (which would do the same).
+                # their event here, without a call of _handle.
                 type_id = raw.type_id
                 if type_id in (_VIDEO, _AUDIO) and streams.get(raw.stream_id) is _PUBLISHING:
                     media = VideoMessage if type_id == _VIDEO else AudioMessage
@@ -260,12 +260,9 @@ class RtmpServerConnection:
     def _handle(self, raw: RawMessage) -> Event | None:
         type_id = raw.type_id
         if type_id == MessageType.VIDEO or type_id == MessageType.AUDIO:
-            if self._streams.get(raw.stream_id) is not _Stream.PUBLISHING:
-                self.dropped_messages += 1
-                return None
-            if type_id == MessageType.VIDEO:
-                return VideoMessage(raw.stream_id, raw.timestamp, raw.payload)
-            return AudioMessage(raw.stream_id, raw.timestamp, raw.payload)
+            # next_event made those of a publishing stream into events; these are not.
+            self.dropped_messages += 1
+            return None
         if type_id == MessageType.COMMAND_AMF0:
             return self._on_command(CommandMessage.parse(bytes(raw.payload)), raw.stream_id)
         if type_id == MessageType.DATA_AMF0:
