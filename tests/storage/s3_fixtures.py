@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -61,6 +62,7 @@ class FaultProxy:
     peak_held: int = 0
     _server: asyncio.Server | None = None
     _released: asyncio.Event = field(default_factory=asyncio.Event)
+    _handlers: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -75,6 +77,11 @@ class FaultProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        # Python 3.11's wait_closed does not wait for handlers: one still relaying when the
+        # test ends would be destroyed with the loop and leak its sockets into a later test.
+        for task in self._handlers:
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
 
     def inject(
         self,
@@ -120,6 +127,9 @@ class FaultProxy:
         return None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
@@ -193,10 +203,15 @@ class FaultProxy:
                 await writer.drain()
             finally:
                 up_writer.close()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await up_writer.wait_closed()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the client went away (it timed out): nothing to answer
         finally:
+            self._handlers.discard(task)
             writer.close()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await writer.wait_closed()
 
 
 _SLOW_DOWN_BODY = (
