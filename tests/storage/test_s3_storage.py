@@ -196,3 +196,27 @@ async def test_a_stalled_bucket_holds_memory_to_the_byte_budget(
     assert storage.budget.pending_bytes == 0
     assert len(await storage.list("hls/1/b/s/")) == 20
     storage.close()
+
+
+async def test_the_fault_proxy_ends_requests_still_in_flight_when_it_closes(
+    moto_endpoint: str,
+) -> None:
+    """The proxy's own guarantee, which the tests above rely on: a request it still holds when
+    it closes is ended with it, so no handler or socket outlives its test (one that did was
+    garbage-collected during a later test and failed that one)."""
+    host, port = moto_endpoint.removeprefix("http://").rsplit(":", 1)
+    proxy = FaultProxy((host, int(port)))
+    await proxy.start()
+    proxy.inject("delay", method="PUT", delay=60)
+    reader, writer = await asyncio.open_connection(*proxy.url.removeprefix("http://").split(":"))
+    writer.write(b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+    await writer.drain()
+    for _ in range(200):
+        if proxy.log:
+            break
+        await asyncio.sleep(0.01)
+    assert [r.outcome for r in proxy.log] == ["delay"]
+    await asyncio.wait_for(proxy.close(), 5)
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed without an answer
+    writer.close()
+    await writer.wait_closed()
