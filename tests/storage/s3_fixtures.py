@@ -208,10 +208,10 @@ class FaultProxy:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the client went away (it timed out): nothing to answer
         finally:
-            self._handlers.discard(task)
             writer.close()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()
+            self._handlers.discard(task)
 
 
 _SLOW_DOWN_BODY = (
