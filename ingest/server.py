@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
+from ingest.compiled import PURE_PYTHON_ENV
 from ingest.flv import (
     AudioSequenceStart,
     FlvError,
@@ -114,7 +115,7 @@ class RtmpServer:
             log.warning(
                 "rtmp: using the Python chunk decoder and FLV parsers (%s); reinstall with a "
                 "C compiler for the compiled ones, which need less CPU per stream",
-                "forced by " + speedups.PURE_PYTHON_ENV
+                "forced by " + PURE_PYTHON_ENV
                 if speedups.compiled_decoder() and flv_speedups.compiled_parsers()
                 else "the compiled ones were not built",
             )

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from typing import cast
 
-from ingest.compiled import PURE_PYTHON_ENV, pure_python_forced
+from ingest.compiled import pure_python_forced
 
 from . import chunk
-
-__all__ = ["COMPILED", "PURE_PYTHON_ENV", "ChunkDecoder", "compiled_decoder"]
 
 
 def compiled_decoder() -> type[chunk.ChunkDecoder] | None:
