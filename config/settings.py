@@ -8,6 +8,7 @@ what is allowed; the CLI prints it and exits non-zero, with no traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -106,6 +107,7 @@ class Settings:
     chat_heartbeat_interval: float = 15.0
     chat_send_queue: int = 256
     chat_ticket_ttl: float = 60.0
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def pg_dir(self) -> Path:
@@ -358,6 +360,22 @@ def _key_pair_id(raw: str) -> str:
     return value
 
 
+def _proxies(raw: str) -> tuple[str, ...]:
+    """Addresses or networks whose X-Forwarded-For/-Proto are believed; ``*``: any peer."""
+    allowed = "* or a comma-separated list of IP addresses or networks such as 10.0.0.0/8"
+    out: list[str] = []
+    for entry in filter(None, (part.strip() for part in raw.split(","))):
+        if entry != "*":
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(allowed) from None
+        out.append(entry)
+    if "*" in out and len(out) > 1:
+        raise ValueError(allowed)
+    return tuple(out)
+
+
 def _choice(*allowed: str, case_sensitive: bool = False) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip() if case_sensitive else raw.strip().lower()
@@ -495,6 +513,8 @@ SPECS: tuple[_Spec, ...] = (
           "PEM RSA private key of that CloudFront key pair"),
     _Spec("cdn_signed_url_ttl", "STREAMD_CDN_SIGNED_URL_TTL", _float_range(1, 7 * 86400),
           "seconds a signed CloudFront URL or cookie stays valid"),
+    _Spec("trusted_proxies", "STREAMD_TRUSTED_PROXIES", _proxies,
+          "proxies (IPs or networks, or *) whose X-Forwarded-For is believed; unset = none"),
 )  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from chat.hub import Hub, HubConfig
 from config.settings import ConfigError, Settings
@@ -98,21 +99,30 @@ async def run_server(settings: Settings, database_url: str) -> None:
 
 
 async def _serve_http(settings: Settings, app: Starlette) -> None:
-    config = uvicorn.Config(
+    server = _Server(http_config(settings, app), banner(settings))
+    await server.serve()
+    if not server.started:
+        raise SystemExit(1)  # uvicorn has logged why (port in use, lifespan failure)
+
+
+def http_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
+    """The uvicorn config of ``serve`` (tests serve the app with it too)."""
+    return uvicorn.Config(
         app,
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,  # logging is configured by streamd.logs
         access_log=False,  # one line per request comes from web.middleware instead
-        proxy_headers=True,
+        # X-Forwarded-For/-Proto count only from the proxies the operator lists: from anyone
+        # else (uvicorn trusts loopback by default) a client would pick the address that the
+        # login throttle and viewer counts key on. An explicit list, even empty, keeps
+        # uvicorn from reading its FORWARDED_ALLOW_IPS variable.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
         server_header=False,
         timeout_graceful_shutdown=10,
         **WEBSOCKET_OPTIONS,
     )
-    server = _Server(config, banner(settings))
-    await server.serve()
-    if not server.started:
-        raise SystemExit(1)  # uvicorn has logged why (port in use, lifespan failure)
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext:

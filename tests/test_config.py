@@ -89,6 +89,8 @@ INVALID = [
     ("STREAMD_CORS_ORIGINS", "app.example.com", "origins such as"),
     ("STREAMD_CORS_ORIGINS", "*,https://a.example.com", "origins such as"),
     ("STREAMD_API_CACHE_TTL", "-1", "greater than 0"),
+    ("STREAMD_TRUSTED_PROXIES", "proxy.example.com", "IP addresses or networks"),
+    ("STREAMD_TRUSTED_PROXIES", "*,10.0.0.1", "IP addresses or networks"),
 ]
 
 
@@ -237,3 +239,10 @@ def test_hls_settings() -> None:
     assert s.hls_recording is False
     assert load_settings({"STREAMD_HLS_LADDER": "none"}).hls_ladder == ()
     assert [r[0] for r in load_settings({}).hls_ladder] == ["720p", "480p", "360p"]
+
+
+def test_trusted_proxies() -> None:
+    assert load_settings({}).trusted_proxies == ()  # forwarded headers believed from no one
+    s = load_settings({"STREAMD_TRUSTED_PROXIES": "10.0.0.7, 10.1.0.0/16 ,::1,"})
+    assert s.trusted_proxies == ("10.0.0.7", "10.1.0.0/16", "::1")
+    assert load_settings({"STREAMD_TRUSTED_PROXIES": "*"}).trusted_proxies == ("*",)
