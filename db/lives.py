@@ -198,9 +198,11 @@ LIVE_STATUS_CHANNEL = "live_status"
 
 
 async def get_publish_target(db: Executor, stream_key: str) -> asyncpg.Record | None:
-    """The live a stream key publishes to, with what ingest must check about its owner."""
+    """The live a stream key publishes to, with what ingest must check about its owner
+    (``owner_active``, ``owner_role``)."""
     return await db.fetchrow(
-        """SELECT l.id, l.stream_key, l.status, l.user_id, u.username, u.is_active AS owner_active
+        """SELECT l.id, l.stream_key, l.status, l.user_id, u.username, u.is_active AS owner_active,
+                  u.role AS owner_role
            FROM lives l JOIN users u ON u.id = l.user_id
            WHERE l.stream_key = $1""",
         stream_key,

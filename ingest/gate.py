@@ -1,11 +1,13 @@
 """Who may publish: stream-key check and one publisher per live across every streamd process.
 
-A publish is admitted when its key names a live whose owner is active and no other publisher,
-on this process or any other, holds that live. The cluster-wide rule is a PostgreSQL session
-advisory lock per live, held for the life of the publish on one connection per process (not one
-per publisher: fifty streams must not cost fifty database connections). If that connection
-dies, PostgreSQL releases every lock it held; the gate reconnects, takes them back, and ends the
-sessions whose lock someone else took meanwhile.
+A publish is admitted when its key names a live whose owner is active and has a role that may
+stream (creator or admin), and no other publisher, on this process or any other, holds that
+live. Every ingest path goes through :meth:`PublishGate.admit`, so these are checked at each
+publish (a reconnect included), not when the key was handed out. The cluster-wide rule is a
+PostgreSQL session advisory lock per live, held for the life of the publish on one connection
+per process (not one per publisher: fifty streams must not cost fifty database connections).
+If that connection dies, PostgreSQL releases every lock it held; the gate reconnects, takes them
+back, and ends the sessions whose lock someone else took meanwhile.
 """
 
 from __future__ import annotations
@@ -30,8 +32,12 @@ _LOCK_NAMESPACE = 0x5354 << 48
 RECONNECT_DELAY_S = 1.0
 
 RejectReason = Literal[
-    "wrong_app", "bad_key", "unknown_key", "owner_inactive", "already_publishing", "database_error"
-]
+    "wrong_app", "bad_key", "unknown_key", "owner_inactive", "owner_not_creator",
+    "already_publishing", "database_error",
+]  # fmt: skip
+# The roles that may publish: those web.api's auth="creator" admits (a viewer keeps the lives
+# and keys it had as a creator, so the key alone proves nothing).
+STREAMING_ROLES = frozenset({"creator", "admin"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,10 @@ class PublishGate:
                 return Rejected("unknown_key", "invalid stream key")
             if not row["owner_active"]:
                 return Rejected("owner_inactive", "this account is deactivated")
+            if row["owner_role"] not in STREAMING_ROLES:
+                return Rejected(
+                    "owner_not_creator", "this account may not stream: it needs the creator role"
+                )
             live_id = int(row["id"])
             if live_id in self._held or not await self._try_lock(live_id):
                 return Rejected("already_publishing", "this live already has a publisher")

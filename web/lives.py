@@ -6,7 +6,9 @@ Who may do what:
 - the owner or an admin updates, deletes and stops a live (others: 403, since the live is
   public anyway; 404 when its owner is deactivated);
 - only the owner sees or rotates its stream key and ingest settings (anyone else: 404, as if
-  there were nothing there).
+  there were nothing there), and only while its role may stream (creator or admin, as the
+  ingest gate checks at each publish): an owner demoted to viewer gets 403, since whoever holds
+  a key can publish with it.
 
 The public reads are served from the PostgreSQL cache for ``STREAMD_API_CACHE_TTL`` seconds,
 computed on the read pool; changes made here drop the live's cached copy at once.
@@ -215,13 +217,15 @@ ENDPOINTS = [
              auth="user", body=LiveUpdateIn, response=LiveOut, errors=(403,)),
     Endpoint("DELETE", LIVE, delete_live, "Delete a live that is not on air", "lives",
              auth="user", errors=(403, 409)),
-    Endpoint("GET", LIVE + "/stream-key", get_stream_key, "The stream key (owner only)",
-             "lives", auth="user", response=StreamKeyOut),
+    Endpoint("GET", LIVE + "/stream-key", get_stream_key,
+             "The stream key (owner only, with the creator or admin role)", "lives",
+             auth="creator", response=StreamKeyOut),
     Endpoint("POST", LIVE + "/stream-key/rotate", rotate_stream_key,
-             "Replace the stream key; the old one is refused for new publishes", "lives",
-             auth="user", response=StreamKeyOut),
-    Endpoint("GET", LIVE + "/ingest", get_ingest, "OBS settings to paste (owner only)", "lives",
-             auth="user", response=IngestOut),
+             "Replace the stream key; the old one is refused for new publishes (owner only, "
+             "with the creator or admin role)", "lives", auth="creator", response=StreamKeyOut),
+    Endpoint("GET", LIVE + "/ingest", get_ingest,
+             "OBS settings to paste (owner only, with the creator or admin role)", "lives",
+             auth="creator", response=IngestOut),
     Endpoint("POST", LIVE + "/stop", stop_live, "Stop the publish of a live (owner or admin)",
              "lives", auth="user", response=StopOut, errors=(403,)),
 ]  # fmt: skip

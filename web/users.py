@@ -125,6 +125,12 @@ async def admin_update_user(call: Call) -> UserOut:
         raise ApiError(404, "not_found", "no such user")
     if body.is_active is False:
         await _end_everything_of(call, user_id)
+    elif body.role is not None and user["role"] not in ("creator", "admin"):
+        # No longer a role that may stream (web.api's "creator"): the ingest gate refuses its
+        # new publishes, and the running ones are cut as for a deactivation. Its sessions stay.
+        stopped = await _stop_publishes_of(call, user_id, "account may no longer stream")
+        log.info("user %d made %s by admin %d: %d publish(es) stopped",
+                 user_id, user["role"], call.user.id, stopped)  # fmt: skip
     return UserOut.from_row(user)
 
 
@@ -132,12 +138,20 @@ async def _end_everything_of(call: Call, user_id: int) -> None:
     """A deactivated account: its sessions end, and its publishes are stopped (new ones are
     refused by the ingest gate, which checks the owner is active)."""
     ended = await auth_db.revoke_user_sessions(call.db.primary, user_id, reason="deactivated")
-    for live_id in await lives.live_ids_of_user(call.db.primary, user_id):
-        if call.stop_live is not None:
-            call.stop_live(live_id, "account deactivated")
-        await lives.request_stop(call.db.primary, live_id, "account deactivated")
-        await forget_live(call, live_id)
+    await _stop_publishes_of(call, user_id, "account deactivated")
     log.info("user %d deactivated by admin %d: %d session(s) ended", user_id, call.user.id, ended)
+
+
+async def _stop_publishes_of(call: Call, user_id: int, reason: str) -> int:
+    """Cut the user's publishes on air: here when this process holds them, elsewhere through
+    ``request_stop``'s NOTIFY live_control. How many lives were on air."""
+    live_ids = await lives.live_ids_of_user(call.db.primary, user_id)
+    for live_id in live_ids:
+        if call.stop_live is not None:
+            call.stop_live(live_id, reason)
+        await lives.request_stop(call.db.primary, live_id, reason)
+        await forget_live(call, live_id)
+    return len(live_ids)
 
 
 ENDPOINTS = [

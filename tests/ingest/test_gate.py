@@ -102,6 +102,31 @@ async def test_deactivated_owner_is_refused(pool: asyncpg.Pool, database_url: st
         await gate.close()
 
 
+@pytest.mark.parametrize(("role", "admitted"), [("viewer", False), ("admin", True)])
+async def test_only_a_role_that_may_stream_publishes(
+    pool: asyncpg.Pool, database_url: str, role: str, admitted: bool
+) -> None:
+    # A creator demoted to viewer keeps its lives and keys: the gate checks the role itself.
+    live_id, key = await _live(pool)
+    await pool.execute("UPDATE users SET role = $1", role)
+    gate = PublishGate(pool, database_url, "live")
+    await gate.open()
+    try:
+        outcome = await gate.admit("live", key, lambda: None)
+        status = await pool.fetchval("SELECT status FROM lives WHERE id=$1", live_id)
+    finally:
+        await gate.close()
+    if admitted:
+        assert outcome == Admitted(live_id, "owner") and status == "live"
+    else:
+        assert outcome == Rejected(
+            "owner_not_creator", "this account may not stream: it needs the creator role"
+        )
+        assert status == "offline"
+        locks = await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype='advisory'")
+        assert locks == 0
+
+
 async def test_lock_connection_loss_is_recovered(pool: asyncpg.Pool, database_url: str) -> None:
     live_id, key = await _live(pool)
     gate = PublishGate(pool, database_url, "live")

@@ -2,7 +2,8 @@
 
 - another user's resource: 403 where the resource is public anyway (the live exists for all to
   see), 404 where an answer would reveal a secret (stream key, ingest settings);
-- a viewer's token on creator endpoints, a creator's on admin endpoints: 403;
+- a viewer's token on creator endpoints (creating a live, and the stream key and ingest
+  settings even of its own lives), a creator's on admin endpoints: 403, whichever resource;
 - no token: 401.
 """
 
@@ -53,7 +54,9 @@ async def test_another_users_live(
     live = await api.create_live(owner, title="mine")
     url = path.format(id=live["id"])
     assert await _call(api, method, url, stranger, body) == status
-    assert await _call(api, method, url, viewer, body) == status
+    # The key endpoints need a role that may stream: a viewer is refused before any lookup.
+    by_role = 403 if path.endswith(("/stream-key", "/rotate", "/ingest")) else status
+    assert await _call(api, method, url, viewer, body) == by_role
     assert await _call(api, method, url, None, body) == 401
     # Nothing changed: the owner still sees the same live and key.
     got = (await api.client.get(f"/api/lives/{live['id']}")).json()
@@ -91,6 +94,38 @@ async def test_role_gates(api: Api) -> None:
     assert await _call(api, "GET", "/api/admin/users", None) == 401
     me = (await api.client.get("/api/users/me", headers=viewer.auth)).json()
     assert me["role"] == "viewer"  # nobody above escalated
+
+
+KEY_CALLS = [("GET", "/stream-key"), ("POST", "/stream-key/rotate"), ("GET", "/ingest")]
+
+
+async def test_key_endpoints_need_a_role_that_may_stream(api: Api) -> None:
+    # The owner demoted to viewer keeps its lives, but not its keys: whoever holds a key can
+    # publish with it, so handing one out needs the role the ingest gate admits.
+    owner = await api.make_user("creator")
+    admin = await api.make_user("admin")
+    live = await api.create_live(owner)
+    base = f"/api/lives/{live['id']}"
+    key = (await api.client.get(base + "/stream-key", headers=owner.auth)).json()["stream_key"]
+    r = await api.client.patch(f"/api/admin/users/{owner.id}", json={"role": "viewer"},
+                               headers=admin.auth)  # fmt: skip
+    assert r.status_code == 200 and r.json()["role"] == "viewer"
+    for method, path in KEY_CALLS:
+        r = await api.client.request(method, base + path, headers=owner.auth)
+        assert r.status_code == 403, (method, path, r.text)
+        assert r.json()["error"] == {
+            "code": "forbidden", "message": "this needs the creator role"
+        }  # fmt: skip
+    # Nothing changed: the key was neither shown nor rotated.
+    assert await api.pool.fetchval("SELECT stream_key FROM lives WHERE id = $1", live["id"]) == key
+    # Promoted again, the owner gets its key back; an admin's own live works too.
+    await api.client.patch(f"/api/admin/users/{owner.id}", json={"role": "creator"},
+                           headers=admin.auth)  # fmt: skip
+    mine = await api.create_live(admin)
+    for user, live_id in ((owner, live["id"]), (admin, mine["id"])):
+        for method, path in KEY_CALLS:
+            r = await api.client.request(method, f"/api/lives/{live_id}{path}", headers=user.auth)
+            assert r.status_code == 200, (method, path, r.text)
 
 
 async def test_own_account_endpoints_only_touch_the_caller(api: Api) -> None:

@@ -231,6 +231,43 @@ async def test_lives_of_deactivated_owners_are_hidden(api: Api) -> None:
     assert (await api.client.get("/api/lives")).json()["items"] == []
 
 
+async def test_demotion_to_viewer_stops_publishes_like_deactivation(api: Api) -> None:
+    creator = await api.make_user("creator")
+    admin = await api.make_user("admin")
+    on_air, idle = await api.create_live(creator), await api.create_live(creator)
+    await lives.mark_live(api.pool, on_air["id"])
+    assert (await api.client.get(f"/api/lives/{on_air['id']}")).json()["status"] == "live"
+    listener = await api.pool.acquire()
+    notes: list[str] = []
+
+    def on_note(*args: object) -> None:
+        notes.append(str(args[3]))
+
+    await listener.add_listener("live_control", on_note)
+    try:
+        # A change that keeps a role that may stream cuts nothing.
+        for role in ("admin", "creator"):
+            r = await api.client.patch(f"/api/admin/users/{creator.id}", json={"role": role},
+                                       headers=admin.auth)  # fmt: skip
+            assert r.status_code == 200 and r.json()["role"] == role
+        assert api.stopped == []
+        r = await api.client.patch(f"/api/admin/users/{creator.id}", json={"role": "viewer"},
+                                   headers=admin.auth)  # fmt: skip
+        assert r.status_code == 200 and r.json()["role"] == "viewer"
+        await listener.execute("SELECT 1")  # let the notifications arrive
+    finally:
+        await listener.remove_listener("live_control", on_note)
+        await api.pool.release(listener)
+    # Cut here and, through NOTIFY live_control, on whichever process holds the publisher.
+    assert api.stopped == [(on_air["id"], "account may no longer stream")]
+    assert len(notes) == 1 and f'"live_id" : {on_air["id"]}' in notes[0]
+    assert (await api.client.get(f"/api/lives/{on_air['id']}")).json()["status"] == "ended"
+    assert (await api.client.get(f"/api/lives/{idle['id']}")).json()["status"] == "offline"
+    # Unlike deactivation, the account stays signed in (as a viewer).
+    r = await api.client.get("/api/users/me", headers=creator.auth)
+    assert r.status_code == 200 and r.json()["role"] == "viewer"
+
+
 @pytest.mark.parametrize("pool_max", [1, 2, 3])
 async def test_many_concurrent_cache_misses_do_not_starve_the_pool(
     make_api: MakeApi, pool_max: int
