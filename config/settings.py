@@ -72,6 +72,9 @@ class Settings:
     login_max_failures: int = 5
     login_max_failures_per_ip: int = 50
     login_window: float = 900.0
+    register_max_per_ip: int = 10
+    register_max_per_email: int = 5
+    register_window: float = 3600.0
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_security: SmtpSecurity = "starttls"
@@ -446,6 +449,12 @@ SPECS: tuple[_Spec, ...] = (
           _int_range(1, 1_000_000), "failed logins per client address in a window before 429"),
     _Spec("login_window", "STREAMD_LOGIN_WINDOW", _positive_float,
           "seconds of the login-failure window"),
+    _Spec("register_max_per_ip", "STREAMD_REGISTER_MAX_PER_IP", _int_range(1, 1_000_000),
+          "registration attempts per client address in a window before 429"),
+    _Spec("register_max_per_email", "STREAMD_REGISTER_MAX_PER_EMAIL", _int_range(1, 10_000),
+          "registration attempts naming one email address in a window before 429"),
+    _Spec("register_window", "STREAMD_REGISTER_WINDOW", _positive_float,
+          "seconds of the registration window (also: at most one 'address taken' mail each)"),
     _Spec("smtp_host", "STREAMD_SMTP_HOST", _host,
           "SMTP server for mail; unset = mail goes to the email_outbox table and the log"),
     _Spec("smtp_port", "STREAMD_SMTP_PORT", _int_range(1, 65535), "SMTP port"),

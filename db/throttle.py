@@ -1,8 +1,10 @@
-"""Login throttling: attempt counters per key in fixed windows, shared by every web process.
+"""Attempt counters per key in fixed windows, shared by every web process: logins,
+registrations, password guesses.
 
-Keys are chosen by the caller ("user:alice", "ip:203.0.113.7"). An attempt is counted *before*
-the password is checked, in the same statement that reads the counters, so concurrent attempts
-cannot slip past the limit together; a successful login gives its attempt back.
+Keys are chosen by the caller ("user:42", "ip:203.0.113.7", "register-email:a@b.c"). An attempt
+is counted *before* the password is checked (or hashed), in the same statement that reads the
+counters, so concurrent attempts cannot slip past the limit together; a successful login gives
+its attempt back.
 """
 
 from __future__ import annotations

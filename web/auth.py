@@ -71,8 +71,29 @@ async def send_verification(call: Call, user_id: int, email: str) -> None:
     ))  # fmt: skip
 
 
+def _refuse_over_limits(
+    call: Call, counts: dict[str, tuple[int, float]], limits: dict[str, int], what: str
+) -> None:
+    """429 with ``Retry-After`` when a counter passed its limit."""
+    waits = [remaining for key, (n, remaining) in counts.items() if n > limits[key]]
+    if waits:
+        retry = str(max(1, math.ceil(max(waits))))
+        log.info("%s from %s refused for %s s", what, call.client_ip, retry)
+        raise ApiError(429, "too_many_attempts", f"too many {what}; try again in {retry} s",
+                       headers={"Retry-After": retry})  # fmt: skip
+
+
 async def register(call: Call) -> TokenOut:
     body = await call.body(RegisterIn)
+    settings = call.settings
+    # Counted before the argon2 hash and before the "taken" answer, per client address and per
+    # target address: probing which emails have accounts costs hours, not seconds.
+    ip_key, email_key = f"register-ip:{call.client_ip}", f"register-email:{body.email.lower()}"
+    counts = await throttle.count_attempt(
+        call.db.primary, [ip_key, email_key], window_s=settings.register_window
+    )
+    limits = {ip_key: settings.register_max_per_ip, email_key: settings.register_max_per_email}
+    _refuse_over_limits(call, counts, limits, "registration attempts")
     try:
         user = await create_user(
             call.db.primary, username=body.username, email=body.email, password=body.password,
@@ -80,6 +101,8 @@ async def register(call: Call) -> TokenOut:
         )  # fmt: skip
     except AccountError as exc:
         if exc.message == "is already taken":
+            if exc.field == "email":
+                await _tell_owner_of_taken_email(call, body.email)
             raise ApiError(
                 409,
                 "already_taken",
@@ -94,6 +117,32 @@ async def register(call: Call) -> TokenOut:
     return await start_session(call, user)
 
 
+async def _tell_owner_of_taken_email(call: Call, email: str) -> None:
+    """Mail the owner of ``email`` that someone tried to register with it: at most one such
+    mail per address per registration window, so that it cannot be used to spam them."""
+    window = call.settings.register_window
+    (sent, _), = (await throttle.count_attempt(
+        call.db.primary, [f"register-notice:{email.lower()}"], window_s=window
+    )).values()  # fmt: skip
+    owner = await users.get_by_email(call.db.primary, email) if sent == 1 else None
+    if owner is None:
+        return
+    base = call.settings.http_base_url()
+    try:
+        await call.mailer.send(Mail(
+            to=owner["email"], subject="Someone tried to sign up to streamd with your address",
+            kind="registration_attempt",
+            body="Someone just tried to create a new streamd account with this email address.\n"
+                 "You already have an account, so nothing was created and nothing changed.\n\n"
+                 f"If it was you: log in at {base} (your username is {owner['username']}), "
+                 "or ask there for a password-reset link.\n"
+                 "If it was not you, you can ignore this message. You get at most one such "
+                 f"message every {window / 60:g} minutes.\n",
+        ))  # fmt: skip
+    except MailError:
+        log.warning("the 'address taken' mail to user %s failed", owner["id"])
+
+
 async def login(call: Call) -> TokenOut:
     body = await call.body(LoginIn)
     settings = call.settings
@@ -104,12 +153,7 @@ async def login(call: Call) -> TokenOut:
         call.db.primary, [account_key, ip_key], window_s=settings.login_window
     )
     limits = {account_key: settings.login_max_failures, ip_key: settings.login_max_failures_per_ip}
-    waits = [remaining for key, (n, remaining) in counts.items() if n > limits[key]]
-    if waits:
-        retry = str(max(1, math.ceil(max(waits))))
-        raise ApiError(429, "too_many_attempts",
-                       f"too many failed logins; try again in {retry} s",
-                       headers={"Retry-After": retry})  # fmt: skip
+    _refuse_over_limits(call, counts, limits, "failed logins")
     password_hash = user["password_hash"] if user else None
     if not await verify_password_off_loop(password_hash, body.password) or user is None:
         raise ApiError(401, "invalid_credentials", "wrong username or password")
@@ -252,7 +296,7 @@ async def confirm_password_reset(call: Call) -> UserOut:
 
 ENDPOINTS = [
     Endpoint("POST", "/api/auth/register", register, "Create an account (role viewer) and log in",
-             "auth", body=RegisterIn, response=TokenOut, status=201, errors=(409,)),
+             "auth", body=RegisterIn, response=TokenOut, status=201, errors=(409, 429)),
     Endpoint("POST", "/api/auth/login", login, "Log in with username or email and password",
              "auth", body=LoginIn, response=TokenOut, errors=(401, 403, 429)),
     Endpoint("POST", "/api/auth/refresh", refresh,

@@ -1,5 +1,6 @@
 """Deleting what the accounts API leaves behind: ended sessions, used or expired tokens, old
-login counters and old outbox mail. A background task of the app; failures are logged only."""
+login and registration counters and old outbox mail. A background task of the app; failures are
+logged only."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ OUTBOX_KEEP_S = 7 * 86400.0
 
 async def clean_once(pool: asyncpg.Pool, settings: Settings) -> int:
     deleted = await auth.delete_expired(pool)
-    deleted += await throttle.delete_expired(pool, window_s=settings.login_window)
+    # One sweep for every counter: the longest window, so no live window loses its count.
+    window = max(settings.login_window, settings.register_window)
+    deleted += await throttle.delete_expired(pool, window_s=window)
     deleted += await outbox.delete_older_than(pool, OUTBOX_KEEP_S)
     return deleted
 

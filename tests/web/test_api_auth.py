@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 from api_helpers import PASSWORD, Api, MakeApi
 
-from db import users
+from db import outbox, users
+from web import accounts
 
 GOOD = "a quiet harbour at dawn"
 
@@ -305,3 +307,83 @@ async def test_deactivated_account_cannot_log_in(api: Api) -> None:
         "/api/auth/login", json={"username": user.username, "password": "wrong password"}
     )
     assert r.status_code == 401
+
+
+# --- registration probing (issue #14) ---
+
+
+def _client_at(api: Api, address: str) -> httpx.AsyncClient:
+    """Another client of the same app, calling from ``address``."""
+    transport = httpx.ASGITransport(app=api.app, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+async def test_registration_is_throttled_per_client_address_before_hashing(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed: list[str] = []
+    real_hash = accounts.hash_password
+    monkeypatch.setattr(accounts, "hash_password", lambda p: hashed.append(p) or real_hash(p))
+    taken = await api.make_user()
+    statuses = []
+    for n in range(10):  # probing: taken addresses and new ones, 10 an hour from one address
+        email = taken.email if n == 0 else f"probe{n}@example.com"
+        r = await api.client.post(
+            "/api/auth/register", json={"username": f"probe{n}", "email": email, "password": GOOD}
+        )
+        statuses.append(r.status_code)
+    assert statuses == [409] + [201] * 9
+    r = await api.client.post("/api/auth/register",
+                              json={"username": "probe10", "email": "p10@example.com",
+                                    "password": GOOD})  # fmt: skip
+    assert r.status_code == 429, r.text
+    assert r.json()["error"]["code"] == "too_many_attempts"
+    assert 3590 <= int(r.headers["retry-after"]) <= 3600
+    assert len(hashed) == 10  # the refused attempt cost no argon2 hash
+    assert await users.get_by_username(api.pool, "probe10") is None
+    # Another address is not affected; logins from this one are not either.
+    async with _client_at(api, "198.51.100.7") as other:
+        r = await other.post("/api/auth/register",
+                             json={"username": "newcomer", "email": "nc@example.com",
+                                   "password": GOOD})  # fmt: skip
+        assert r.status_code == 201
+    await api.login(taken.username, PASSWORD)
+
+
+async def test_registration_is_throttled_per_target_email(api: Api) -> None:
+    taken = await api.make_user()
+    statuses = []
+    for n in range(6):  # one address tried from six client addresses
+        async with _client_at(api, f"203.0.113.{n + 1}") as client:
+            r = await client.post("/api/auth/register",
+                                  json={"username": f"squatter{n}", "email": taken.email.upper(),
+                                        "password": GOOD})  # fmt: skip
+            statuses.append(r.status_code)
+    assert statuses == [409] * 5 + [429]
+    assert "retry-after" in r.headers
+
+
+async def test_the_owner_of_a_taken_email_is_told_once_per_window(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    owner = await api.make_user()
+    for n in range(3):
+        r = await api.client.post("/api/auth/register",
+                                  json={"username": f"someone{n}", "email": owner.email,
+                                        "password": GOOD})  # fmt: skip
+        # The person who typed it still gets the clear answer.
+        assert r.status_code == 409
+        assert r.json()["error"]["details"] == [{"field": "email", "message": "is already taken"}]
+    mail = await api.last_mail(owner.email, "registration_attempt")
+    assert "tried to create a new streamd account with this email address" in mail["body"]
+    assert "token" not in mail["body"]
+    sent = await api.pool.fetchval(
+        "SELECT count(*) FROM email_outbox WHERE kind = 'registration_attempt'"
+    )
+    assert sent == 1  # not a way to spam the owner
+    # A taken username tells no one anything new (profiles are public) and mails no one.
+    r = await api.client.post("/api/auth/register",
+                              json={"username": owner.username, "email": "fresh@example.com",
+                                    "password": GOOD})  # fmt: skip
+    assert r.status_code == 409
+    assert await outbox.latest_for(api.pool, "fresh@example.com") is None
