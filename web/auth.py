@@ -155,10 +155,11 @@ async def login(call: Call) -> TokenOut:
     limits = {account_key: settings.login_max_failures, ip_key: settings.login_max_failures_per_ip}
     _refuse_over_limits(call, counts, limits, "failed logins")
     password_hash = user["password_hash"] if user else None
-    if not await verify_password_off_loop(password_hash, body.password) or user is None:
+    verified = await verify_password_off_loop(password_hash, body.password)
+    # A deactivated account gets the answer of a wrong password, whatever the password: a
+    # different one would confirm the password to whoever guessed it.
+    if not verified or user is None or not user["is_active"]:
         raise ApiError(401, "invalid_credentials", "wrong username or password")
-    if not user["is_active"]:
-        raise ApiError(403, "account_deactivated", "this account is deactivated")
     await throttle.forgive(call.db.primary, clear=[account_key], give_back=[ip_key])
     return await start_session(call, user)
 
@@ -298,7 +299,7 @@ ENDPOINTS = [
     Endpoint("POST", "/api/auth/register", register, "Create an account (role viewer) and log in",
              "auth", body=RegisterIn, response=TokenOut, status=201, errors=(409, 429)),
     Endpoint("POST", "/api/auth/login", login, "Log in with username or email and password",
-             "auth", body=LoginIn, response=TokenOut, errors=(401, 403, 429)),
+             "auth", body=LoginIn, response=TokenOut, errors=(401, 429)),
     Endpoint("POST", "/api/auth/refresh", refresh,
              "Trade a refresh token for a new pair (each refresh token works once)",
              "auth", body=RefreshIn, response=TokenOut, errors=(401,)),

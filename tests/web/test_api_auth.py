@@ -288,25 +288,43 @@ async def test_register_taken_name_or_email_is_409(api: Api) -> None:
 
 
 async def test_malformed_json_and_huge_bodies(api: Api) -> None:
-    r = await api.client.post("/api/auth/login", content=b"{not json")
+    json_type = {"Content-Type": "application/json"}  # any other type is a 415
+    r = await api.client.post("/api/auth/login", content=b"{not json", headers=json_type)
     assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "body"
-    r = await api.client.post("/api/auth/login", content=b"[1, 2]")
+    r = await api.client.post("/api/auth/login", content=b"[1, 2]", headers=json_type)
     assert r.status_code == 422
-    r = await api.client.post("/api/auth/login", content=b"{" + b" " * 70_000 + b"}")
+    r = await api.client.post("/api/auth/login", content=b"{" + b" " * 70_000 + b"}",
+                              headers=json_type)  # fmt: skip
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
 
 
-async def test_deactivated_account_cannot_log_in(api: Api) -> None:
+async def test_deactivated_account_answers_as_a_wrong_password(api: Api) -> None:
     user = await api.make_user()
     await users.set_role_and_active(api.pool, user.id, role=None, is_active=False)
+    right = await api.client.post(
+        "/api/auth/login", json={"username": user.username, "password": PASSWORD}
+    )
+    wrong = await api.client.post(
+        "/api/auth/login", json={"username": user.username, "password": "wrong password"}
+    )
+    nobody = await api.client.post(
+        "/api/auth/login", json={"username": "nobody-here", "password": PASSWORD}
+    )
+    # Nothing tells the caller that the password was right.
+    assert right.status_code == wrong.status_code == nobody.status_code == 401
+    assert right.json() == wrong.json() == nobody.json()
+    assert right.json()["error"]["code"] == "invalid_credentials"
+    assert set(right.headers) == set(wrong.headers)
+    # Both attempts count as failures against the account.
+    await users.set_role_and_active(api.pool, user.id, role=None, is_active=True)
+    for _ in range(3):
+        await api.client.post(
+            "/api/auth/login", json={"username": user.username, "password": "wrong password"}
+        )
     r = await api.client.post(
         "/api/auth/login", json={"username": user.username, "password": PASSWORD}
     )
-    assert r.status_code == 403 and r.json()["error"]["code"] == "account_deactivated"
-    r = await api.client.post(
-        "/api/auth/login", json={"username": user.username, "password": "wrong password"}
-    )
-    assert r.status_code == 401
+    assert r.status_code == 429
 
 
 # --- registration probing (issue #14) ---
