@@ -172,6 +172,19 @@ def _role_allows(auth: Auth, role: str) -> bool:
     return True
 
 
+def _is_json(request: Request) -> bool:
+    """The body is ``application/json`` (parameters allowed), or there is no body at all.
+
+    Anything else is refused before the handler runs: a cross-site form or a no-cors fetch can
+    POST text/plain, form or multipart bodies (or a typeless Blob) without a CORS preflight,
+    but never application/json."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        no_body = "transfer-encoding" not in request.headers
+        return no_body and request.headers.get("content-length", "0").strip() == "0"
+    return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
 def _runner(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
         user = None
@@ -179,6 +192,9 @@ def _runner(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             user = await authenticate(request)
             if not _role_allows(endpoint.auth, user.role):
                 raise ApiError(403, "forbidden", f"this needs the {endpoint.auth} role")
+        if endpoint.body is not None and not _is_json(request):
+            raise ApiError(415, "unsupported_media_type",
+                           "send the body as application/json")  # fmt: skip
         result = await endpoint.handler(Call(request, endpoint, user))
         if isinstance(result, Response):
             return result

@@ -147,7 +147,7 @@ def build_document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
             responses["204"] = {"description": "No Content"}
         errors = set(e.errors)
         if e.body is not None:
-            errors |= {413, 422}
+            errors |= {413, 415, 422}
         if e.query is not None:
             errors.add(422)
         if e.auth != "public":

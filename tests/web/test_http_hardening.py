@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -15,11 +16,13 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from api_helpers import Api
 
 from config.settings import Settings
 from streamd.server import http_config
 from tests.helpers import free_port
-from web.app import create_app
+from web.app import ENDPOINTS, create_app
+from web.openapi import build_document
 
 
 class _InLoopServer(uvicorn.Server):
@@ -92,3 +95,55 @@ async def test_forwarded_for_is_honoured_from_a_trusted_proxy(
         await client.get("/health")  # no header: the proxy itself
     assert statuses == [401] * 5
     assert _access_clients(caplog) == {f"203.0.113.{i}" for i in range(1, 6)} | {"127.0.0.1"}
+
+
+# --- content types: JSON endpoints take application/json only ---
+
+REGISTER = {"username": "typed", "email": "typed@example.com",
+            "password": "a long enough passphrase"}  # fmt: skip
+
+
+@pytest.mark.parametrize("content_type", [
+    "text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x", "application/jsonp", "application/json-seq", None,
+])  # fmt: skip
+async def test_a_json_body_under_another_content_type_is_415(
+    api: Api, content_type: str | None
+) -> None:
+    # What a cross-site form or a no-cors fetch can send without a preflight: refused before the
+    # handler runs, so nothing is created.
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    r = await api.client.post("/api/auth/register", content=json.dumps(REGISTER).encode(),
+                              headers=headers)  # fmt: skip
+    assert r.status_code == 415, r.text
+    assert r.json()["error"]["code"] == "unsupported_media_type"
+    assert await api.pool.fetchval("SELECT count(*) FROM users") == 0
+    owner = await api.make_user("creator")
+    live = await api.create_live(owner)
+    for path, body in [(f"/api/lives/{live['id']}/heartbeat", {}),
+                       ("/api/auth/password-reset", {"email": "x@example.com"})]:  # fmt: skip
+        r = await api.client.post(path, content=json.dumps(body).encode(), headers=headers)
+        assert r.status_code == 415, (path, r.text)
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/json", "application/json; charset=utf-8", "Application/JSON;Charset=UTF-8",
+])  # fmt: skip
+async def test_application_json_with_parameters_is_accepted(api: Api, content_type: str) -> None:
+    r = await api.client.post("/api/auth/register", content=json.dumps(REGISTER).encode(),
+                              headers={"Content-Type": content_type})  # fmt: skip
+    assert r.status_code == 201, r.text
+
+
+async def test_an_empty_body_needs_no_content_type(api: Api) -> None:
+    # An endpoint whose body is all optional may be called with no body at all.
+    user = await api.make_user()
+    r = await api.client.post("/api/auth/logout", headers=user.auth)
+    assert r.status_code == 204, r.text
+
+
+def test_bodies_declare_415_in_openapi() -> None:
+    document = build_document(ENDPOINTS)
+    with_body = [op for methods in document["paths"].values() for op in methods.values()
+                 if "requestBody" in op]  # fmt: skip
+    assert with_body and all("415" in op["responses"] for op in with_body)
