@@ -1,4 +1,4 @@
-"""Login sessions, their rotating refresh tokens, and one-time email tokens.
+"""Login sessions, their rotating refresh tokens, trusted devices, and one-time email tokens.
 
 A session is one login. Each refresh token is good for one use: using it marks it used and
 issues its successor in the same session. A used token presented again means it was copied:
@@ -19,7 +19,7 @@ from db.types import Executor
 
 RevokeReason = Literal[
     "logout", "logout_everywhere", "refresh_reuse", "password_changed", "password_reset",
-    "deactivated",
+    "deactivated", "password_guesses",
 ]  # fmt: skip
 RotateOutcome = Literal["rotated", "unknown", "expired", "revoked", "reused", "inactive"]
 
@@ -164,6 +164,52 @@ async def get_session_user(
     )
 
 
+# --- devices that signed in before (OWASP device cookies) ---
+
+
+async def add_device(db: Executor, *, digest: bytes, user_id: int, ttl: float, keep: int) -> None:
+    """Trust a device for ``user_id``; the account keeps its ``keep`` most recently used."""
+    await db.execute(
+        """WITH added AS (
+               INSERT INTO trusted_devices (digest, user_id, expires_at)
+               VALUES ($1, $2, now() + make_interval(secs => $3)))
+           DELETE FROM trusted_devices WHERE digest IN (
+               SELECT digest FROM trusted_devices WHERE user_id = $2
+               ORDER BY last_used_at DESC OFFSET $4)""",
+        digest,
+        user_id,
+        ttl,
+        keep - 1,  # the statement does not see the row it adds
+    )
+
+
+async def is_trusted_device(db: Executor, *, digest: bytes, user_id: int) -> bool:
+    return bool(
+        await db.fetchval(
+            """SELECT EXISTS (SELECT FROM trusted_devices
+                              WHERE digest = $1 AND user_id = $2 AND expires_at > now())""",
+            digest,
+            user_id,
+        )
+    )
+
+
+async def touch_device(db: Executor, *, digest: bytes, ttl: float) -> None:
+    """A successful login from a trusted device: it stays trusted ``ttl`` from now."""
+    await db.execute(
+        """UPDATE trusted_devices
+           SET last_used_at = now(), expires_at = now() + make_interval(secs => $2)
+           WHERE digest = $1""",
+        digest,
+        ttl,
+    )
+
+
+async def forget_devices(db: Executor, user_id: int) -> None:
+    """A new password: no device is known any more (one may have been the attacker's)."""
+    await db.execute("DELETE FROM trusted_devices WHERE user_id = $1", user_id)
+
+
 # --- one-time tokens sent by email ---
 
 AccountTokenPurpose = Literal["verify_email", "reset_password"]
@@ -211,4 +257,5 @@ async def delete_expired(db: Executor, *, keep_revoked_s: float = 86400.0) -> in
            WHERE expires_at < now() OR revoked_at < now() - make_interval(secs => $1)""",
         keep_revoked_s,
     )
-    return int(tokens.split()[-1]) + int(sessions.split()[-1])
+    devices = await db.execute("DELETE FROM trusted_devices WHERE expires_at < now()")
+    return sum(int(status.split()[-1]) for status in (tokens, sessions, devices))

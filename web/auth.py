@@ -20,7 +20,15 @@ from web.accounts import (
     verify_password_off_loop,
 )
 from web.api import Call, Endpoint
-from web.authn import new_secret_token, token_digest, unauthorized
+from web.authn import (
+    DEVICE_TTL_S,
+    DEVICES_PER_USER,
+    device_cookie,
+    new_secret_token,
+    set_device_cookie,
+    token_digest,
+    unauthorized,
+)
 from web.errors import ApiError, field_error
 from web.mail import Mail, MailError
 from web.schemas import (
@@ -42,18 +50,32 @@ VERIFY_EMAIL_TTL_S = 48 * 3600.0
 RESET_PASSWORD_TTL_S = 3600.0
 
 
-async def start_session(call: Call, user: asyncpg.Record) -> TokenOut:
-    """A new login session for ``user``: its first refresh token and an access token."""
+async def start_session(
+    call: Call, user: asyncpg.Record, *, known_device: str | None = None, status: int = 200
+) -> JSONResponse:
+    """A new login session for ``user`` (its first refresh token and an access token), and
+    the device cookie: ``known_device``'s renewed, or a new one."""
     refresh, digest = new_secret_token()
     session_id = await auth_db.create_session(
         call.db.primary, user_id=user["id"], token_hash=digest,
         ttl=call.settings.refresh_token_ttl, user_agent=call.user_agent, ip=call.client_ip,
     )  # fmt: skip
     access = call.keys.issue(user_id=user["id"], session_id=session_id, role=user["role"])
-    return TokenOut(
+    tokens = TokenOut(
         access_token=access, refresh_token=refresh, expires_in=int(call.keys.ttl_s),
         user=UserOut.from_row(user),
     )  # fmt: skip
+    device = known_device
+    if device is not None:
+        await auth_db.touch_device(call.db.primary, digest=token_digest(device), ttl=DEVICE_TTL_S)
+    else:
+        device, device_digest = new_secret_token()
+        await auth_db.add_device(call.db.primary, digest=device_digest, user_id=user["id"],
+                                 ttl=DEVICE_TTL_S, keep=DEVICES_PER_USER)  # fmt: skip
+    response = JSONResponse(tokens.model_dump(mode="json"), status_code=status)
+    secure = call.settings.http_base_url().startswith("https://")
+    set_device_cookie(response, call.request, device, secure=secure)
+    return response
 
 
 async def send_verification(call: Call, user_id: int, email: str) -> None:
@@ -83,7 +105,7 @@ def _refuse_over_limits(
                        headers={"Retry-After": retry})  # fmt: skip
 
 
-async def register(call: Call) -> TokenOut:
+async def register(call: Call) -> JSONResponse:
     body = await call.body(RegisterIn)
     settings = call.settings
     # Counted before the argon2 hash and before the "taken" answer, per client address and per
@@ -114,7 +136,7 @@ async def register(call: Call) -> TokenOut:
         await send_verification(call, user["id"], user["email"])
     except MailError:
         log.warning("user %s registered, but the verification mail failed", user["username"])
-    return await start_session(call, user)
+    return await start_session(call, user, status=201)
 
 
 async def _tell_owner_of_taken_email(call: Call, email: str) -> None:
@@ -143,11 +165,24 @@ async def _tell_owner_of_taken_email(call: Call, email: str) -> None:
         log.warning("the 'address taken' mail to user %s failed", owner["id"])
 
 
-async def login(call: Call) -> TokenOut:
+async def login(call: Call) -> JSONResponse:
     body = await call.body(LoginIn)
     settings = call.settings
     user = await users.get_login(call.db.primary, body.username)
-    account_key = f"user:{user['id']}" if user else f"login:{body.username.lower()}"
+    device = device_cookie(call.request)
+    if device is not None and (
+        user is None
+        or not await auth_db.is_trusted_device(
+            call.db.primary, digest=token_digest(device), user_id=user["id"]
+        )
+    ):
+        device = None  # unknown, expired, forged, or another account's: an untrusted client
+    # A device that signed in to this account before is counted on a key of its own: the
+    # failures of everyone else, counted on the account's key, cannot lock the owner out.
+    if device is not None:
+        account_key = f"device:{token_digest(device).hex()}"
+    else:
+        account_key = f"user:{user['id']}" if user else f"login:{body.username.lower()}"
     ip_key = f"ip:{call.client_ip}"
     counts = await throttle.count_attempt(
         call.db.primary, [account_key, ip_key], window_s=settings.login_window
@@ -161,7 +196,7 @@ async def login(call: Call) -> TokenOut:
     if not verified or user is None or not user["is_active"]:
         raise ApiError(401, "invalid_credentials", "wrong username or password")
     await throttle.forgive(call.db.primary, clear=[account_key], give_back=[ip_key])
-    return await start_session(call, user)
+    return await start_session(call, user, known_device=device)
 
 
 _REFRESH_REFUSED = {
@@ -292,13 +327,15 @@ async def confirm_password_reset(call: Call) -> UserOut:
             conn, user["id"], await hash_password_off_loop(body.new_password)
         )
         await auth_db.revoke_user_sessions(conn, user["id"], reason="password_reset")
+        await auth_db.forget_devices(conn, user["id"])
     return UserOut.from_row(user)
 
 
 ENDPOINTS = [
     Endpoint("POST", "/api/auth/register", register, "Create an account (role viewer) and log in",
              "auth", body=RegisterIn, response=TokenOut, status=201, errors=(409, 429)),
-    Endpoint("POST", "/api/auth/login", login, "Log in with username or email and password",
+    Endpoint("POST", "/api/auth/login", login,
+             "Log in with username or email and password (sets the device cookie)",
              "auth", body=LoginIn, response=TokenOut, errors=(401, 429)),
     Endpoint("POST", "/api/auth/refresh", refresh,
              "Trade a refresh token for a new pair (each refresh token works once)",

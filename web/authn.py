@@ -1,4 +1,5 @@
-"""Who is calling: bearer access tokens checked against their session, and token issuing."""
+"""Who is calling: bearer access tokens checked against their session, token issuing, and the
+device cookie of clients that signed in before."""
 
 from __future__ import annotations
 
@@ -8,11 +9,18 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from db import auth
 from db.pools import Database
 from web.errors import ApiError
 from web.tokens import KeySet, TokenError
+
+# OWASP "device cookies": set on each successful login, sent back to the auth routes only.
+DEVICE_COOKIE = "streamd_device"
+DEVICE_TTL_S = 180 * 86400.0  # a device unused this long is a stranger again
+DEVICES_PER_USER = 20
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +78,20 @@ def new_secret_token() -> tuple[str, bytes]:
 
 def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def device_cookie(request: Request) -> str | None:
+    """The device cookie the client sent, when it is shaped like one streamd issues."""
+    value = request.cookies.get(DEVICE_COOKIE)
+    if value is None or not 0 < len(value) <= 100 or not set(value) <= _TOKEN_CHARS:
+        return None
+    return value
+
+
+def set_device_cookie(response: Response, request: Request, value: str, *, secure: bool) -> None:
+    """HttpOnly (no script reads it), SameSite=Strict (no other site sends it), Secure over
+    https, and only sent to /api/auth."""
+    response.set_cookie(
+        DEVICE_COOKIE, value, max_age=int(DEVICE_TTL_S), path="/api/auth",
+        secure=secure or request.url.scheme == "https", httponly=True, samesite="strict",
+    )  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 from db import auth as auth_db
 from db import lives, throttle, users
@@ -15,6 +14,7 @@ from web.accounts import (
     verify_password_off_loop,
 )
 from web.api import Call, Endpoint, decode_cursor, paginate
+from web.authn import unauthorized
 from web.errors import ApiError, field_error
 from web.lives import forget_live
 from web.schemas import (
@@ -59,18 +59,22 @@ async def _change_password(call: Call, current: str | None, new: str) -> None:
     me = call.user
     if current is None:
         raise field_error("current_password", "needed to change the password")
-    # Guessing the current password with a stolen access token is throttled like logins.
-    key = f"user:{me.id}"
+    # Guesses with a stolen access token are counted against its session, which the limit
+    # ends: a lock on the account would lock its owner out of every other session and login.
+    key = f"session:{me.session_id}"
     settings = call.settings
-    (attempts, remaining), = (await throttle.count_attempt(
+    (attempts, _), = (await throttle.count_attempt(
         call.db.primary, [key], window_s=settings.login_window
     )).values()  # fmt: skip
-    if attempts > settings.login_max_failures:
-        retry = str(max(1, math.ceil(remaining)))
-        raise ApiError(429, "too_many_attempts", f"too many wrong passwords; retry in {retry} s",
-                       headers={"Retry-After": retry})  # fmt: skip
     password_hash = await users.get_password_hash(call.db.primary, me.id)
     if not await verify_password_off_loop(password_hash, current):
+        if attempts >= settings.login_max_failures:
+            await auth_db.revoke_session(
+                call.db.primary, me.session_id, user_id=me.id, reason="password_guesses"
+            )
+            log.warning("session %s of user %d ended after %d wrong current passwords",
+                        me.session_id, me.id, attempts)  # fmt: skip
+            raise unauthorized("too many wrong passwords: this session has ended; log in again")
         raise field_error("current_password", "is not your current password")
     try:
         check_password(new, username=me.username, email=me.email, field="new_password")
@@ -80,6 +84,7 @@ async def _change_password(call: Call, current: str | None, new: str) -> None:
     async with call.db.primary.acquire() as conn, conn.transaction():
         await users.set_password_hash(conn, me.id, new_hash)
         await auth_db.revoke_user_sessions(conn, me.id, reason="password_changed")
+        await auth_db.forget_devices(conn, me.id)
     await throttle.forgive(call.db.primary, clear=[key], give_back=[])
 
 
@@ -159,7 +164,7 @@ ENDPOINTS = [
              response=UserOut),
     Endpoint("PATCH", "/api/users/me", update_me,
              "Change your bio, avatar URL or password (a new password ends every session)",
-             "users", auth="user", body=UpdateMeIn, response=UserOut, errors=(429,)),
+             "users", auth="user", body=UpdateMeIn, response=UserOut),
     Endpoint("GET", "/api/users/me/lives", my_lives, "Your lives, every status, newest first",
              "users", auth="user", query=PageQuery, response=LiveListOut),
     Endpoint("GET", "/api/users/{username}", get_profile, "A user's public profile", "users",

@@ -405,3 +405,113 @@ async def test_the_owner_of_a_taken_email_is_told_once_per_window(
                                     "password": GOOD})  # fmt: skip
     assert r.status_code == 409
     assert await outbox.latest_for(api.pool, "fresh@example.com") is None
+
+
+# --- lockout as a weapon (issue #14) ---
+
+
+async def _login_status(client: httpx.AsyncClient, username: str, password: str) -> int:
+    r = await client.post("/api/auth/login", json={"username": username, "password": password})
+    assert r.status_code != 500
+    return r.status_code
+
+
+async def test_a_known_device_is_not_locked_out_by_someone_elses_failures(
+    make_api: MakeApi,
+) -> None:
+    api = await make_api(login_max_failures=3)
+    owner = await api.make_user()
+    await api.login(owner.username, PASSWORD)  # the owner's browser, earlier
+    async with _client_at(api, "203.0.113.66") as attacker:
+        attacker.cookies.set("streamd_device", "forged-or-stale", path="/api/auth")
+        tries = [await _login_status(attacker, owner.username, "guess") for _ in range(3)]
+        assert tries == [401] * 3
+        # Untrusted clients are locked out of the account, even with the right password …
+        assert await _login_status(attacker, owner.email, PASSWORD) == 429
+    # … while the owner's device, which signed in before, still gets in.
+    assert await _login_status(api.client, owner.username, PASSWORD) == 200
+    # Another user's device cookie does not make a device known to this account.
+    other = await api.make_user()
+    async with _client_at(api, "203.0.113.67") as shared:
+        assert await _login_status(shared, other.username, PASSWORD) == 200
+        assert shared.cookies.get("streamd_device")
+        assert await _login_status(shared, owner.username, PASSWORD) == 429
+    # A client that is not a browser sends the cookie back by hand.
+    device = api.client.cookies.get("streamd_device")
+    assert device
+    async with _client_at(api, "198.51.100.8") as script:
+        r = await script.post("/api/auth/login",
+                              json={"username": owner.username, "password": PASSWORD},
+                              headers={"Cookie": f"streamd_device={device}"})  # fmt: skip
+        assert r.status_code == 200
+
+
+async def test_failures_on_a_known_device_lock_that_device_only(make_api: MakeApi) -> None:
+    api = await make_api(login_max_failures=3)
+    owner = await api.make_user()
+    await api.login(owner.username, PASSWORD)
+    assert [await _login_status(api.client, owner.username, "typo") for _ in range(3)] == [401] * 3
+    assert await _login_status(api.client, owner.username, PASSWORD) == 429
+    # The account's own counter was not touched: an untrusted client still gets its tries.
+    async with _client_at(api, "198.51.100.9") as laptop:
+        assert await _login_status(laptop, owner.username, PASSWORD) == 200
+
+
+async def test_the_device_cookie(make_api: MakeApi) -> None:
+    api = await make_api()
+    user = await api.make_user()
+    r = await api.client.post(
+        "/api/auth/login", json={"username": user.username, "password": PASSWORD}
+    )
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith("streamd_device=")
+    attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")[1:]}
+    assert {"httponly", "samesite", "path", "max-age"} <= attributes
+    assert "samesite=strict" in cookie.lower() and "path=/api/auth" in cookie.lower()
+    assert "secure" not in attributes  # plain http (a laptop): a Secure cookie would be dropped
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api.app), base_url="https://test"
+    ) as tls:
+        r = await tls.post(
+            "/api/auth/login", json={"username": user.username, "password": PASSWORD}
+        )
+        assert "secure" in r.headers["set-cookie"].lower()
+    # The database keeps a digest, never the value.
+    value = cookie.split(";")[0].partition("=")[2]
+    stored = await api.pool.fetch("SELECT digest FROM trusted_devices WHERE user_id = $1", user.id)
+    assert len(stored) == 2 and all(value.encode() not in row["digest"] for row in stored)
+    # A new password forgets every device of the account.
+    access = (await api.login(user.username, PASSWORD))["access_token"]
+    r = await api.client.patch(
+        "/api/users/me",
+        json={"current_password": PASSWORD, "new_password": GOOD},
+        headers={"Authorization": f"Bearer {access}"},
+    )
+    assert r.status_code == 200
+    count = "SELECT count(*) FROM trusted_devices WHERE user_id = $1"
+    assert await api.pool.fetchval(count, user.id) == 0
+
+
+async def test_password_guesses_with_a_stolen_token_end_that_session_only(
+    make_api: MakeApi,
+) -> None:
+    api = await make_api(login_max_failures=3)
+    owner = await api.make_user(login=True)
+    async with _client_at(api, "203.0.113.5") as thief:
+        # Someone holds another session of the owner's (a stolen access token).
+        stolen = await api.login(owner.username, PASSWORD)
+        headers = {"Authorization": f"Bearer {stolen['access_token']}"}
+        guess = {"current_password": "is it this", "new_password": GOOD}
+        for _ in range(2):
+            r = await thief.patch("/api/users/me", json=guess, headers=headers)
+            assert r.status_code == 422 and "not your current password" in r.text
+        r = await thief.patch("/api/users/me", json=guess, headers=headers)
+        # The limit ends the session the guesses came through, instead of locking the account.
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        assert (await thief.get("/api/users/me", headers=headers)).status_code == 401
+        r = await thief.post("/api/auth/refresh", json={"refresh_token": stolen["refresh_token"]})
+        assert r.status_code == 401
+    # The owner's other session and the owner's logins are untouched.
+    assert (await api.client.get("/api/users/me", headers=owner.auth)).status_code == 200
+    async with _client_at(api, "198.51.100.30") as elsewhere:
+        assert await _login_status(elsewhere, owner.username, PASSWORD) == 200
