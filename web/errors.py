@@ -80,9 +80,13 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, _code_for(exc.status_code), message, headers)
 
 
+def internal_error() -> JSONResponse:
+    return error_response(500, "internal_error", "internal server error")
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal_error", "internal server error")
+    return internal_error()
 
 
 EXCEPTION_HANDLERS = {

@@ -1,4 +1,5 @@
-"""Request id, one access-log line and metrics per request, as one pure ASGI middleware."""
+"""Request id, security headers, one access-log line and metrics per request, as one pure ASGI
+middleware."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from web.errors import internal_error
 from web.metrics import HttpMetrics
 
 access_log = logging.getLogger("streamd.access")
@@ -17,6 +19,10 @@ REQUEST_ID_HEADER = b"x-request-id"
 # A client-supplied id is kept only when it is short and plain (it lands in logs).
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 UNMATCHED = "<unmatched>"
+# On every HTTP answer (a route may set its own): no MIME sniffing of JSON, playlists or user
+# content into something executable, and no Referer from pages of this origin (reset and
+# verification links carry tokens in their query).
+SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"))
 
 
 def route_template(scope: Scope) -> str:
@@ -39,19 +45,30 @@ class RequestContextMiddleware:
         request_id = incoming.decode() if _SAFE_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500  # if the app dies before sending a start message
+        response_started = False
         started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = True
                 headers = [h for h in message.get("headers", []) if h[0] != REQUEST_ID_HEADER]
                 headers.append((REQUEST_ID_HEADER, request_id.encode()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
                 message["headers"] = headers
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            if scope["type"] == "http" and not response_started:
+                # Starlette's ServerErrorMiddleware, outside this one, logs the error (through
+                # web.errors.handle_unexpected) and would answer without the headers above:
+                # answer here; it sends nothing once a response has started.
+                await internal_error()(scope, receive, send_with_id)
+            raise
         finally:
             if scope["type"] == "http":
                 elapsed = time.perf_counter() - started

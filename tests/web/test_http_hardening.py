@@ -10,18 +10,24 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 from api_helpers import Api
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from config.settings import Settings
 from streamd.server import http_config
 from tests.helpers import free_port
 from web.app import ENDPOINTS, create_app
+from web.docs import CSP
+from web.hls import hls_routes
 from web.openapi import build_document
 
 
@@ -34,11 +40,14 @@ class _InLoopServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serving(database_url: str, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def serving(
+    database_url: str, extra_routes: Sequence[BaseRoute] = (), **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
     """The app on loopback under streamd's own uvicorn config; a client for it."""
     settings = Settings(**{"jwt_secret": "s" * 40, "http_host": "127.0.0.1",
                            "http_port": free_port(), **overrides})  # fmt: skip
-    server = _InLoopServer(http_config(settings, create_app(settings, database_url)))
+    app = create_app(settings, database_url, extra_routes=extra_routes)
+    server = _InLoopServer(http_config(settings, app))
     task = asyncio.create_task(server.serve())
     try:
         for _ in range(1000):
@@ -147,3 +156,47 @@ def test_bodies_declare_415_in_openapi() -> None:
     with_body = [op for methods in document["paths"].values() for op in methods.values()
                  if "requestBody" in op]  # fmt: skip
     assert with_body and all("415" in op["responses"] for op in with_body)
+
+
+# --- headers on every response ---
+
+
+async def _boom(request: Request) -> Response:
+    raise RuntimeError("a bug")
+
+
+async def test_every_response_carries_nosniff_and_a_referrer_policy(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "hls" / "1").mkdir(parents=True)
+    (tmp_path / "hls" / "1" / "master.m3u8").write_text("#EXTM3U\n")
+    routes = [*hls_routes(tmp_path), Route("/boom", _boom)]
+    async with serving(database_url, routes, cors_origins=("https://app.example.com",)) as c:
+        preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
+        answers = {
+            "health": await c.get("/health"),
+            "api": await c.get("/api/lives"),
+            "no route": await c.get("/nowhere"),
+            "405": await c.delete("/health"),
+            "415": await c.post("/api/auth/login", content=b"{}"),
+            "422": await c.post("/api/auth/login", json={}),
+            "401": await c.get("/api/users/me"),
+            "openapi": await c.get("/openapi.json"),
+            "docs": await c.get("/docs"),
+            "docs script": await c.get("/docs/app.js"),
+            "metrics": await c.get("/metrics"),
+            "hls": await c.get("/hls/1/master.m3u8"),
+            "hls 404": await c.get("/hls/1/nope.m3u8"),
+            "cors preflight": await c.options("/api/auth/login", headers=preflight),
+            "500": await c.get("/boom"),
+        }
+    assert answers["500"].status_code == 500
+    assert answers["500"].json()["error"]["code"] == "internal_error"
+    for name, r in answers.items():
+        assert r.headers.get_list("x-content-type-options") == ["nosniff"], name
+        assert r.headers.get_list("referrer-policy") == ["no-referrer"], name
+        assert r.headers.get_list("x-request-id"), name
+    # The HTML page and its script keep their Content-Security-Policy.
+    for name in ("docs", "docs script"):
+        assert answers[name].headers["content-security-policy"] == CSP
+    assert any("unhandled error on GET /boom" in r.getMessage() for r in caplog.records)
