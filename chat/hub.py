@@ -242,14 +242,22 @@ class Hub:
         if not room.can_moderate(user.id, user.role):
             raise RuleError("forbidden", "only the streamer, admins and moderators can do this")
         if action.type == "delete":
+            author = await chat_db.message_author(
+                self._pool, live_id=room.live_id, message_id=action.target
+            )
+            if author is None:
+                raise RuleError("not_found", "no such message in this chat")
+            self._check_reach(room, user, action.type, author)
             done = await chat_db.delete_message(
                 self._pool, live_id=room.live_id, message_id=action.target, actor_id=user.id
             )
             if done is None:
                 raise RuleError("not_found", "no such message in this chat")
         elif action.type in ("mute", "ban"):
-            if action.target == room.owner_id or action.target == user.id:
-                raise RuleError("forbidden", "the streamer and yourself cannot be sanctioned")
+            target = await chat_db.member(self._pool, live_id=room.live_id, user_id=action.target)
+            if target is None:
+                raise RuleError("not_found", "no such user")
+            self._check_reach(room, user, action.type, target)
             assert action.seconds is not None  # parse_action gives one for mute and ban
             if not await chat_db.sanction(
                 self._pool, live_id=room.live_id, user_id=action.target, kind=action.type,
@@ -261,6 +269,24 @@ class Hub:
             await chat_db.set_slow_mode(
                 self._pool, live_id=room.live_id, seconds=seconds, actor_id=user.id
             )
+
+    @staticmethod
+    def _check_reach(room: Room, user: ChatUser, action: str, target: asyncpg.Record) -> None:
+        """RuleError unless ``user`` may ``action`` ``target`` (a chat_db.member or
+        message_author row): moderators act on viewers only (Room.may_act)."""
+        target_id = target["user_id"]
+        if room.may_act(user.id, user.role, action, target_id=target_id, target_role=target["role"],
+                        target_is_moderator=target["is_moderator"]):  # fmt: skip
+            return
+        what = "delete a message of" if action == "delete" else action
+        log.info("chat: live %d: user %d may not %s user %s", room.live_id, user.id, what,
+                 target_id)  # fmt: skip
+        if target_id == user.id:
+            raise RuleError("forbidden", "you cannot mute or ban yourself")
+        if target_id == room.owner_id and action != "delete":
+            raise RuleError("forbidden", "the streamer cannot be muted or banned in its own chat")
+        raise RuleError("forbidden", "moderators act on viewers only; the streamer also on "
+                        "moderators, admins also on the streamer; nobody on an admin")  # fmt: skip
 
     async def _post(self, room: Room, user: ChatUser, raw: str) -> None:
         if not room.chat_enabled:

@@ -20,6 +20,8 @@ from chat.types import FRAME_KEY, Json
 log = logging.getLogger(__name__)
 
 HISTORY = 50  # messages in a welcome
+# Ranks in a room's moderation: a moderator acts only on those ranked below it.
+VIEWER, MODERATOR, OWNER, ADMIN = range(4)
 SEEN_IDS = 4096  # message ids remembered to deliver each message once (NOTIFY + catch-up)
 
 
@@ -99,3 +101,27 @@ class Room:
 
     def can_moderate(self, user_id: int, role: str) -> bool:
         return user_id == self.owner_id or role == "admin" or user_id in self.moderators
+
+    def may_act(self, actor_id: int, actor_role: str, action: str, *, target_id: int | None,
+                target_role: str | None, target_is_moderator: bool) -> bool:  # fmt: skip
+        """May a moderator of this room ``action`` (delete, mute, ban) the target (for delete,
+        the message's author; None when its account is gone)?
+
+        Only users ranked below the actor: a named moderator acts on viewers, the owner also on
+        moderators, an admin also on the owner; nobody on an admin. You may delete your own
+        messages, never mute or ban yourself; nobody mutes or bans the owner in its own room
+        (an admin deactivates the account instead).
+        """
+        if target_id == actor_id:
+            return action == "delete"
+        if target_id == self.owner_id and action != "delete":
+            return False
+        actor = self._rank(actor_id, actor_role, is_moderator=actor_id in self.moderators)
+        return actor > self._rank(target_id, target_role, is_moderator=target_is_moderator)
+
+    def _rank(self, user_id: int | None, role: str | None, *, is_moderator: bool) -> int:
+        if role == "admin":
+            return ADMIN
+        if user_id is not None and user_id == self.owner_id:
+            return OWNER
+        return MODERATOR if is_moderator else VIEWER

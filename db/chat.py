@@ -175,6 +175,31 @@ async def delete_expired_tickets(db: Executor) -> int:
 
 # --- moderation ---
 
+_IS_MODERATOR = """EXISTS (SELECT 1 FROM chat_moderators cm
+                          WHERE cm.live_id = $1 AND cm.user_id = u.id) AS is_moderator"""
+
+
+async def member(db: Executor, *, live_id: int, user_id: int) -> asyncpg.Record | None:
+    """What moderation rules need of a user in a room: (user_id, role, is_moderator), as
+    :func:`message_author` gives them; None when there is no such user."""
+    return await db.fetchrow(
+        f"SELECT u.id AS user_id, u.role, {_IS_MODERATOR} FROM users u WHERE u.id = $2",
+        live_id,
+        user_id,
+    )
+
+
+async def message_author(db: Executor, *, live_id: int, message_id: int) -> asyncpg.Record | None:
+    """The author of a message of this room that is not deleted: (user_id, role, is_moderator),
+    user_id and role NULL when the account is gone; None when there is no such message."""
+    return await db.fetchrow(
+        f"""SELECT m.user_id, u.role, {_IS_MODERATOR}
+            FROM chat_messages m LEFT JOIN users u ON u.id = m.user_id
+            WHERE m.id = $2 AND m.live_id = $1 AND m.deleted_at IS NULL""",
+        live_id,
+        message_id,
+    )
+
 
 async def delete_message(
     db: Executor, *, live_id: int, message_id: int, actor_id: int
@@ -232,6 +257,33 @@ async def sanction(
         action,
     )
     return row is not None
+
+
+async def lift_sanctions(db: Executor, *, live_id: int, user_id: int, actor_id: int) -> list[str]:
+    """End a user's mute and ban in a room now, each recorded (``unmute``, ``unban``) and
+    NOTIFYed as a sanction ending now, as ``sanction`` with a duration of 0 does. The kinds
+    lifted, ``[]`` when the user had none in force."""
+    rows = await db.fetch(
+        f"""WITH s AS (
+                UPDATE chat_sanctions SET until = now(), created_by = $3, created_at = now()
+                WHERE live_id = $1 AND user_id = $2 AND until > now()
+                RETURNING kind, until),
+            logged AS (
+                INSERT INTO chat_moderation_log (live_id, actor_id, action, target_user_id,
+                                                 duration_s)
+                SELECT $1, $3, 'un' || kind, $2, 0 FROM s ORDER BY kind RETURNING id),
+            sent AS (
+                SELECT pg_notify('{CHANNEL}', json_agg(json_build_object(
+                    't', 'sanction', 'live_id', $1::bigint, 'user_id', $2::bigint,
+                    'kind', kind, 'until', until) ORDER BY kind)::text) AS n
+                FROM s)
+            SELECT kind, (SELECT count(*) FROM logged) AS logged, (SELECT n FROM sent) AS sent
+            FROM s ORDER BY kind""",
+        live_id,
+        user_id,
+        actor_id,
+    )
+    return [str(r["kind"]) for r in rows]
 
 
 async def set_slow_mode(db: Executor, *, live_id: int, seconds: int, actor_id: int) -> None:

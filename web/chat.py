@@ -110,6 +110,21 @@ async def moderation_log(call: Call) -> ModerationLogOut:
     return ModerationLogOut(items=[ModerationEntryOut(**dict(r)) for r in rows])
 
 
+async def lift_sanctions(call: Call) -> None:
+    """The owner's and admins' way to end any mute or ban (an admin's own included), whoever
+    set it; named moderators lift viewers' through the WebSocket (duration 0)."""
+    live_id = call.path_id("live_id")
+    user_id = call.path_id("user_id")
+    await _managed(call, live_id)
+    lifted = await chat_db.lift_sanctions(
+        call.db.primary, live_id=live_id, user_id=user_id, actor_id=call.user.id
+    )
+    if not lifted:
+        raise ApiError(404, "not_found", "this user has no mute or ban in this chat")
+    log.info("chat: live %d: user %d lifted the %s of user %d", live_id, call.user.id,
+             " and ".join(lifted), user_id)  # fmt: skip
+
+
 LIVE = "/api/lives/{live_id:int}"
 ENDPOINTS = [
     Endpoint("POST", LIVE + "/chat/ticket", create_ticket,
@@ -125,6 +140,9 @@ ENDPOINTS = [
     Endpoint("GET", LIVE + "/chat/moderation", moderation_log,
              "Every moderation action in this chat (owner or admin)", "chat", auth="user",
              response=ModerationLogOut, errors=(403,)),
+    Endpoint("DELETE", LIVE + "/chat/sanctions/{user_id:int}", lift_sanctions,
+             "Lift a user's mute and ban in this chat now (owner or admin)", "chat",
+             auth="user", errors=(403,)),
 ]  # fmt: skip
 
 
