@@ -75,6 +75,7 @@ class Settings:
     register_max_per_ip: int = 10
     register_max_per_email: int = 5
     register_window: float = 3600.0
+    refresh_reuse_grace: float = 10.0
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_security: SmtpSecurity = "starttls"
@@ -455,6 +456,8 @@ SPECS: tuple[_Spec, ...] = (
           "registration attempts naming one email address in a window before 429"),
     _Spec("register_window", "STREAMD_REGISTER_WINDOW", _positive_float,
           "seconds of the registration window (also: at most one 'address taken' mail each)"),
+    _Spec("refresh_reuse_grace", "STREAMD_REFRESH_REUSE_GRACE", _float_range(0, 60),
+          "seconds a used refresh token still returns the same new pair (retries); 0 = none"),
     _Spec("smtp_host", "STREAMD_SMTP_HOST", _host,
           "SMTP server for mail; unset = mail goes to the email_outbox table and the log"),
     _Spec("smtp_port", "STREAMD_SMTP_PORT", _int_range(1, 65535), "SMTP port"),

@@ -3,7 +3,9 @@
 A session is one login. Each refresh token is good for one use: using it marks it used and
 issues its successor in the same session. A used token presented again means it was copied:
 the whole session is revoked (its refresh tokens and, through the ``sid`` claim, its access
-tokens). Tokens arrive here already hashed: callers pass SHA-256 digests, never the tokens.
+tokens); except within a short grace after its use, when the caller answers with the pair it
+issued then (a client retrying after a network error). Tokens arrive here already hashed:
+callers pass SHA-256 digests, never the tokens.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ RevokeReason = Literal[
     "logout", "logout_everywhere", "refresh_reuse", "password_changed", "password_reset",
     "deactivated", "password_guesses",
 ]  # fmt: skip
-RotateOutcome = Literal["rotated", "unknown", "expired", "revoked", "reused", "inactive"]
+RotateOutcome = Literal[
+    "rotated", "replayed", "unknown", "expired", "revoked", "reused", "inactive"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,8 @@ class Rotation:
     outcome: RotateOutcome
     user_id: int | None = None
     session_id: UUID | None = None
+    role: str | None = None  # "rotated": the role to put in the new access token
+    successor: bytes | None = None  # "replayed": what keep_successor stored at the first use
 
 
 async def create_session(
@@ -64,49 +70,65 @@ async def rotate_refresh_token(
     token_hash: bytes,
     new_hash: bytes,
     ttl: float,
+    grace_s: float,
 ) -> Rotation:
     """Use a refresh token once: on success its successor ``new_hash`` is stored.
 
-    Runs in its own transaction with the session row locked, so two uses of one token at once
-    are serialised: the first rotates, the second is a reuse and revokes the session.
+    Must run inside the caller's transaction: the token and session rows stay locked until it
+    ends, so uses of one token at once are serialised, and the caller stores the new pair
+    (:func:`keep_successor`) before the next use reads it. A use within ``grace_s`` of the
+    first is "replayed" (the stored pair comes back); a later one is a reuse and revokes the
+    session.
     """
-    async with conn.transaction():
-        row = await conn.fetchrow(
-            """SELECT t.session_id, t.used_at, t.expires_at > now() AS fresh,
-                      s.user_id, s.revoked_at, u.is_active
-               FROM refresh_tokens t
-               JOIN auth_sessions s ON s.id = t.session_id
-               JOIN users u ON u.id = s.user_id
-               WHERE t.token_hash = $1
-               FOR UPDATE OF t, s""",
-            token_hash,
-        )
-        if row is None:
-            return Rotation("unknown")
-        user_id, session_id = int(row["user_id"]), row["session_id"]
-        if row["revoked_at"] is not None:
-            return Rotation("revoked", user_id, session_id)
-        if row["used_at"] is not None:
-            await _revoke(conn, session_id, "refresh_reuse")
-            return Rotation("reused", user_id, session_id)
-        if not row["fresh"]:
-            return Rotation("expired", user_id, session_id)
-        if not row["is_active"]:
-            return Rotation("inactive", user_id, session_id)
-        await conn.execute(
-            """WITH used AS (
-                   UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1),
-               s AS (
-                   UPDATE auth_sessions SET expires_at = now() + make_interval(secs => $4)
-                   WHERE id = $3)
-               INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
-               VALUES ($2, $3, now() + make_interval(secs => $4))""",
-            token_hash,
-            new_hash,
-            session_id,
-            ttl,
-        )
-        return Rotation("rotated", user_id, session_id)
+    if not conn.is_in_transaction():
+        raise RuntimeError("rotate_refresh_token needs the caller's transaction")
+    row = await conn.fetchrow(
+        """SELECT t.session_id, t.used_at, t.expires_at > now() AS fresh, t.successor,
+                  t.used_at > now() - make_interval(secs => $2) AS in_grace,
+                  s.user_id, s.revoked_at, u.is_active, u.role
+           FROM refresh_tokens t
+           JOIN auth_sessions s ON s.id = t.session_id
+           JOIN users u ON u.id = s.user_id
+           WHERE t.token_hash = $1
+           FOR UPDATE OF t, s""",
+        token_hash,
+        grace_s,
+    )
+    if row is None:
+        return Rotation("unknown")
+    user_id, session_id = int(row["user_id"]), row["session_id"]
+    if row["revoked_at"] is not None:
+        return Rotation("revoked", user_id, session_id)
+    if row["used_at"] is not None:
+        if row["in_grace"] and row["successor"] is not None and row["is_active"]:
+            return Rotation("replayed", user_id, session_id, successor=bytes(row["successor"]))
+        await _revoke(conn, session_id, "refresh_reuse")
+        return Rotation("reused", user_id, session_id)
+    if not row["fresh"]:
+        return Rotation("expired", user_id, session_id)
+    if not row["is_active"]:
+        return Rotation("inactive", user_id, session_id)
+    await conn.execute(
+        """WITH used AS (
+               UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1),
+           s AS (
+               UPDATE auth_sessions SET expires_at = now() + make_interval(secs => $4)
+               WHERE id = $3)
+           INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
+           VALUES ($2, $3, now() + make_interval(secs => $4))""",
+        token_hash,
+        new_hash,
+        session_id,
+        ttl,
+    )
+    return Rotation("rotated", user_id, session_id, role=str(row["role"]))
+
+
+async def keep_successor(db: Executor, *, token_hash: bytes, sealed: bytes) -> None:
+    """Store the new pair of a just-rotated token (sealed by the caller) for the grace."""
+    await db.execute(
+        "UPDATE refresh_tokens SET successor = $2 WHERE token_hash = $1", token_hash, sealed
+    )
 
 
 async def _revoke(db: Executor, session_id: UUID, reason: RevokeReason) -> None:
@@ -248,9 +270,16 @@ async def use_account_token(
     )
 
 
-async def delete_expired(db: Executor, *, keep_revoked_s: float = 86400.0) -> int:
+async def delete_expired(
+    db: Executor, *, grace_s: float = 0.0, keep_revoked_s: float = 86400.0
+) -> int:
     """Housekeeping: sessions and tokens that can no longer be used (revoked sessions are kept
-    ``keep_revoked_s`` for inspection)."""
+    ``keep_revoked_s`` for inspection), and kept pairs of refresh tokens past the grace."""
+    await db.execute(
+        """UPDATE refresh_tokens SET successor = NULL
+           WHERE successor IS NOT NULL AND used_at < now() - make_interval(secs => $1)""",
+        grace_s,
+    )
     tokens = await db.execute("DELETE FROM account_tokens WHERE expires_at < now()")
     sessions = await db.execute(
         """DELETE FROM auth_sessions

@@ -85,6 +85,7 @@ INVALID = [
     ("STREAMD_REGISTER_MAX_PER_IP", "0", "integer from 1 to 1000000"),
     ("STREAMD_REGISTER_MAX_PER_EMAIL", "many", "integer from 1 to 10000"),
     ("STREAMD_REGISTER_WINDOW", "-1", "greater than 0"),
+    ("STREAMD_REFRESH_REUSE_GRACE", "61", "a number from 0 to 60"),
     ("STREAMD_SMTP_HOST", "mail host", "host name"),
     ("STREAMD_SMTP_PORT", "0", "integer from 1 to 65535"),
     ("STREAMD_SMTP_SECURITY", "ssl", "starttls, tls, none"),

@@ -25,6 +25,8 @@ from web.authn import (
     DEVICES_PER_USER,
     device_cookie,
     new_secret_token,
+    open_pair,
+    seal_pair,
     set_device_cookie,
     token_digest,
     unauthorized,
@@ -210,23 +212,42 @@ _REFRESH_REFUSED = {
 
 async def refresh(call: Call) -> TokenOut:
     body = await call.body(RefreshIn)
+    used, used_digest = body.refresh_token, token_digest(body.refresh_token)
+    grace = call.settings.refresh_reuse_grace
     new_token, new_digest = new_secret_token()
-    async with call.db.primary.acquire() as conn:
+    pair: tuple[str, str] | None = None
+    # One transaction: uses of one token at once wait on its row lock, and find the pair the
+    # first one stored (within the grace) instead of a reuse that would end the session.
+    async with call.db.primary.acquire() as conn, conn.transaction():
         rotation = await auth_db.rotate_refresh_token(
-            conn, token_hash=token_digest(body.refresh_token), new_hash=new_digest,
-            ttl=call.settings.refresh_token_ttl,
+            conn, token_hash=used_digest, new_hash=new_digest,
+            ttl=call.settings.refresh_token_ttl, grace_s=grace,
         )  # fmt: skip
-    if rotation.outcome != "rotated":
-        if rotation.outcome == "reused":
-            log.warning("refresh token reuse: session %s of user %s revoked",
-                        rotation.session_id, rotation.user_id)  # fmt: skip
-        raise unauthorized(_REFRESH_REFUSED[rotation.outcome])
-    assert rotation.user_id is not None and rotation.session_id is not None
+        if rotation.outcome == "rotated":
+            user_id, session_id, role = rotation.user_id, rotation.session_id, rotation.role
+            assert user_id is not None and session_id is not None and role is not None
+            access = call.keys.issue(user_id=user_id, session_id=session_id, role=role)
+            pair = (new_token, access)
+            if grace > 0:
+                await auth_db.keep_successor(
+                    conn, token_hash=used_digest, sealed=seal_pair(used, new_token, access)
+                )
+        elif rotation.outcome == "replayed":
+            assert rotation.successor is not None
+            pair = open_pair(used, rotation.successor)
+            log.info("refresh token of session %s presented again within the grace: the same "
+                     "pair returned", rotation.session_id)  # fmt: skip
+    # Outside the transaction: a refusal must not roll back the revocation of a reused token.
+    if rotation.outcome == "reused":
+        log.warning("refresh token reuse: session %s of user %s revoked",
+                    rotation.session_id, rotation.user_id)  # fmt: skip
+    if pair is None:
+        raise unauthorized(_REFRESH_REFUSED.get(rotation.outcome, "unknown refresh token"))
+    assert rotation.user_id is not None
     user = await users.get_by_id(call.db.primary, rotation.user_id)
     assert user is not None  # the session's user: sessions are deleted with their user
-    access = call.keys.issue(user_id=user["id"], session_id=rotation.session_id, role=user["role"])
     return TokenOut(
-        access_token=access, refresh_token=new_token, expires_in=int(call.keys.ttl_s),
+        access_token=pair[1], refresh_token=pair[0], expires_in=int(call.keys.ttl_s),
         user=UserOut.from_row(user),
     )  # fmt: skip
 

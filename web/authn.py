@@ -8,6 +8,10 @@ import secrets
 from dataclasses import dataclass
 from uuid import UUID
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -78,6 +82,30 @@ def new_secret_token() -> tuple[str, bytes]:
 
 def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def _pair_key(used_token: str) -> bytes:
+    # Derived from the token itself, not from its SHA-256 (what the database stores): only
+    # whoever presents the used token can open the pair kept for it.
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"streamd refresh pair")
+    return hkdf.derive(used_token.encode("utf-8", "surrogatepass"))
+
+
+def seal_pair(used_token: str, refresh_token: str, access_token: str) -> bytes:
+    """The new pair issued for ``used_token``, encrypted for the refresh grace (AES-GCM)."""
+    nonce = secrets.token_bytes(12)
+    plain = f"{refresh_token} {access_token}".encode()
+    return nonce + AESGCM(_pair_key(used_token)).encrypt(nonce, plain, None)
+
+
+def open_pair(used_token: str, sealed: bytes) -> tuple[str, str] | None:
+    """(refresh token, access token) sealed by :func:`seal_pair`; None if it does not open."""
+    try:
+        plain = AESGCM(_pair_key(used_token)).decrypt(sealed[:12], sealed[12:], None)
+    except (InvalidTag, ValueError):
+        return None
+    refresh_token, _, access_token = plain.decode().partition(" ")
+    return refresh_token, access_token
 
 
 def device_cookie(request: Request) -> str | None:

@@ -17,7 +17,7 @@ OUTBOX_KEEP_S = 7 * 86400.0
 
 
 async def clean_once(pool: asyncpg.Pool, settings: Settings) -> int:
-    deleted = await auth.delete_expired(pool)
+    deleted = await auth.delete_expired(pool, grace_s=settings.refresh_reuse_grace)
     # One sweep for every counter: the longest window, so no live window loses its count.
     window = max(settings.login_window, settings.register_window)
     deleted += await throttle.delete_expired(pool, window_s=window)

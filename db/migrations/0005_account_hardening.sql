@@ -1,5 +1,5 @@
 -- Account hardening (issue #14): devices that signed in before, sessions ended by password
--- guesses.
+-- guesses, refresh retries.
 
 -- OWASP "device cookies": a browser or client that signed in successfully to an account gets
 -- a random cookie; only its SHA-256 is stored. A login that presents it is throttled on its
@@ -19,3 +19,8 @@ ALTER TABLE auth_sessions DROP CONSTRAINT auth_sessions_revoke_reason_check;
 ALTER TABLE auth_sessions ADD CONSTRAINT auth_sessions_revoke_reason_check CHECK (revoke_reason IN
     ('logout', 'logout_everywhere', 'refresh_reuse', 'password_changed', 'password_reset',
      'deactivated', 'password_guesses'));
+
+-- A refresh token used again within a few seconds (a client retrying after a network error)
+-- gets the same new pair: the pair is kept here, encrypted with a key derived from the used
+-- token, which the database never holds. Cleared once the grace is over.
+ALTER TABLE refresh_tokens ADD COLUMN successor bytea CHECK (length(successor) <= 8192);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
@@ -66,6 +67,13 @@ async def test_register_login_me_refresh_logout(api: Api) -> None:
     assert (await c.get("/api/users/me", headers=first)).status_code == 401
 
 
+async def _past_the_grace(api: Api) -> None:
+    """Used refresh tokens look used an hour ago (past any retry grace)."""
+    await api.pool.execute(
+        "UPDATE refresh_tokens SET used_at = used_at - interval '1 hour' WHERE used_at IS NOT NULL"
+    )
+
+
 async def test_refresh_reuse_revokes_the_whole_family(api: Api) -> None:
     user = await api.make_user(login=True)
     c = api.client
@@ -73,6 +81,7 @@ async def test_refresh_reuse_revokes_the_whole_family(api: Api) -> None:
     second = (
         await c.post("/api/auth/refresh", json={"refresh_token": first["refresh_token"]})
     ).json()
+    await _past_the_grace(api)
     # The first token, already rotated, comes back: someone copied it.
     r = await c.post("/api/auth/refresh", json={"refresh_token": user.refresh})
     assert r.status_code == 401
@@ -515,3 +524,58 @@ async def test_password_guesses_with_a_stolen_token_end_that_session_only(
     assert (await api.client.get("/api/users/me", headers=owner.auth)).status_code == 200
     async with _client_at(api, "198.51.100.30") as elsewhere:
         assert await _login_status(elsewhere, owner.username, PASSWORD) == 200
+
+
+# --- refresh retries (issue #14) ---
+
+
+async def test_concurrent_uses_of_one_refresh_token_get_the_same_pair(api: Api) -> None:
+    user = await api.make_user(login=True)
+    c = api.client
+    replies = await asyncio.gather(
+        *(c.post("/api/auth/refresh", json={"refresh_token": user.refresh}) for _ in range(4))
+    )
+    assert [r.status_code for r in replies] == [200] * 4, [r.text for r in replies]
+    pairs = {(r.json()["access_token"], r.json()["refresh_token"]) for r in replies}
+    assert len(pairs) == 1  # a client retrying after a network error gets what it missed
+    ((access, refresh),) = pairs
+    assert refresh != user.refresh
+    assert (
+        await c.get("/api/users/me", headers={"Authorization": f"Bearer {access}"})
+    ).status_code == 200
+    # Past the grace, the same token again is a copy: the session is revoked.
+    await _past_the_grace(api)
+    r = await c.post("/api/auth/refresh", json={"refresh_token": user.refresh})
+    assert r.status_code == 401 and "already used" in r.json()["error"]["message"]
+    assert (
+        await c.get("/api/users/me", headers={"Authorization": f"Bearer {access}"})
+    ).status_code == 401
+    assert (await c.post("/api/auth/refresh", json={"refresh_token": refresh})).status_code == 401
+
+
+async def test_the_successor_is_not_readable_from_the_database(api: Api) -> None:
+    user = await api.make_user(login=True)
+    pair = (await api.client.post("/api/auth/refresh", json={"refresh_token": user.refresh})).json()
+    rows = await api.pool.fetch("SELECT * FROM refresh_tokens")
+    dump = repr([dict(row) for row in rows]).encode()
+    for secret in (pair["refresh_token"], pair["access_token"], user.refresh):
+        assert secret.encode() not in dump
+    # Within the grace the old token still answers, with the same pair.
+    again = (
+        await api.client.post("/api/auth/refresh", json={"refresh_token": user.refresh})
+    ).json()
+    assert (again["access_token"], again["refresh_token"]) == (
+        pair["access_token"],
+        pair["refresh_token"],
+    )
+
+
+async def test_no_grace_when_it_is_zero(make_api: MakeApi) -> None:
+    api = await make_api(refresh_reuse_grace=0)
+    user = await api.make_user(login=True)
+    c = api.client
+    assert (
+        await c.post("/api/auth/refresh", json={"refresh_token": user.refresh})
+    ).status_code == 200
+    r = await c.post("/api/auth/refresh", json={"refresh_token": user.refresh})
+    assert r.status_code == 401 and "already used" in r.json()["error"]["message"]
