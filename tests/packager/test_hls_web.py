@@ -132,3 +132,61 @@ def test_web_and_packager_agree_on_headers() -> None:
              "seg_9.ts", "poster.jpg"]  # fmt: skip
     for name in names:
         assert headers_for(name) == object_headers(f"hls/1/b/{name}"), name
+
+
+def _is_hls_error(response: httpx.Response, status: int, code: str) -> bool:
+    """Every /hls error is the API's JSON error with the CORS header players need to see it."""
+    return (
+        response.status_code == status
+        and response.headers["content-type"] == "application/json"
+        and response.headers["access-control-allow-origin"] == "*"
+        and response.json()["error"]["code"] == code
+    )
+
+
+@pytest.mark.parametrize("value", ["bytes=5000-", "bytes=9000-9999", "bytes=-0", "bytes=0-1,6000-"])
+async def test_a_range_past_the_end_is_416_json_with_cors(
+    client: httpx.AsyncClient, value: str
+) -> None:
+    path = "/hls/7/b1/source/seg_1.m4s"
+    r = await client.get(path, headers={"Range": value})
+    assert _is_hls_error(r, 416, "range_not_satisfiable"), r.text
+    assert r.headers["content-range"] == "bytes */5000"
+    head = await client.head(path, headers={"Range": value})
+    assert (head.status_code, head.content) == (416, b"")
+    assert head.headers["access-control-allow-origin"] == "*"
+
+
+async def test_satisfiable_and_malformed_ranges(client: httpx.AsyncClient) -> None:
+    path = "/hls/7/b1/source/seg_1.m4s"
+    r = await client.get(path, headers={"Range": "bytes=4990-"})
+    assert (r.status_code, r.content, r.headers["content-range"]) == (
+        206,
+        b"m" * 10,
+        "bytes 4990-4999/5000",
+    )
+    assert r.headers["access-control-allow-origin"] == "*"
+    r = await client.get(path, headers={"Range": "bytes=-10"})
+    assert (r.status_code, r.content) == (206, b"m" * 10)
+    r = await client.get(path, headers={"Range": "bytes=0-0,10-19"})
+    assert r.status_code == 206 and r.headers["access-control-allow-origin"] == "*"
+    # A Range that does not parse is ignored (RFC 9110 §14.2): the whole file, not a text 400.
+    for value in ("items=0-1", "bytes=5-2", "bytes=x-y", "bytes=", "bytes=1-2-3"):
+        r = await client.get(path, headers={"Range": value})
+        assert (r.status_code, len(r.content)) == (200, 5000), value
+        assert r.headers["access-control-allow-origin"] == "*"
+    # An If-Range naming another version asks for the whole file: no 416 either.
+    r = await client.get(path, headers={"Range": "bytes=9000-", "If-Range": '"other"'})
+    assert (r.status_code, len(r.content)) == (200, 5000)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+async def test_other_methods_are_405_json_with_cors(client: httpx.AsyncClient, method: str) -> None:
+    r = await client.request(method, "/hls/7/master.m3u8")
+    assert _is_hls_error(r, 405, "method_not_allowed"), r.text
+    assert r.headers["allow"] == "GET, HEAD, OPTIONS"
+
+
+async def test_the_hls_root_is_404_json_with_cors(client: httpx.AsyncClient) -> None:
+    for path in ("/hls", "/hls/"):
+        assert _is_hls_error(await client.get(path), 404, "not_found"), path

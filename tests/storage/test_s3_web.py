@@ -118,3 +118,18 @@ async def test_api_playback_urls_point_at_the_cdn(database_url: str) -> None:
         assert "private-bucket" not in str(one) + str(listed)
     finally:
         await asyncio.wait_for(lifespan.__aexit__(None, None, None), 60)
+
+
+async def test_hls_errors_from_the_storage_are_json_with_cors(
+    hls: tuple[httpx.AsyncClient, S3Storage],
+) -> None:
+    client, storage = hls
+    await put_object(storage, "hls/5/b1/source/seg_3.m4s", b"segment")
+    for method in ("POST", "PUT", "DELETE"):
+        r = await client.request(method, "/hls/5/b1/source/seg_3.m4s")
+        assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+        assert r.headers["access-control-allow-origin"] == "*"
+        assert r.headers["allow"] == "GET, HEAD, OPTIONS"
+    # Objects are served whole: a Range, even past the end, gets the object.
+    r = await client.get("/hls/5/b1/source/seg_3.m4s", headers={"Range": "bytes=100-"})
+    assert (r.status_code, r.content) == (200, b"segment")

@@ -170,6 +170,7 @@ async def test_every_response_carries_nosniff_and_a_referrer_policy(
 ) -> None:
     (tmp_path / "hls" / "1").mkdir(parents=True)
     (tmp_path / "hls" / "1" / "master.m3u8").write_text("#EXTM3U\n")
+    (tmp_path / "hls" / "1" / "seg_1.m4s").write_bytes(b"segment")
     routes = [*hls_routes(tmp_path), Route("/boom", _boom)]
     async with serving(database_url, routes, cors_origins=("https://app.example.com",)) as c:
         preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
@@ -187,6 +188,8 @@ async def test_every_response_carries_nosniff_and_a_referrer_policy(
             "metrics": await c.get("/metrics"),
             "hls": await c.get("/hls/1/master.m3u8"),
             "hls 404": await c.get("/hls/1/nope.m3u8"),
+            "hls 405": await c.post("/hls/1/master.m3u8"),
+            "hls 416": await c.get("/hls/1/seg_1.m4s", headers={"Range": "bytes=7-"}),
             "cors preflight": await c.options("/api/auth/login", headers=preflight),
             "500": await c.get("/boom"),
         }
@@ -196,6 +199,9 @@ async def test_every_response_carries_nosniff_and_a_referrer_policy(
         assert r.headers.get_list("x-content-type-options") == ["nosniff"], name
         assert r.headers.get_list("referrer-policy") == ["no-referrer"], name
         assert r.headers.get_list("x-request-id"), name
+    for name in ("hls 404", "hls 405", "hls 416"):  # /hls errors: JSON, CORS
+        assert answers[name].headers["access-control-allow-origin"] == "*", name
+        assert answers[name].headers["content-type"] == "application/json", name
     # The HTML page and its script keep their Content-Security-Policy.
     for name in ("docs", "docs script"):
         assert answers[name].headers["content-security-policy"] == CSP
