@@ -61,6 +61,7 @@ from _util import (
 )
 from _util import median as _median
 
+from db import auth as auth_db
 from db import chat as chat_db
 from db import lives, users
 from db.embedded import EmbeddedPostgres
@@ -360,6 +361,9 @@ async def seed(url: str) -> tuple[int, dict[str, str]]:
         owner = await users.create(conn, username="poster", email="poster@example.com",
                                    password_hash="unused", role="creator")  # fmt: skip
         live = await lives.create(conn, user_id=owner["id"], title="fan-out")
+        session = await auth_db.create_session(  # tickets belong to a login session
+            conn, user_id=owner["id"], token_hash=b"b" * 32, ttl=86400, user_agent=None, ip=None
+        )
         tickets = {}
         for i in range(64):
             ticket = f"bench-ticket-{i:04d}-" + "x" * 20
@@ -368,6 +372,7 @@ async def seed(url: str) -> tuple[int, dict[str, str]]:
                 digest=hashlib.sha256(ticket.encode()).digest(),
                 live_id=live["id"],
                 user_id=owner["id"],
+                session_id=session,
                 ttl_s=86400,
             )
             tickets[str(i)] = ticket

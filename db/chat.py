@@ -143,26 +143,31 @@ async def moderator_ids(db: Executor, live_id: int) -> set[int]:
 
 
 async def create_ticket(
-    db: Executor, *, digest: bytes, live_id: int, user_id: int, ttl_s: float
+    db: Executor, *, digest: bytes, live_id: int, user_id: int, session_id: UUID, ttl_s: float
 ) -> None:
+    """A ticket of ``user_id``'s login session ``session_id``: it dies with the session."""
     await db.execute(
-        """INSERT INTO chat_tickets (digest, live_id, user_id, expires_at)
-           VALUES ($1, $2, $3, now() + make_interval(secs => $4))""",
+        """INSERT INTO chat_tickets (digest, live_id, user_id, session_id, expires_at)
+           VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))""",
         digest,
         live_id,
         user_id,
+        session_id,
         ttl_s,
     )
 
 
 async def use_ticket(db: Executor, *, digest: bytes, live_id: int) -> asyncpg.Record | None:
     """Consume a ticket (it is deleted whatever its state); the user when it was valid for this
-    live, not expired, and the account is active."""
+    live, not expired, its session still open, and the account active."""
     return await db.fetchrow(
         """WITH t AS (DELETE FROM chat_tickets WHERE digest = $1
-                      RETURNING live_id, user_id, expires_at)
-           SELECT u.id, u.username, u.role FROM t JOIN users u ON u.id = t.user_id
-           WHERE t.live_id = $2 AND t.expires_at > now() AND u.is_active""",
+                      RETURNING live_id, user_id, session_id, expires_at)
+           SELECT u.id, u.username, u.role
+           FROM t JOIN users u ON u.id = t.user_id
+                  JOIN auth_sessions s ON s.id = t.session_id AND s.user_id = t.user_id
+           WHERE t.live_id = $2 AND t.expires_at > now() AND u.is_active
+             AND s.revoked_at IS NULL AND s.expires_at > now()""",
         digest,
         live_id,
     )

@@ -58,8 +58,9 @@ async def create_ticket(call: Call) -> ChatTicketOut:
     ticket, digest = new_secret_token()
     ttl = int(call.settings.chat_ticket_ttl)
     await chat_db.create_ticket(
-        call.db.primary, digest=digest, live_id=live_id, user_id=call.user.id, ttl_s=ttl
-    )
+        call.db.primary, digest=digest, live_id=live_id, user_id=call.user.id,
+        session_id=call.user.session_id, ttl_s=ttl,
+    )  # fmt: skip
     return ChatTicketOut(ticket=ticket, expires_in=ttl)
 
 

@@ -24,3 +24,9 @@ ALTER TABLE auth_sessions ADD CONSTRAINT auth_sessions_revoke_reason_check CHECK
 -- gets the same new pair: the pair is kept here, encrypted with a key derived from the used
 -- token, which the database never holds. Cleared once the grace is over.
 ALTER TABLE refresh_tokens ADD COLUMN successor bytea CHECK (length(successor) <= 8192);
+
+-- A chat ticket dies with the login session it was issued to (logout, password change, refresh
+-- reuse). Tickets live a minute: those issued before this migration are simply dropped.
+DELETE FROM chat_tickets;
+ALTER TABLE chat_tickets
+    ADD COLUMN session_id uuid NOT NULL REFERENCES auth_sessions (id) ON DELETE CASCADE;

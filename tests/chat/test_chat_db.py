@@ -9,6 +9,7 @@ import uuid
 
 import asyncpg
 
+from db import auth as auth_db
 from db import chat as chat_db
 from db import lives, users
 
@@ -70,12 +71,16 @@ async def test_a_rolled_back_message_is_never_announced(
 
 async def test_tickets_are_single_use_and_expire(conn: asyncpg.Connection) -> None:
     user_id, live_id = await _owner_and_live(conn)
+    session = await auth_db.create_session(
+        conn, user_id=user_id, token_hash=b"r" * 32, ttl=3600, user_agent=None, ip=None
+    )
+    ticket = {"live_id": live_id, "user_id": user_id, "session_id": session, "ttl_s": 60}
     digest = b"d" * 32
-    await chat_db.create_ticket(conn, digest=digest, live_id=live_id, user_id=user_id, ttl_s=60)
+    await chat_db.create_ticket(conn, digest=digest, **ticket)
     assert (await chat_db.use_ticket(conn, digest=digest, live_id=live_id))["id"] == user_id
     assert await chat_db.use_ticket(conn, digest=digest, live_id=live_id) is None
     old = b"o" * 32
-    await chat_db.create_ticket(conn, digest=old, live_id=live_id, user_id=user_id, ttl_s=60)
+    await chat_db.create_ticket(conn, digest=old, **ticket)
     await conn.execute("UPDATE chat_tickets SET expires_at = now() - interval '1 s'")
     assert await chat_db.use_ticket(conn, digest=old, live_id=live_id) is None
     assert await conn.fetchval("SELECT count(*) FROM chat_tickets") == 0  # consumed anyway
