@@ -209,21 +209,32 @@ async def get_publish_target(db: Executor, stream_key: str) -> asyncpg.Record | 
     )
 
 
-async def mark_live(db: Executor, live_id: int) -> None:
-    """A broadcast starts (a live is a reusable room: an ended live goes live again).
+async def mark_live(
+    db: Executor, live_id: int, streaming_roles: Sequence[str] = ("creator", "admin")
+) -> bool:
+    """A broadcast starts (a live is a reusable room: an ended live goes live again), if its
+    owner is still active with one of ``streaming_roles``; False (nothing changed) otherwise.
 
-    A publisher coming back within the reconnect window finds the live still 'live': its
-    start time is kept, the broadcast continues."""
-    await db.execute(
-        f"""WITH u AS (
+    The owner's row is read ``FOR SHARE``: a demotion or deactivation committed before this
+    statement is seen here, and one that comes later waits for this one, so its stop of the
+    owner's lives on air finds this live. A publisher coming back within the reconnect window
+    finds the live still 'live': its start time is kept, the broadcast continues."""
+    row = await db.fetchrow(
+        f"""WITH owner AS (
+                SELECT u.id FROM users u JOIN lives l ON l.user_id = u.id
+                WHERE l.id = $1 AND u.is_active AND u.role = ANY($2::text[])
+                FOR SHARE OF u),
+            u AS (
                 UPDATE lives SET status = 'live', end_time = NULL,
                     start_time = CASE WHEN status = 'live' THEN start_time ELSE now() END
-                WHERE id = $1 RETURNING id, status)
+                WHERE id = $1 AND user_id IN (SELECT id FROM owner) RETURNING id, status)
             SELECT pg_notify('{LIVE_STATUS_CHANNEL}',
                              json_build_object('live_id', id, 'status', status)::text)
             FROM u""",
         live_id,
+        list(streaming_roles),
     )
+    return row is not None
 
 
 async def mark_ended(db: Executor, live_id: int) -> None:

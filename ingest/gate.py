@@ -33,7 +33,7 @@ RECONNECT_DELAY_S = 1.0
 
 RejectReason = Literal[
     "wrong_app", "bad_key", "unknown_key", "owner_inactive", "owner_not_creator",
-    "already_publishing", "database_error",
+    "owner_changed", "already_publishing", "database_error",
 ]  # fmt: skip
 # The roles that may publish: those web.api's auth="creator" admits (a viewer keeps the lives
 # and keys it had as a creator, so the key alone proves nothing).
@@ -109,10 +109,13 @@ class PublishGate:
                 return Rejected("already_publishing", "this live already has a publisher")
             self._held[live_id] = on_lost
             try:
-                await lives.mark_live(self._pool, live_id)
+                started = await lives.mark_live(self._pool, live_id, sorted(STREAMING_ROLES))
             except BaseException:
                 await self.release(live_id, ended=False)
                 raise
+            if not started:  # demoted or deactivated since the row above was read
+                await self.release(live_id, ended=False)
+                return Rejected("owner_changed", "this account may no longer stream")
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             log.warning("publish admission failed on a database error: %s", exc)
             return Rejected("database_error", "temporarily unavailable, retry shortly")

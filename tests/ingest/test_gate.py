@@ -127,6 +127,37 @@ async def test_only_a_role_that_may_stream_publishes(
         assert locks == 0
 
 
+@pytest.mark.parametrize("change", ["role", "deactivation"])
+async def test_a_demotion_between_the_check_and_the_start_is_caught(
+    pool: asyncpg.Pool, database_url: str, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """The owner is demoted (or deactivated) after the gate read the key's row but before the
+    live went on air: the demotion's stop found nothing on air, so the start itself must see
+    it, or the publish would run on unchecked. Marking the live re-checks the owner."""
+    live_id, key = await _live(pool)
+    stale = await lives.get_publish_target(pool, key)
+
+    async def target_then_demotion(db: object, stream_key: str) -> object:
+        if change == "role":
+            await pool.execute("UPDATE users SET role = 'viewer' WHERE username = 'owner'")
+        else:
+            await pool.execute("UPDATE users SET is_active = false WHERE username = 'owner'")
+        return stale  # what the gate read a moment before the change
+
+    monkeypatch.setattr(lives, "get_publish_target", target_then_demotion)
+    gate = PublishGate(pool, database_url, "live")
+    await gate.open()
+    try:
+        outcome = await gate.admit("live", key, lambda: None)
+        assert outcome == Rejected("owner_changed", "this account may no longer stream")
+        assert gate.held() == frozenset()
+        assert await pool.fetchval("SELECT status FROM lives WHERE id=$1", live_id) == "offline"
+        locks = await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype='advisory'")
+        assert locks == 0
+    finally:
+        await gate.close()
+
+
 async def test_lock_connection_loss_is_recovered(pool: asyncpg.Pool, database_url: str) -> None:
     live_id, key = await _live(pool)
     gate = PublishGate(pool, database_url, "live")
