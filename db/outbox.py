@@ -21,7 +21,8 @@ async def add(db: Executor, *, to_address: str, subject: str, body: str, kind: s
 
 async def latest_for(db: Executor, to_address: str, *, kind: str | None = None
                      ) -> asyncpg.Record | None:  # fmt: skip
-    """The newest message to an address (of one kind when given): for tests and operators."""
+    """The newest message to an address (of one kind when given): for tests and operators
+    (``streamd mail show``)."""
     return await db.fetchrow(
         """SELECT id, to_address, subject, body, kind, created_at FROM email_outbox
            WHERE lower(to_address) = lower($1) AND ($2::text IS NULL OR kind = $2)

@@ -1,4 +1,4 @@
-"""``streamd`` command line: serve, migrate, check, user create, live create.
+"""``streamd`` command line: serve, migrate, check, user create, live create, mail show.
 
 Exit codes: 0 success, 1 an operational failure (database unreachable, migration failed,
 invalid input), 2 a usage or configuration error. Errors print one line to stderr, no traceback.
@@ -22,6 +22,7 @@ from db.migrate import MigrationError
 from streamd.runtime import AlreadyServing
 
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+MAIL_KINDS = ("verify_email", "reset_password", "registration_attempt")
 
 
 class CliError(Exception):
@@ -55,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     create_live.add_argument("--user", required=True, help="username of the owner")
     create_live.add_argument("--title", required=True)
     create_live.add_argument("--description")
+
+    mail = sub.add_parser("mail", help="mail waiting in the outbox (no SMTP server)")
+    show = mail.add_subparsers(dest="mail_command", required=True, metavar="ACTION").add_parser(
+        "show", help="print the newest mail to an address or a user, with its links"
+    )
+    to = show.add_mutually_exclusive_group(required=True)
+    to.add_argument("--to", metavar="EMAIL", help="the recipient's address")
+    to.add_argument("--user", metavar="USERNAME", help="the user whose address it is")
+    show.add_argument("--kind", choices=MAIL_KINDS, help="only mail of this kind")
     return parser
 
 
@@ -104,5 +114,6 @@ def _command(args: argparse.Namespace) -> Command:
         "check": commands.check,
         "user": commands.user_create,
         "live": commands.live_create,
+        "mail": commands.mail_show,
     }
     return table[args.command]

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from config.settings import Settings
-from db import lives, users
+from db import lives, outbox, users
 from db import migrate as migrations
 from streamd.runtime import database_url, serve_lock
 from web.accounts import AccountError, create_user
@@ -90,6 +90,37 @@ async def live_create(settings: Settings, args: argparse.Namespace) -> int:
         )
     _print_json({"id": row["id"], "stream_key": row["stream_key"], "title": row["title"]})
     return 0
+
+
+async def mail_show(settings: Settings, args: argparse.Namespace) -> int:
+    """The newest outbox mail to an address, on the operator's terminal (the log never has
+    it: its links are secrets)."""
+    async with _connect(settings) as conn:
+        await _require_migrated(conn)
+        address = args.to
+        if args.user is not None:
+            user = await users.get_by_username(conn, args.user)
+            if user is None:
+                print(f"streamd: no user named {args.user!r}", file=sys.stderr)
+                return 1
+            address = user["email"]
+        mail = await outbox.latest_for(conn, address, kind=args.kind)
+    if mail is None:
+        kind = f"{args.kind} " if args.kind else ""
+        note = "" if settings.smtp_host is None else " (STREAMD_SMTP_HOST is set: mail is sent)"
+        print(f"streamd: no {kind}mail to {_printable(address)} in the outbox{note}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    queued = mail["created_at"].isoformat()
+    head = (f"To: {mail['to_address']}\nSubject: {mail['subject']}\nKind: {mail['kind']}\n"
+            f"Queued: {queued} (email_outbox id {mail['id']})\n\n")  # fmt: skip
+    print(_printable(head + mail["body"]), end="" if mail["body"].endswith("\n") else "\n")
+    return 0
+
+
+def _printable(text: str) -> str:
+    """Control characters escaped: what users typed (an address) cannot drive the terminal."""
+    return "".join(c if c.isprintable() or c == "\n" else ascii(c)[1:-1] for c in text)
 
 
 async def _require_migrated(conn: asyncpg.Connection) -> None:

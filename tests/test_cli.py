@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,6 +118,48 @@ def serving(data_dir: Path) -> Iterator[ServeProcess]:
         yield server
     finally:
         server.stop()
+
+
+def test_mail_show_prints_a_pending_mail_and_the_log_keeps_no_secret(data_dir: Path) -> None:
+    """No SMTP: the verification mail waits in the outbox; the operator prints it."""
+    env = cli_env(data_dir)
+    server = ServeProcess(env)
+    try:
+        server.wait_healthy()
+        r = httpx.post(server.base_url + "/api/auth/register",
+                       json={"username": "mia", "email": "Mia@example.com",
+                             "password": "a quiet harbour at dawn"})  # fmt: skip
+        assert r.status_code == 201, r.text
+        shown = run_cli("mail", "show", "--to", "mia@EXAMPLE.com", env=env)
+        assert shown.returncode == 0, shown.stderr
+        assert "To: Mia@example.com\n" in shown.stdout
+        assert "Subject: Confirm your email address for streamd\n" in shown.stdout
+        assert "Kind: verify_email\n" in shown.stdout
+        link = re.search(r"/verify-email\?token=([A-Za-z0-9_-]{43})", shown.stdout)
+        assert link is not None, shown.stdout
+        by_user = run_cli("mail", "show", "--user", "MIA", "--kind", "verify_email", env=env)
+        assert by_user.returncode == 0 and by_user.stdout == shown.stdout
+        r = httpx.post(server.base_url + "/api/auth/verify-email", json={"token": link.group(1)})
+        assert r.status_code == 200 and r.json()["email_verified"] is True
+
+        for args, message in (
+            (["--to", "nobody@example.com"], "no mail to nobody@example.com in the outbox"),
+            (["--user", "mia", "--kind", "reset_password"],
+             "no reset_password mail to Mia@example.com in the outbox"),
+            (["--user", "ghost"], "no user named 'ghost'"),
+        ):  # fmt: skip
+            missing = run_cli("mail", "show", *args, env=env)
+            assert missing.returncode == 1 and missing.stdout == ""
+            assert missing.stderr.strip().splitlines() == [f"streamd: {message}"]
+        usage = run_cli("mail", "show", "--to", "a@b.c", "--user", "mia", env=env)
+        assert usage.returncode == 2 and "not allowed with" in usage.stderr
+        usage = run_cli("mail", "show", "--to", "a@b.c", "--kind", "secret", env=env)
+        assert usage.returncode == 2 and "invalid choice" in usage.stderr
+    finally:
+        code, out, err = server.stop()
+    assert code == 0, err
+    assert "mail to Mia@example.com (verify_email) queued in email_outbox id" in err
+    assert link.group(1) not in err + out
 
 
 def test_serve_shares_its_database_and_stops_it_on_exit(data_dir: Path) -> None:

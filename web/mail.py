@@ -1,7 +1,9 @@
-"""Outgoing mail: an SMTP backend, or the ``email_outbox`` table and the log when none is set.
+"""Outgoing mail: an SMTP backend, or the ``email_outbox`` table when none is set.
 
-With no ``STREAMD_SMTP_HOST`` every message is stored in ``email_outbox`` and logged, so email
-verification and password reset work on a laptop (and in tests) without a mail server.
+With no ``STREAMD_SMTP_HOST`` every message is stored in ``email_outbox``, so email verification
+and password reset work on a laptop (and in tests) without a mail server; the operator prints
+one with ``streamd mail show``. The log says that a mail was queued, never what it says: its
+links are secrets (a reset link is the account).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class Mail:
     to: str
     subject: str
     body: str
-    kind: str  # what it is for: verify_email, reset_password
+    kind: str  # what it is for: verify_email, reset_password, registration_attempt
 
 
 class Mailer(Protocol):
@@ -41,21 +43,22 @@ class Mailer(Protocol):
 
 
 class OutboxMailer:
-    """Development backend: the message goes to ``email_outbox`` and the log."""
+    """Development backend: the message goes to ``email_outbox``; the log only says so."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
     async def send(self, mail: Mail) -> None:
         try:
-            await outbox.add(
+            mail_id = await outbox.add(
                 self._pool, to_address=mail.to, subject=mail.subject, body=mail.body,
                 kind=mail.kind,
             )  # fmt: skip
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise MailError(f"could not store the message: {exc}") from exc
-        log.info("mail (outbox, no SMTP configured) to %s: %s\n%s", mail.to, mail.subject,
-                 mail.body)  # fmt: skip
+        log.info("mail to %s (%s) queued in email_outbox id %d (no SMTP configured; "
+                 "`streamd mail show --to ADDRESS` prints it)", mail.to, mail.kind,
+                 mail_id)  # fmt: skip
 
 
 class SmtpMailer:
