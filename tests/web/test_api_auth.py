@@ -9,8 +9,8 @@ import httpx
 import pytest
 from api_helpers import PASSWORD, Api, MakeApi
 
-from db import outbox, users
-from web import accounts
+from db import outbox, throttle, users
+from web import accounts, housekeeping
 
 GOOD = "a quiet harbour at dawn"
 
@@ -579,3 +579,24 @@ async def test_no_grace_when_it_is_zero(make_api: MakeApi) -> None:
     ).status_code == 200
     r = await c.post("/api/auth/refresh", json={"refresh_token": user.refresh})
     assert r.status_code == 401 and "already used" in r.json()["error"]["message"]
+
+
+async def test_housekeeping_keeps_open_windows_and_drops_what_is_over(make_api: MakeApi) -> None:
+    api = await make_api(login_window=60, refresh_reuse_grace=5)
+    user = await api.make_user(login=True)  # a trusted device
+    r = await api.client.post("/api/auth/refresh", json={"refresh_token": user.refresh})
+    assert r.status_code == 200
+    await throttle.count_attempt(api.pool, ["register-ip:192.0.2.1"], window_s=3600)
+    # Ten minutes on: past the login window, inside the registration window; past the grace.
+    await api.pool.execute("UPDATE login_throttle SET window_start = now() - interval '10 min'")
+    await api.pool.execute(
+        "UPDATE refresh_tokens SET used_at = used_at - interval '10 min' WHERE used_at IS NOT NULL"
+    )
+    await api.pool.execute("UPDATE trusted_devices SET expires_at = now() - interval '1 s'")
+    await housekeeping.clean_once(api.pool, api.app.state.settings)
+    # The registration counter still counts (a login counter past its window may linger: a
+    # window that has ended starts again at the next attempt).
+    keys = {row["key"] for row in await api.pool.fetch("SELECT key FROM login_throttle")}
+    assert "register-ip:192.0.2.1" in keys
+    assert await api.pool.fetchval("SELECT count(successor) FROM refresh_tokens") == 0
+    assert await api.pool.fetchval("SELECT count(*) FROM trusted_devices") == 0
