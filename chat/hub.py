@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import random
+import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,9 +31,10 @@ from chat.events import Action, error_event, message_event, system_event
 from chat.room import HISTORY, Room, frame
 from chat.rules import RateLimiter, RuleError, clean_text
 from chat.types import AsgiSend, FrameWriter, Json
-from chat.viewers import Heartbeats
+from chat.viewers import Beat, Heartbeats, PlayerIds, address_group
 from chat.writer import MessageWriter, WriterBusy
-from config.settings import Settings
+from config.secrets import jwt_secret
+from config.settings import ConfigError, Settings
 from db import chat as chat_db
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,9 @@ class HubConfig:
     heartbeat_interval: float = 15.0
     send_queue: int = 256
     ticket_ttl: float = 60.0
+    viewers_per_address: int = 4
+    # Signs player ids; from_settings derives it so that every process accepts the others' ids.
+    player_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HubConfig:
@@ -61,7 +68,22 @@ class HubConfig:
             report_interval=settings.chat_report_interval,
             heartbeat_interval=settings.chat_heartbeat_interval,
             send_queue=settings.chat_send_queue, ticket_ttl=settings.chat_ticket_ttl,
+            viewers_per_address=settings.chat_viewers_per_address,
+            player_key=player_key(settings),
         )  # fmt: skip
+
+
+def player_key(settings: Settings) -> bytes:
+    """The player-id key, derived from what every process of a deployment shares: the JWT
+    secret (HS256) or the JWT private key file (RS256, EdDSA)."""
+    if settings.jwt_private_key is not None:
+        try:
+            material = settings.jwt_private_key.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"STREAMD_JWT_PRIVATE_KEY cannot be read: {exc.strerror}") from None
+    else:
+        material = jwt_secret(settings).encode()
+    return hmac.new(material, b"streamd player ids", hashlib.sha256).digest()
 
 
 class Hub:
@@ -73,7 +95,8 @@ class Hub:
         self._rooms: dict[int, Room] = {}
         self._opening: dict[int, asyncio.Future[Room | None]] = {}
         self._limiter = RateLimiter(config.rate_limit, config.rate_window)
-        self.heartbeats = Heartbeats(ttl=2 * config.heartbeat_interval)
+        self.heartbeats = Heartbeats(2 * config.heartbeat_interval, config.viewers_per_address)
+        self.player_ids = PlayerIds(config.player_key)
         self.totals: dict[int, int] = {}  # viewers per live across processes, last report
         self.connected = asyncio.Event()  # the LISTEN connection is up and caught up
         self.stats = {"slow_disconnects": 0, "reconnects": 0, "bad_notifications": 0}
@@ -443,8 +466,15 @@ class Hub:
 
     # --- viewer counts ---
 
-    def heartbeat(self, live_id: int, player_id: str) -> bool:
-        return self.heartbeats.beat(live_id, player_id, time.monotonic())
+    def heartbeat(self, live_id: int, player_id: str | None, address: str) -> tuple[str, Beat]:
+        """An HLS player's heartbeat from a client ``address``: (the id it sends next time,
+        what became of this beat). Without an id this process's deployment issued for this
+        live, the player gets a new one and counts from its next heartbeat: a client can ask
+        for ids, never make them up, and the ones counted per address are bounded."""
+        if player_id is None or not self.player_ids.valid(live_id, player_id):
+            return self.player_ids.issue(live_id), Beat.ISSUED
+        group = address_group(address)
+        return player_id, self.heartbeats.beat(live_id, group, player_id, time.monotonic())
 
     def local_counts(self) -> dict[int, int]:
         counts = self.heartbeats.counts(time.monotonic())

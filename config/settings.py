@@ -112,6 +112,7 @@ class Settings:
     chat_send_queue: int = 256
     chat_ticket_ttl: float = 60.0
     trusted_proxies: tuple[str, ...] = ()
+    chat_viewers_per_address: int = 4
 
     @property
     def pg_dir(self) -> Path:
@@ -527,6 +528,8 @@ SPECS: tuple[_Spec, ...] = (
           "seconds a signed CloudFront URL or cookie stays valid"),
     _Spec("trusted_proxies", "STREAMD_TRUSTED_PROXIES", _proxies,
           "proxies (IPs or networks, or *) whose X-Forwarded-For is believed; unset = none"),
+    _Spec("chat_viewers_per_address", "STREAMD_CHAT_VIEWERS_PER_ADDRESS", _int_range(1, 100_000),
+          "HLS players counted per client address (IPv6: per /64) and live"),
 )  # fmt: skip
 
 

@@ -95,6 +95,7 @@ INVALID = [
     ("STREAMD_API_CACHE_TTL", "-1", "greater than 0"),
     ("STREAMD_TRUSTED_PROXIES", "proxy.example.com", "IP addresses or networks"),
     ("STREAMD_TRUSTED_PROXIES", "*,10.0.0.1", "IP addresses or networks"),
+    ("STREAMD_CHAT_VIEWERS_PER_ADDRESS", "0", "integer from 1 to 100000"),
 ]
 
 

@@ -18,6 +18,7 @@ from chat.client import ChatClient, ChatUser
 from chat.events import encode, error_event, parse_action
 from chat.hub import DB_ERRORS, Hub
 from chat.rules import RuleError
+from chat.viewers import Beat
 from db import chat as chat_db
 from db import lives
 from db.pools import Database
@@ -69,11 +70,14 @@ async def heartbeat(call: Call) -> HeartbeatOut:
     body = await call.body(HeartbeatIn)
     await _live_owner(call, live_id)
     hub = _hub(call)
-    if not hub.heartbeat(live_id, body.player_id):
+    # The address after trusted-proxy handling. A player past its address's bound still gets
+    # its answer (a household on one address must keep playing), it just is not counted.
+    player_id, beat = hub.heartbeat(live_id, body.player_id, call.client_ip)
+    if beat is Beat.FULL:
         log.warning("chat: heartbeat of live %d refused: too many players tracked", live_id)
         raise ApiError(503, "busy", "too many players on this server; retry later",
                        headers={"Retry-After": "30"})  # fmt: skip
-    return HeartbeatOut(viewer_count=hub.totals.get(live_id, 0),
+    return HeartbeatOut(player_id=player_id, viewer_count=hub.totals.get(live_id, 0),
                         interval=int(hub.config.heartbeat_interval))  # fmt: skip
 
 

@@ -354,14 +354,21 @@ class ChatTicketOut(BaseModel):
     expires_in: int = Field(description="seconds the ticket stays valid")
 
 
+_PlayerId = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
 class HeartbeatIn(Body):
-    player_id: str = Field(
-        min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
-        description="a random id the player keeps for the whole playback",
-    )  # fmt: skip
+    player_id: _PlayerId | None = Field(
+        default=None,
+        description="the player_id of the previous answer; leave it out on the first heartbeat",
+    )
 
 
 class HeartbeatOut(BaseModel):
+    player_id: str = Field(
+        description="send it with the next heartbeat: the player counts from the first one "
+        "that carries an id issued by the server for this live"
+    )
     viewer_count: int = Field(description="viewers across every process at the last report")
     interval: int = Field(description="seconds until the next heartbeat is due")
 

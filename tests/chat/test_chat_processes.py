@@ -72,12 +72,17 @@ async def test_two_processes_share_messages_and_viewer_counts(
         await on_b.say("from b")
         assert (await on_a.next_of("message"))["text"] == "from b"
 
-        # 1 client on A + 3 on B, plus an HLS player heartbeating to A.
+        # 1 client on A + 3 on B, plus an HLS player heartbeating to A with the id B issued
+        # it (the processes of a deployment accept each other's player ids).
         await _count(on_a, 4, timeout=10 * INTERVAL)
-        async with httpx.AsyncClient(base_url=a.base_url, timeout=10) as client:
-            r = await client.post(f"/api/lives/{live}/heartbeat", json={"player_id": "player-0001"})
+        async with httpx.AsyncClient(base_url=b.base_url, timeout=10) as client:
+            r = await client.post(f"/api/lives/{live}/heartbeat", json={})
             assert r.status_code == 200, r.text
-            assert r.json()["interval"] == 15
+        player = {"player_id": r.json()["player_id"]}
+        async with httpx.AsyncClient(base_url=a.base_url, timeout=10) as client:
+            r = await client.post(f"/api/lives/{live}/heartbeat", json=player)
+            assert r.status_code == 200, r.text
+            assert r.json() == {**player, "viewer_count": 4, "interval": 15}
         await _count(on_a, 5, timeout=10 * INTERVAL)
         assert (await _count(readers_b[0], 5, timeout=10 * INTERVAL)) >= 0
         row = await conn.fetchrow("SELECT viewer_count, peak_viewer_count FROM lives WHERE id = $1",

@@ -8,7 +8,7 @@ import pytest
 
 from chat.events import encode, parse_action
 from chat.rules import MAX_TEXT, RateLimiter, RuleError, SlowMode, clean_text
-from chat.viewers import Heartbeats
+from chat.viewers import Beat, Heartbeats
 
 
 @pytest.mark.parametrize(
@@ -127,14 +127,15 @@ def test_encode_keeps_unicode_and_is_compact() -> None:
 
 
 def test_heartbeats_expire_and_are_capped() -> None:
-    beats = Heartbeats(ttl=30, max_players=3)
-    assert beats.beat(1, "aaaaaaaa", 0.0)
-    assert beats.beat(1, "bbbbbbbb", 0.0)
-    assert beats.beat(2, "cccccccc", 10.0)
-    assert beats.beat(1, "aaaaaaaa", 20.0)  # a known player beating again is not a new one
-    assert not beats.beat(3, "dddddddd", 20.0)  # full
+    beats = Heartbeats(ttl=30, per_address=10, max_players=3)
+    assert beats.beat(1, "ip", "aaaaaaaa", 0.0) is Beat.COUNTED
+    assert beats.beat(1, "ip", "bbbbbbbb", 0.0) is Beat.COUNTED
+    assert beats.beat(2, "ip", "cccccccc", 10.0) is Beat.COUNTED
+    # a known player beating again is not a new one
+    assert beats.beat(1, "ip", "aaaaaaaa", 20.0) is Beat.COUNTED
+    assert beats.beat(3, "ip", "dddddddd", 20.0) is Beat.FULL
     assert beats.counts(20.0) == {1: 2, 2: 1}
     assert beats.counts(31.0) == {1: 1, 2: 1}  # bbbbbbbb expired
-    assert beats.beat(3, "dddddddd", 31.0)
+    assert beats.beat(3, "ip", "dddddddd", 31.0) is Beat.COUNTED
     assert beats.counts(100.0) == {}
     assert len(beats) == 0

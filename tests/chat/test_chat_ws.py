@@ -232,15 +232,19 @@ async def test_heartbeats_are_validated_and_counted(server: ChatServer) -> None:
     owner = await server.make_user("creator")
     live = await server.make_live(owner)
     async with server.http() as client:
-        for body in ({}, {"player_id": "short"}, {"player_id": "bad id with spaces"},
+        for body in ({"player_id": "short"}, {"player_id": "bad id with spaces"},
                      {"player_id": 12345678}, {"player_id": "x" * 65}):  # fmt: skip
             r = await client.post(f"/api/lives/{live}/heartbeat", json=body)
             assert r.status_code == 422, body
             assert r.json()["error"]["code"] == "validation_error"
-        r = await client.post("/api/lives/999999/heartbeat", json={"player_id": "player-01"})
+        r = await client.post("/api/lives/999999/heartbeat", json={})
         assert r.status_code == 404
-        r = await client.post(f"/api/lives/{live}/heartbeat", json={"player_id": "player-01"})
+        # The first heartbeat gets a player id; the player counts from the next one.
+        r = await client.post(f"/api/lives/{live}/heartbeat", json={})
         assert r.status_code == 200
+        player = {"player_id": r.json()["player_id"]}
+        r = await client.post(f"/api/lives/{live}/heartbeat", json=player)
+        assert r.status_code == 200 and r.json()["player_id"] == player["player_id"]
     assert server.hub.local_counts() == {live: 1}
     await server.hub.report_once()
     assert server.hub.totals == {live: 1}
