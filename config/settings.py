@@ -460,7 +460,7 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("refresh_reuse_grace", "STREAMD_REFRESH_REUSE_GRACE", _float_range(0, 60),
           "seconds a used refresh token still returns the same new pair (retries); 0 = none"),
     _Spec("smtp_host", "STREAMD_SMTP_HOST", _host,
-          "SMTP server for mail; unset = mail goes to the email_outbox table and the log"),
+          "SMTP server for mail; unset = mail waits in the email_outbox table (streamd mail show)"),
     _Spec("smtp_port", "STREAMD_SMTP_PORT", _int_range(1, 65535), "SMTP port"),
     _Spec("smtp_security", "STREAMD_SMTP_SECURITY", _choice("starttls", "tls", "none"),
           "SMTP transport security"),

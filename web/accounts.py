@@ -15,7 +15,9 @@ from web.passwords import weakness
 
 ROLES = ("viewer", "creator", "admin")
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,50}$")
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+# No controls (C0, DEL, C1): an address reaches mail headers, logs and terminals.
+_ADDR = r"[^@\s\x00-\x1f\x7f-\x9f]"
+EMAIL = re.compile(rf"^{_ADDR}{{1,64}}@{_ADDR}+\.{_ADDR}+$")
 PASSWORD_MIN, PASSWORD_MAX = 10, 1024
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters

@@ -272,6 +272,10 @@ async def test_a_success_resets_the_account_counter(make_api: MakeApi) -> None:
         ({"username": "bob\x00", "email": "bob@example.com", "password": GOOD}, ["username"]),
         # "$" of Python's re.match also matches before a final newline: never let one through.
         ({"username": "bob\n", "email": "bob@example.com", "password": GOOD}, ["username"]),
+        # Control characters in an address would reach mail headers, logs and terminals.
+        ({"username": "bob", "email": "bo\x1b[2Jb@example.com", "password": GOOD}, ["email"]),
+        ({"username": "bob", "email": "bob@exa\x00mple.com", "password": GOOD}, ["email"]),
+        ({"username": "bob", "email": "bob@example.com\x7f", "password": GOOD}, ["email"]),
     ],
 )  # fmt: skip
 async def test_register_validation_lists_the_fields(
