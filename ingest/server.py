@@ -31,7 +31,6 @@ from ingest.flv import (
 from ingest.flv import speedups as flv_speedups
 from ingest.flv.speedups import parse_audio_tag, parse_video_tag
 from ingest.gate import Admitted, PublishGate, redact
-from ingest.media import MediaPacket
 from ingest.metrics import IngestMetrics
 from ingest.rtmp import (
     AudioMessage,
@@ -52,6 +51,7 @@ from ingest.rtmp import (
 from ingest.rtmp.message import MessageType
 from ingest.session import PublishSession, Subscription
 from ingest.timestamps import TimestampExtender
+from media.types import MediaPacket
 
 log = logging.getLogger(__name__)
 
