@@ -27,7 +27,6 @@ from ingest.flv import (
 from media.types import MediaPacket
 
 
-
 def parse_tag(tag_type: int, payload: bytes) -> object:
     return (parse_video_tag if tag_type == 9 else parse_audio_tag)(payload, 0)
 
