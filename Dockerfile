@@ -12,6 +12,7 @@ COPY streamd ./streamd
 COPY config ./config
 COPY db ./db
 COPY web ./web
+COPY media ./media
 COPY ingest ./ingest
 COPY packager ./packager
 COPY chat ./chat

@@ -63,7 +63,7 @@ from _util import (  # noqa: E402
     machine_cpu_seconds,
 )
 
-from packager.ladder_codec import X264_PARAMS, x264_threads  # noqa: E402
+from packager.ladder.codec import X264_PARAMS, x264_threads  # noqa: E402
 from packager.types import DEFAULT_LADDER, Rung  # noqa: E402
 
 CACHE = BENCH / ".cache"
@@ -331,11 +331,11 @@ async def _serve(database_url: str, port: int, preset: str, shedding: bool) -> N
     from config.settings import Settings
     from db.pools import open_database
     from ingest.gate import PublishGate
-    from ingest.media import MediaPacket, VideoConfig
     from ingest.metrics import IngestMetrics
     from ingest.server import RtmpLimits, RtmpServer
     from ingest.session import PublishSession
-    from packager.ladder import Ladder, LadderMetrics, LadderPolicy
+    from media.types import MediaPacket, VideoConfig
+    from packager.ladder.ladder import Ladder, LadderMetrics, LadderPolicy
     from packager.types import LadderItem
 
     loop = asyncio.get_running_loop()

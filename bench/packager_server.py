@@ -2,7 +2,7 @@
 transcoded DEFAULT_LADDER at ``veryfast`` with the production shedding policy), for benchmarks.
 
 What ``bench/ingest_server.py`` builds (pools, ``PublishGate``, ``RtmpServer``, metrics, on
-uvloop) with the production :class:`packager.service.Packager` as the publish sessions'
+uvloop) with the production :class:`packager.packager.Packager` as the publish sessions'
 consumer, writing CMAF segments and playlists to ``--root`` through ``LocalStorage``. Recording
 is off unless ``--recording`` (nginx-rtmp's ``hls on`` keeps no recording either; old
 segments are deleted as they leave the window, as nginx-rtmp's ``hls_cleanup`` does).
@@ -35,13 +35,14 @@ from ingest.gate import PublishGate
 from ingest.metrics import IngestMetrics
 from ingest.server import COALESCE_S, LADDER_COALESCE_S, RtmpLimits, RtmpServer
 from ingest.session import PublishSession
-from packager.ladder import Ladder
-from packager.ladder_metrics import LadderMetrics
+from packager.ladder.ladder import Ladder
+from packager.ladder.metrics import LadderMetrics
 from packager.metrics import PackagerMetrics
 from packager.options import PackagerOptions
-from packager.pipeline import LadderFactory, OutputCallback, Thumbnailer
-from packager.service import Packager
-from packager.storage import LocalStorage
+from packager.packager import Packager
+from packager.pipeline import OutputCallback, TranscoderFactory
+from packager.storage.local import LocalStorage
+from packager.types import PosterWriter
 
 
 class Sessions:
@@ -100,11 +101,11 @@ async def serve(args: argparse.Namespace) -> None:
             storage_root=args.root, recording=args.recording, segment_format=args.format,
             reconnect_window=5.0, audio_wait=args.audio_wait,
         )  # fmt: skip
-        ladder_factory: LadderFactory | None = None
+        ladder_factory: TranscoderFactory | None = None
         if args.ladder:
             ladder_metrics = LadderMetrics(registry)
 
-            def make_ladder(on_output: OutputCallback, thumbnailer: Thumbnailer | None) -> Ladder:
+            def make_ladder(on_output: OutputCallback, thumbnailer: PosterWriter | None) -> Ladder:
                 # As streamd/media.py builds it, without posters.
                 return Ladder(
                     options.ladder, options.x264_preset, on_output=on_output, loop=loop,

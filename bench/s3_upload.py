@@ -46,9 +46,9 @@ import boto3
 import imageio_ffmpeg
 from _util import Processes, cpu_seconds, free_port, log, machine_cpu_seconds
 
-from packager.playlists import LivePlaylist, SegmentEntry
-from packager.storage import put_object
-from packager.storage_s3 import S3Options, S3Storage
+from packager.hls.playlists import LivePlaylist, SegmentEntry
+from packager.storage.base import put_object
+from packager.storage.s3 import S3Options, S3Storage
 
 CACHE = Path(__file__).parent / ".cache" / "s3_ladder"
 RUNGS = (("source", "1920x1080", "4500k"), ("720p", "1280x720", "3000k"),
@@ -108,7 +108,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 class Streamd:
-    """The writers of a live ladder, as packager.rendition does them, on S3Storage."""
+    """The writers of a live ladder, as packager.hls.rendition does them, on S3Storage."""
 
     def __init__(self, storage: S3Storage, ladder: dict[str, list[bytes]]) -> None:
         self.storage = storage

@@ -20,19 +20,12 @@ from dataclasses import dataclass
 from typing import cast
 
 from ingest.compiled import PURE_PYTHON_ENV
-from ingest.flv import (
-    AudioSequenceStart,
-    FlvError,
-    UnsupportedCodec,
-    UnsupportedFeature,
-    VideoSequenceStart,
-    may_be_keyframe,
-)
+from ingest.flv import FlvError, UnsupportedCodec, UnsupportedFeature
 from ingest.flv import speedups as flv_speedups
-from ingest.flv.speedups import parse_audio_tag, parse_video_tag
 from ingest.gate import Admitted, PublishGate, redact
-from ingest.media import MediaPacket
+from ingest.intake import MediaIntake
 from ingest.metrics import IngestMetrics
+from ingest.pacing import MAX_LOW_WATER, ReadPacing
 from ingest.rtmp import (
     AudioMessage,
     CloseStream,
@@ -49,24 +42,19 @@ from ingest.rtmp import (
     VideoMessage,
     speedups,
 )
-from ingest.rtmp.message import MessageType
 from ingest.session import PublishSession, Subscription
-from ingest.timestamps import TimestampExtender
+from media.types import AudioConfig, MediaPacket, VideoConfig
 
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
-# Read coalescing (see RtmpProtocol._tune_low_water): at most this much added latency in the
-# middle of a keyframe interval, none for a keyframe. With the transcoded ladder downstream,
-# frames must come evenly: its encoders queue bursts (100 ms of coalescing added 60-80 ms to
-# the rungs' segment lag), so the wiring asks for less there...
+# Read coalescing (ingest.pacing): at most this much added latency in the middle of a keyframe
+# interval, none for a keyframe. With the transcoded ladder downstream, frames must come
+# evenly: its encoders queue bursts (100 ms of coalescing added 60-80 ms to the rungs' segment
+# lag), so the wiring asks for less there.
 COALESCE_S = 0.1
 LADDER_COALESCE_S = 0.025
-# ...and never more than this many bytes held in the kernel, nor below this (not worth it).
-MAX_LOW_WATER = 64 * 1024
 READ_SIZE = MAX_LOW_WATER  # room offered to each socket read
-MIN_LOW_WATER = 4 * 1024
-_NEVER = 1 << 62  # a dts no stream reaches
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,20 +148,12 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         self._admitting = False
         self._write_paused = False
         self._closed = False
-        self._last_data = time.monotonic()
-        self._tick_bytes = 0
-        self._tick_time = self._last_data
+        self._pacing = ReadPacing(server.coalesce_s, time.monotonic(), TICK_S)
         self._low_water = 1  # SO_RCVLOWAT now
-        self._coalesce_bytes = 1  # what read coalescing asks for (rate * coalesce_s)
-        self._video_dts = 0  # of the last video packet
-        self._keyframe_dts: int | None = None  # of the last keyframe
-        self._frame_bytes = 0  # size of the last video packet
-        self._key_due_dts = _NEVER  # from this video dts on, the next keyframe may come soon
         self._sock: socket.socket | None = None  # for SO_RCVLOWAT, once asked for
         self._timer: asyncio.TimerHandle | None = None
+        self._intake = MediaIntake()
         self._batch: list[MediaPacket] = []  # parsed, not yet delivered (see _deliver)
-        self._video_ts = TimestampExtender()
-        self._audio_ts = TimestampExtender()
 
     # --- asyncio callbacks ---
 
@@ -206,8 +186,10 @@ class RtmpProtocol(asyncio.BufferedProtocol):
 
     def _after_read(self) -> None:
         self._pump()
-        if self._coalesce_bytes > 1:
-            self._tune_low_water()
+        if self._pacing.coalescing:  # checked after each read: it changes around keyframes
+            self._set_read_low_water(
+                self._pacing.low_water(self.conn.chunk_decoder.partial_messages())
+            )
 
     def pause_writing(self) -> None:
         # A client that does not read our acks and statuses must not make us buffer for it:
@@ -246,10 +228,8 @@ class RtmpProtocol(asyncio.BufferedProtocol):
                     break
                 # Media first, without a call of _handle: nearly every event is one.
                 kind = type(event)
-                if kind is VideoMessage:
-                    self._on_video(cast(VideoMessage, event))
-                elif kind is AudioMessage:
-                    self._on_audio(cast(AudioMessage, event))
+                if kind is VideoMessage or kind is AudioMessage:
+                    self._on_media(cast(VideoMessage | AudioMessage, event))
                 else:
                     self._handle(event)
         except RtmpProtocolError as exc:
@@ -303,52 +283,34 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         elif isinstance(event, ConnectionClosed):
             self.close()
 
-    def _on_video(self, event: VideoMessage) -> None:
-        if self.session is None:
+    def _on_media(self, event: VideoMessage | AudioMessage) -> None:
+        session = self.session
+        if session is None:
             return
+        video = type(event) is VideoMessage
+        item: MediaPacket | VideoConfig | AudioConfig | None
         try:
-            parsed = parse_video_tag(event.payload, self._video_ts.extend(event.timestamp))
+            if video:
+                item = self._intake.video(event.payload, event.timestamp)
+            else:
+                item = self._intake.audio(event.payload, event.timestamp)
         except (UnsupportedCodec, UnsupportedFeature) as exc:
             self._refuse_media(str(exc))
             return
         except FlvError as exc:
-            log.warning("live %d: skipped a malformed video tag: %s", self.session.live_id, exc)
+            kind = "video" if video else "audio"
+            log.warning("live %d: skipped a malformed %s tag: %s", session.live_id, kind, exc)
             return
-        if parsed.track_id != 0:
-            return  # E-RTMP multitrack: only the default track is ingested
-        if isinstance(parsed, MediaPacket):
-            self._video_dts = parsed.dts_ms
-            self._frame_bytes = len(parsed.data)
-            if parsed.keyframe:
-                if self._keyframe_dts is not None:
-                    # The encoder's keyframe interval: the next one is due that much later.
-                    gop_ms = parsed.dts_ms - self._keyframe_dts
-                    window_ms = int(2000 * self.server.coalesce_s)
-                    self._key_due_dts = parsed.dts_ms + gop_ms - window_ms if gop_ms > 0 else _NEVER
-                self._keyframe_dts = parsed.dts_ms
-            self._batch.append(parsed)
-        elif isinstance(parsed, VideoSequenceStart):
-            self._deliver()
-            self.session.set_video_config(parsed.config)
-
-    def _on_audio(self, event: AudioMessage) -> None:
-        if self.session is None:
-            return
-        try:
-            parsed = parse_audio_tag(event.payload, self._audio_ts.extend(event.timestamp))
-        except (UnsupportedCodec, UnsupportedFeature) as exc:
-            self._refuse_media(str(exc))
-            return
-        except FlvError as exc:
-            log.warning("live %d: skipped a malformed audio tag: %s", self.session.live_id, exc)
-            return
-        if parsed.track_id != 0:
-            return
-        if isinstance(parsed, MediaPacket):
-            self._batch.append(parsed)
-        elif isinstance(parsed, AudioSequenceStart):
-            self._deliver()
-            self.session.set_audio_config(parsed.config)
+        if isinstance(item, MediaPacket):
+            if video:
+                self._pacing.on_video(item)
+            self._batch.append(item)
+        elif item is not None:
+            self._deliver()  # the packets before a new config go out under the old one
+            if isinstance(item, VideoConfig):
+                session.set_video_config(item)
+            else:
+                session.set_audio_config(item)
 
     def _refuse_media(self, what: str) -> None:
         assert self.session is not None
@@ -474,59 +436,17 @@ class RtmpProtocol(asyncio.BufferedProtocol):
         """Once a second while publishing: the idle check and read coalescing."""
         if self._closed:
             return
-        now = time.monotonic()
-        received = self.conn.bytes_received
-        if received != self._tick_bytes:  # no clock read per packet: a tick is precise enough
-            self._last_data = now
-        idle = now - self._last_data
+        idle = self._pacing.tick(time.monotonic(), self.conn.bytes_received)
         if idle >= self.server.limits.idle_timeout:
             self._reject("idle_timeout", f"no data for {idle:.0f}s")
             self.abort("idle timeout")
             return
-        rate = (received - self._tick_bytes) / max(now - self._tick_time, 1e-3)
-        self._tick_bytes, self._tick_time = received, now
-        # In steps of MIN_LOW_WATER: a rate that wavers does not change the option each tick.
-        want = int(rate * self.server.coalesce_s) // MIN_LOW_WATER * MIN_LOW_WATER
-        self._coalesce_bytes = want if idle < TICK_S else 1
-        self._tune_low_water()
+        self._set_read_low_water(self._pacing.low_water(self.conn.chunk_decoder.partial_messages()))
         self._schedule(TICK_S, self._on_tick)
 
-    def _tune_low_water(self) -> None:
-        """Coalesce reads, but never hold a keyframe, or the frames just before it, back.
-
-        A keyframe starts a segment and closes the one before, so neither it nor the last
-        frames before it may wait in the kernel for later bytes: that would delay every
-        segment (the packager must have muxed those frames, the ladder's encoders encoded
-        them, before the segment can be cut). Encoders send keyframes at a steady interval
-        (OBS: 2 s; measured between the last two), so shortly before the next one is due the
-        mark drops to half the size of the last video frame: every frame wakes us as soon as
-        half of it is in, only AAC packets wait (for the next frame, one frame interval at
-        most). Waking on every byte there cost a read per AAC packet (that window took ~25%
-        of the CPU per stream at N = 10); half the last keyframe put the frames before it into
-        the keyframe's read, which cost the source segments 20-50 ms of lag. A keyframe that is
-        partly here wakes us once it is whole (the partial-message check), also when it comes
-        unannounced. Checked after each read; the socket option changes a few times per
-        keyframe interval.
-        """
-        want = self._coalesce_bytes
-        if self._video_dts >= self._key_due_dts:  # within 2 * coalesce_s of the next keyframe
-            want = min(want, self._frame_bytes // 2)
-        for type_id, left, head in self.conn.chunk_decoder.partial_messages():
-            if type_id == MessageType.VIDEO and left < want and may_be_keyframe(head):
-                want = left
-        self._set_read_low_water(want)
-
     def _set_read_low_water(self, nbytes: int) -> None:
-        """Ask the kernel to wake us only once ``nbytes`` are buffered (SO_RCVLOWAT).
-
-        Each wake-up costs a Python callback; at 4.5 Mbit/s a publisher's bytes otherwise
-        arrive in ~100 small reads a second. Waiting for coalesce_s worth of its own bitrate
-        batches them at the price of that much latency. A publisher that goes quiet gets the
-        default back at the next tick, so its last bytes are never held.
-        """
-        nbytes = max(1, min(nbytes, MAX_LOW_WATER))
-        if nbytes < MIN_LOW_WATER:
-            nbytes = 1
+        """Ask the kernel to wake us only once ``nbytes`` are buffered (SO_RCVLOWAT; the
+        policy is ingest.pacing's)."""
         if nbytes == self._low_water or self.transport is None:
             return
         if self._sock is None:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-from ingest.media import AudioConfig, MediaPacket, VideoConfig
+from media.types import AudioConfig, MediaPacket, VideoConfig
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from packager.ladder_shedding import LadderPolicy
+from packager.ladder.shedding import LadderPolicy
 from packager.types import DEFAULT_LADDER, Rung
 
 SegmentFormat = Literal["cmaf", "ts"]

@@ -3,7 +3,7 @@
 Follow one video packet: :meth:`LivePipeline.run` reads it from the session's subscription and
 :meth:`LivePipeline.feed` rebases its timestamps onto the broadcast's output timeline (each
 session — the first and every reconnect — continues where the previous one ended, so players
-never see time go backwards), then hands it to the *source* rendition (``packager.rendition``:
+never see time go backwards), then hands it to the *source* rendition (``packager.hls.rendition``:
 segmenter -> muxer -> storage -> media playlist), to the ladder if one is attached (its rungs
 come back through ``on_output`` as more renditions) and, keyframes only, to the thumbnailer
 (which the ladder feeds instead when there is one).
@@ -31,16 +31,16 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from ingest.media import AudioConfig, MediaPacket, VideoConfig
-from ingest.session import Subscription
+from media.types import AudioConfig, MediaPacket, VideoConfig
+from packager.hls.playlists import SegmentEntry, render_master
+from packager.hls.rendition import Journal, Rendition, RenditionKind, WallClock, muxer_factory
+from packager.hls.segment import Segment
+from packager.hls.segmenter import CutPlan, Segmenter
 from packager.metrics import PackagerMetrics
 from packager.options import PackagerOptions
-from packager.playlists import SegmentEntry, render_master
-from packager.rendition import Journal, Rendition, RenditionKind, WallClock, muxer_factory
-from packager.segment import Segment
-from packager.segmenter import CutPlan, Segmenter
-from packager.storage import Storage, put_object
-from packager.types import LadderItem, RenditionItem, RungPaused
+from packager.source import MediaFeed
+from packager.storage.base import Storage, put_object
+from packager.types import LadderItem, PosterWriter, RenditionItem, RungPaused
 
 log = logging.getLogger(__name__)
 
@@ -49,29 +49,14 @@ LADDER_FLUSH_TIMEOUT_S = 10.0
 _AUDIO_BACKLOG_MS = 10_000  # source audio replayed to a rung that appears late
 
 
-class Thumbnailer(Protocol):
-    """Writes the broadcast's poster (``poster.jpg``) through the storage it was given.
-
-    One per session and source config: ``start`` with the source's video config, ``push``
-    source video keyframes (non-blocking; decoding happens on its thread), ``end`` when the
-    session is over. Behind a ladder, the ladder drives it instead (it decodes anyway).
-    """
-
-    def start(self, config: VideoConfig) -> None: ...
-
-    def push(self, packet: MediaPacket) -> None: ...
-
-    def end(self) -> None: ...
-
-
-class ThumbnailerFactory(Protocol):
-    def __call__(self, storage: Storage, key: str, on_written: Callable[[], None]) -> Thumbnailer:
+class PosterWriterFactory(Protocol):
+    def __call__(self, storage: Storage, key: str, on_written: Callable[[], None]) -> PosterWriter:
         """``on_written`` is to be called on the event loop after each poster write."""
         ...
 
 
-class Ladder(Protocol):
-    """The transcoded ladder of one publish session (``packager.ladder.Ladder``).
+class Transcoder(Protocol):
+    """The transcoded ladder of one publish session (``packager.ladder.ladder.Ladder``).
 
     ``start`` once with the source's video config, ``push`` every source video packet (on the
     event loop; it only queues work for its threads), ``end`` when the session is over;
@@ -81,7 +66,7 @@ class Ladder(Protocol):
     then closes its segment and marks the next one a discontinuity) — through
     ``on_output(rung_name, item)`` on the event loop thread. Audio is not its business: the
     pipeline adds the source's audio to every rung.
-    Given a thumbnailer, the ladder starts, feeds and ends it.
+    Given a poster writer, the ladder starts, feeds and ends it.
     """
 
     def start(self, source_video: VideoConfig) -> None: ...
@@ -93,8 +78,10 @@ class Ladder(Protocol):
     async def wait_closed(self) -> None: ...
 
 
-class LadderFactory(Protocol):
-    def __call__(self, on_output: OutputCallback, thumbnailer: Thumbnailer | None) -> Ladder: ...
+class TranscoderFactory(Protocol):
+    def __call__(
+        self, on_output: OutputCallback, thumbnailer: PosterWriter | None
+    ) -> Transcoder: ...
 
 
 class PipelineEvents(Protocol):
@@ -116,8 +103,8 @@ class LivePipeline:
         *,
         events: PipelineEvents | None = None,
         journal: Journal | None = None,
-        ladder_factory: LadderFactory | None = None,
-        thumbnailer_factory: ThumbnailerFactory | None = None,
+        ladder_factory: TranscoderFactory | None = None,
+        thumbnailer_factory: PosterWriterFactory | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.live_id = live_id
@@ -138,12 +125,12 @@ class LivePipeline:
         self.source = self._rendition("source", "source")
         self.thumbnailer_factory = thumbnailer_factory
         self.poster_key = f"{self.prefix}/poster.jpg"
-        self._thumbnailer: Thumbnailer | None = None  # when no ladder drives it
+        self._thumbnailer: PosterWriter | None = None  # when no ladder drives it
         self._video: VideoConfig | None = None
         self._audio: AudioConfig | None = None
         self._offset: int | None = None  # input ms + offset = output ms, this session
         self._timeline_end = 0  # output ms just past everything fed so far
-        self._ladder: Ladder | None = None
+        self._ladder: Transcoder | None = None
         self._generation = 0
         self._generation_end: dict[int, int] = {}  # ladder generation -> its session's end
         self._flushing: dict[int, asyncio.Task[None]] = {}  # generation -> until it is out
@@ -179,7 +166,7 @@ class LivePipeline:
 
     # --- a publish session ---
 
-    async def run(self, subscription: Subscription) -> None:
+    async def run(self, subscription: MediaFeed) -> None:
         """Package one publish session, until it ends."""
         self.sessions += 1
         self._offset = None
@@ -273,7 +260,7 @@ class LivePipeline:
             task.add_done_callback(_log_failure)
             self._flushing[gen] = task
 
-    async def _ladder_closed(self, gen: int, ladder: Ladder) -> None:
+    async def _ladder_closed(self, gen: int, ladder: Transcoder) -> None:
         await ladder.wait_closed()
         # Everything this generation will ever emit went through on_output: close its rungs.
         for rung in self.rungs.values():

@@ -29,8 +29,7 @@ import asyncpg
 from db import live_media, videos
 from db.live_media import SegmentRow
 from db.types import Executor
-from packager.metrics import PackagerMetrics
-from packager.playlists import (
+from packager.hls.playlists import (
     CMAF_VERSION,
     TS_VERSION,
     SegmentEntry,
@@ -40,7 +39,8 @@ from packager.playlists import (
     render_vod,
     rounded,
 )
-from packager.storage import Storage, put_object
+from packager.metrics import PackagerMetrics
+from packager.storage.base import Storage, put_object
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutErr
 
 
 class RecordingJournal:
-    """Implements ``packager.rendition.Journal`` for one recording."""
+    """Implements ``packager.hls.rendition.Journal`` for one recording."""
 
     def __init__(self, pool: asyncpg.Pool, recording_id: int) -> None:
         self.pool = pool

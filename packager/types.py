@@ -19,9 +19,12 @@ at the same media timestamps.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
-from ingest.media import AudioConfig, MediaPacket, VideoConfig
+from media.types import AudioConfig, MediaPacket, VideoConfig
+
+if TYPE_CHECKING:
+    from av.video.frame import VideoFrame
 
 RenditionItem: TypeAlias = MediaPacket | VideoConfig | AudioConfig
 
@@ -54,13 +57,27 @@ DEFAULT_LADDER: tuple[Rung, ...] = (
 )
 
 
-class RenditionSink(Protocol):
-    """Where a rendition's items go (the segmenter of that rendition)."""
+class PosterWriter(Protocol):
+    """Writes a broadcast's poster (``poster.jpg``); ``packager.ladder.thumbnails`` has one.
 
-    def push(self, item: RenditionItem) -> None: ...
+    One per session and source config: ``start`` with the source's video config, ``push``
+    source video keyframes (non-blocking; decoding happens on its thread), ``end`` when the
+    session is over. Behind a ladder, the ladder drives it instead and, since it decodes every
+    frame anyway, hands it decoded frames (``push_frame``) rather than keyframes to decode.
+    """
+
+    def start(self, config: VideoConfig) -> None: ...
+
+    def push(self, packet: MediaPacket) -> None: ...
+
+    def push_frame(self, frame: VideoFrame, pts_ms: int) -> None: ...
+
+    def end(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
 
 
-# How packager/segmenter.py applies the rule above (appended by the packager's pipeline work):
+# How packager/hls/segmenter.py applies the rule above:
 # - a keyframe at least half the target in is also a cut when waiting one more keyframe
 #   interval (the last one seen) would overshoot the target by `PackagerOptions.max_overshoot`
 #   (0.5 s) or more, so 1.5 s GOPs give 1.5 s segments rather than 3 s ones;

@@ -11,17 +11,17 @@ from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
 from db import lives
-from packager.ladder import Ladder
-from packager.ladder_metrics import LadderMetrics
+from packager.ladder.ladder import Ladder
+from packager.ladder.metrics import LadderMetrics
+from packager.ladder.thumbnails import Thumbnailer
 from packager.metrics import PackagerMetrics
 from packager.options import PackagerOptions
+from packager.packager import Packager
 from packager.pipeline import OutputCallback
-from packager.pipeline import Thumbnailer as ThumbnailerProtocol
-from packager.service import Packager
-from packager.storage import LocalStorage, Storage, put_object
-from packager.storage_s3 import S3Metrics, S3Options, S3Storage
-from packager.thumbnails import Thumbnailer
-from packager.types import Rung
+from packager.storage.base import Storage, put_object
+from packager.storage.local import LocalStorage
+from packager.storage.s3 import S3Metrics, S3Options, S3Storage
+from packager.types import PosterWriter, Rung
 
 
 def packager_options(settings: Settings) -> PackagerOptions:
@@ -71,18 +71,14 @@ def build_packager(
 
     def thumbnailer_factory(
         storage: Storage, key: str, on_written: Callable[[], None]
-    ) -> ThumbnailerProtocol:
+    ) -> PosterWriter:
         async def write(jpeg: bytes) -> None:
             await put_object(storage, key, jpeg)
             on_written()
 
         return Thumbnailer(write, loop, interval_s=options.thumbnail_interval)
 
-    def ladder_factory(
-        on_output: OutputCallback, thumbnailer: ThumbnailerProtocol | None
-    ) -> Ladder:
-        # The pipeline hands back the thumbnailer it got from thumbnailer_factory above.
-        assert thumbnailer is None or isinstance(thumbnailer, Thumbnailer)
+    def ladder_factory(on_output: OutputCallback, thumbnailer: PosterWriter | None) -> Ladder:
         return Ladder(
             options.ladder,
             options.x264_preset,

@@ -24,7 +24,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.stdint cimport int32_t, uint8_t, uint32_t
 
 from ingest.flv import tags as _reference
-from ingest.media import MediaPacket
+from media.types import MediaPacket
 
 cdef object _VIDEO = "video"
 cdef object _AUDIO = "audio"

@@ -28,9 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from ingest.flv import aac, av1, avc, hevc, vp9
 from ingest.flv.errors import FlvError, UnsupportedCodec, UnsupportedFeature
-from ingest.media import AudioConfig, MediaKind, MediaPacket, VideoCodec, VideoConfig
+from media import aac, av1, avc, hevc, vp9
+from media.errors import CodecError
+from media.types import AudioConfig, MediaKind, MediaPacket, VideoCodec, VideoConfig
 
 # --- events -------------------------------------------------------------------------------
 
@@ -211,13 +212,17 @@ def _frame(
 
 
 def _video_config(codec: VideoCodec, record: bytes) -> VideoConfig:
-    if codec == "h264":
-        return avc.parse_config(record)
-    if codec == "hevc":
-        return hevc.parse_config(record)
-    if codec == "av1":
-        return av1.parse_config(record)
-    return vp9.parse_config(record)
+    # The codec layer knows nothing of FLV: its errors become this layer's, text unchanged.
+    try:
+        if codec == "h264":
+            return avc.parse_config(record)
+        if codec == "hevc":
+            return hevc.parse_config(record)
+        if codec == "av1":
+            return av1.parse_config(record)
+        return vp9.parse_config(record)
+    except CodecError as exc:
+        raise FlvError(str(exc)) from None
 
 
 def parse_video_tag(payload: Payload, timestamp: int) -> VideoEvent:
@@ -362,10 +367,17 @@ def parse_audio_tag(payload: Payload, timestamp: int) -> AudioEvent:
     if packet_type == AAC_SEQUENCE_HEADER:
         if len(payload) == 2:
             return Ignored(_EMPTY_SEQUENCE_START)
-        return AudioSequenceStart(aac.parse_config(bytes(payload[2:])))
+        return AudioSequenceStart(_audio_config(bytes(payload[2:])))
     if packet_type == AAC_RAW:
         return _frame("audio", payload, 2, timestamp, 0, True, 0)
     raise FlvError(f"audio: reserved AACPacketType {packet_type}")
+
+
+def _audio_config(record: bytes) -> AudioConfig:
+    try:
+        return aac.parse_config(record)
+    except CodecError as exc:
+        raise FlvError(str(exc)) from None
 
 
 def _parse_enhanced_audio(payload: Payload, timestamp: int) -> AudioEvent:
@@ -398,7 +410,7 @@ def _parse_enhanced_audio(payload: Payload, timestamp: int) -> AudioEvent:
     if packet_type == PACKET_SEQUENCE_START:
         if offset == len(payload):
             return Ignored(_EMPTY_SEQUENCE_START, track)
-        return AudioSequenceStart(aac.parse_config(bytes(payload[offset:])), track)
+        return AudioSequenceStart(_audio_config(bytes(payload[offset:])), track)
     if packet_type == PACKET_CODED_FRAMES:
         return _frame("audio", payload, offset, timestamp, 0, True, track)
     if packet_type == PACKET_SEQUENCE_END:

@@ -18,7 +18,8 @@ from websockets.asyncio.client import connect
 
 from chat.room import frame
 from chat.types import FRAME_KEY
-from web.ws_protocol import WRITE_FRAME
+from web import ws_protocol
+from web.ws_protocol import ABORT, WRITE_FRAME
 
 Handler = Callable[[Callable[[bytes], bool], Any, Any], Awaitable[None]]
 
@@ -115,3 +116,37 @@ async def test_refuses_when_compression_was_negotiated() -> None:
         assert ws.protocol.extensions  # deflate negotiated
         assert await ws.recv() == event(1)["text"]
     assert results == [False]
+
+
+async def test_without_the_upstream_attributes_it_offers_nothing_and_sends_work(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An uvicorn that renamed an attribute write_frame reads (simulated by asking for one it
+    does not have): no extension is offered, one warning is logged, and the ordinary send path
+    (what web.chat and chat.client use without the extension) still delivers."""
+    monkeypatch.setattr(
+        ws_protocol, "UPSTREAM_ATTRIBUTES", (*ws_protocol.UPSTREAM_ATTRIBUTES, "renamed_upstream")
+    )
+    monkeypatch.setattr(ws_protocol.FrameWritingProtocol, "_warned", False)
+    offered: list[set[str]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        offered.append(set(scope.get("extensions", {})) & {WRITE_FRAME, ABORT})
+        await send({"type": "websocket.send", "text": event(0)["text"]})
+        await receive()
+
+    server, task, port = await start_uvicorn(app, lifespan="off")
+    try:
+        for _ in range(2):
+            async with connect(f"ws://127.0.0.1:{port}/") as ws:
+                assert await ws.recv() == event(0)["text"]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+    assert offered == [set(), set()]
+    warnings = [r for r in caplog.records if r.name == "web.ws_protocol"]
+    assert len(warnings) == 1 and "renamed_upstream" in warnings[0].getMessage()

@@ -26,11 +26,11 @@ from prometheus_client import CollectorRegistry
 
 from db import lives, users
 from ingest.gate import PublishGate
-from ingest.media import AudioConfig, MediaPacket, VideoConfig
 from ingest.metrics import IngestMetrics
 from ingest.rtmp.client import RtmpClient
 from ingest.server import MAX_LOW_WATER, RtmpLimits, RtmpProtocol, RtmpServer
 from ingest.session import PublishSession
+from media.types import AudioConfig, MediaPacket, VideoConfig
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 SYSTEM_FFMPEG = shutil.which("ffmpeg")

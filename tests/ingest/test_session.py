@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.media import AudioConfig, MediaPacket, VideoConfig
 from ingest.session import PublishSession, Subscription
+from media.types import AudioConfig, MediaPacket, VideoConfig
 
 VIDEO = VideoConfig("h264", b"\x01", 640, 360, "avc1.64001e", 100, 30, 8, 1)
 AUDIO = AudioConfig("aac", b"\x12\x10", 2, 48000, 2, "mp4a.40.2")

@@ -18,8 +18,8 @@ from ingest.gate import PublishGate
 from ingest.metrics import IngestMetrics
 from ingest.server import RtmpLimits, RtmpServer
 from packager.options import PackagerOptions
-from packager.service import Packager
-from packager.storage import LocalStorage
+from packager.packager import Packager
+from packager.storage.local import LocalStorage
 
 
 async def main(database_url: str, root: str, node: str) -> None:

@@ -27,15 +27,15 @@ from starlette.applications import Starlette
 
 from db import lives, users
 from ingest.gate import PublishGate
-from ingest.media import MediaPacket, VideoConfig
 from ingest.metrics import IngestMetrics
 from ingest.server import RtmpLimits, RtmpServer
+from media.types import MediaPacket, VideoConfig
+from packager.hls.playlists import rounded
 from packager.options import PackagerOptions
-from packager.pipeline import OutputCallback, Thumbnailer
-from packager.playlists import rounded
-from packager.service import Packager
-from packager.storage import LocalStorage
-from packager.types import RenditionItem
+from packager.packager import Packager
+from packager.pipeline import OutputCallback
+from packager.storage.local import LocalStorage
+from packager.types import PosterWriter, RenditionItem
 from web.errors import EXCEPTION_HANDLERS
 from web.hls import hls_routes
 
@@ -43,13 +43,13 @@ FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 
 class FakeLadder:
-    """A stand-in for packager.ladder in tests only: it re-emits the source's video under the
+    """A stand-in for packager.ladder.ladder in tests only: it re-emits the source's video under the
     rung name ``fake`` (a little later, on the loop, as a threaded ladder would), so the
     pipeline's plumbing for ladder renditions is exercised without transcoding."""
 
     name = "fake"
 
-    def __init__(self, on_output: OutputCallback, thumbnailer: Thumbnailer | None) -> None:
+    def __init__(self, on_output: OutputCallback, thumbnailer: PosterWriter | None) -> None:
         self.on_output = on_output
         self.loop = asyncio.get_running_loop()
         self.closed = self.loop.create_future()

@@ -12,8 +12,8 @@ from pathlib import Path
 import av
 import imageio_ffmpeg
 
-from ingest.flv import aac, avc, hevc
-from ingest.media import AudioConfig, MediaPacket, VideoConfig
+from media import aac, avc, hevc
+from media.types import AudioConfig, MediaPacket, VideoConfig
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 

@@ -20,9 +20,9 @@ import av
 import imageio_ffmpeg
 
 from ingest.flv import VideoSequenceStart, parse_video_tag
-from ingest.media import MediaPacket, VideoConfig
-from packager.ladder import Ladder
-from packager.ladder_codec import to_av_packet
+from media.types import MediaPacket, VideoConfig
+from packager.ladder.codec import to_av_packet
+from packager.ladder.ladder import Ladder
 from packager.types import LadderItem
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()

@@ -14,7 +14,7 @@ from hls_harness import ffmpeg_publish, player_errors
 
 from db import lives, users, videos
 from packager.recording import recover_recordings
-from packager.storage import LocalStorage
+from packager.storage.local import LocalStorage
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow

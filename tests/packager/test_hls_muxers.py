@@ -12,12 +12,12 @@ import av
 import pytest
 from hls_helpers import FFMPEG, boxes, demux, make_media
 
-from ingest.media import AudioConfig, MediaPacket, VideoConfig
-from packager.cmaf import NON_SYNC_SAMPLE, SYNC_SAMPLE, CmafMuxer
-from packager.mp4 import init_segment
-from packager.segment import Segment, TrackFormat
-from packager.segmenter import Segmenter
-from packager.ts import TsMuxer, crc32_mpeg2
+from media.types import AudioConfig, MediaPacket, VideoConfig
+from packager.hls.cmaf import NON_SYNC_SAMPLE, SYNC_SAMPLE, CmafMuxer
+from packager.hls.mp4 import init_segment
+from packager.hls.segment import Segment, TrackFormat
+from packager.hls.segmenter import Segmenter
+from packager.hls.ts import TsMuxer, crc32_mpeg2
 
 Media = tuple[VideoConfig, AudioConfig, list[MediaPacket]]
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import m3u8
 
-from packager.playlists import (
+from packager.hls.playlists import (
     CMAF_VERSION,
     LivePlaylist,
     SegmentEntry,

@@ -8,9 +8,9 @@ import itertools
 import pytest
 from hls_helpers import AUDIO, VIDEO, synthetic
 
-from ingest.media import MediaPacket
-from packager.segment import Segment
-from packager.segmenter import CutPlan, Segmenter
+from media.types import MediaPacket
+from packager.hls.segment import Segment
+from packager.hls.segmenter import CutPlan, Segmenter
 
 
 def run(

@@ -9,7 +9,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from packager.storage import LocalStorage, StorageKeyError, object_headers, put_object
+from packager.storage.base import StorageKeyError, object_headers, put_object
+from packager.storage.local import LocalStorage
 from web.errors import EXCEPTION_HANDLERS
 from web.hls import headers_for, hls_routes
 

@@ -33,25 +33,25 @@ from ladder_samples import (
 from prometheus_client import CollectorRegistry
 
 from db import lives, users
-from ingest.flv.avc import AvcDecoderConfigurationRecord
 from ingest.gate import PublishGate
-from ingest.media import MediaPacket, VideoConfig
 from ingest.metrics import IngestMetrics
 from ingest.server import RtmpLimits, RtmpServer
 from ingest.session import PublishSession
-from packager.ladder import Ladder, LadderMetrics, LadderPolicy
-from packager.ladder_codec import (
+from media.avc import AvcDecoderConfigurationRecord
+from media.types import MediaPacket, VideoConfig
+from packager.ladder.codec import (
     Decimator,
     output_rate,
     rung_size,
     runs_for_source,
     split_annexb,
 )
-from packager.ladder_shedding import RungLoad, Shedder
+from packager.ladder.ladder import Ladder, LadderMetrics, LadderPolicy
+from packager.ladder.shedding import RungLoad, Shedder
 from packager.metrics import PackagerMetrics
 from packager.options import PackagerOptions
 from packager.pipeline import LivePipeline, OutputCallback
-from packager.storage import LocalStorage
+from packager.storage.local import LocalStorage
 from packager.types import DEFAULT_LADDER, Rung, RungPaused
 
 R240 = Rung("240p", 426, 240, 30, 400_000)
@@ -130,7 +130,7 @@ async def test_720p_source_runs_480p_and_360p(
     src_720p: Source, caplog: pytest.LogCaptureFixture
 ) -> None:
     registry = CollectorRegistry()
-    with caplog.at_level(logging.INFO, logger="packager.ladder"):
+    with caplog.at_level(logging.INFO, logger="packager.ladder.ladder"):
         ladder, out = await run_ladder(src_720p, DEFAULT_LADDER, registry)
     assert set(out.items) == {"480p", "360p"}  # 720p is not above a 720p source
     assert "rungs 480p 854x480@30, 360p 640x360@30 (skipped: 720p)" in caplog.text
@@ -194,7 +194,7 @@ async def test_shedding_under_overload_then_restoring(
     rest = [p for p in src_360p.packets if p.dts_ms >= 2000]
     assert rest[0].keyframe
 
-    with caplog.at_level(logging.WARNING, logger="packager.ladder"):
+    with caplog.at_level(logging.WARNING, logger="packager.ladder.ladder"):
         for packet in first_gop:  # all at once: far faster than real time
             ladder.push(packet)
         for _ in range(2000):
@@ -379,7 +379,7 @@ async def test_bad_packets_are_counted_and_skipped(
     packets[45] = MediaPacket("video", packets[45].dts_ms, packets[45].pts_ms, False,
                               b"\x7f\xff\xff\xff\x41\x9a")  # fmt: skip
     source = Source(src_360p.config, tuple(packets))
-    with caplog.at_level(logging.WARNING, logger="packager.ladder"):
+    with caplog.at_level(logging.WARNING, logger="packager.ladder.ladder"):
         ladder, out = await run_ladder(source, (R180,))
     assert ladder.dropped["bad_packet"] == 1
     assert "undecodable packet" in caplog.text

@@ -20,9 +20,9 @@ import pytest
 
 from db import live_media, lives, users
 from packager.options import PackagerOptions
+from packager.packager import RECOVERY_STALE_MARGIN_S, Packager, _Live
 from packager.pipeline import LivePipeline
-from packager.service import RECOVERY_STALE_MARGIN_S, Packager, _Live
-from packager.storage import LocalStorage
+from packager.storage.local import LocalStorage
 
 RECONNECT_WINDOW_S = 30.0
 

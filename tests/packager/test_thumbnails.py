@@ -10,8 +10,8 @@ import av
 import pytest
 from ladder_samples import Collected, Source, feed, make_flv, read_source
 
-from packager.ladder import Ladder
-from packager.thumbnails import Thumbnailer, thumbnail_size
+from packager.ladder.ladder import Ladder
+from packager.ladder.thumbnails import Thumbnailer, thumbnail_size
 from packager.types import Rung
 
 
@@ -113,7 +113,7 @@ async def test_a_failing_store_is_logged_not_fatal(
 
     thumbs = Thumbnailer(broken, interval_s=2.5)
     thumbs.start(thumb_source.config)
-    with caplog.at_level(logging.ERROR, logger="packager.thumbnails"):
+    with caplog.at_level(logging.ERROR, logger="packager.ladder.thumbnails"):
         await feed_thumbs(thumbs, thumb_source)
     assert calls == thumbs.failed == 2
     assert thumbs.written == 0

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import boto3
 
-from packager.storage_s3 import S3Options, S3Storage
+from packager.storage.s3 import S3Options, S3Storage
 
 FaultKind = Literal["503", "drop", "delay", "stall"]
 _buckets = itertools.count()

@@ -25,8 +25,8 @@ from db import lives, users
 from ingest.gate import PublishGate
 from ingest.metrics import IngestMetrics
 from ingest.server import RtmpLimits, RtmpServer
-from packager.service import Packager
-from packager.storage import Storage
+from packager.packager import Packager
+from packager.storage.base import Storage
 from streamd.media import build_packager, build_storage
 
 SMALL_LADDER = (("180p", 320, 180, 30, 300_000),)

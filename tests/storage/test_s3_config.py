@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from prometheus_client import CollectorRegistry
 
 from config.settings import ConfigError, load_settings
-from packager.storage import LocalStorage
-from packager.storage_s3 import S3Storage
+from packager.storage.local import LocalStorage
+from packager.storage.s3 import S3Storage
 from streamd.media import build_storage
 from web.cdn import CloudFrontSigner
 

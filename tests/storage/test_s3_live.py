@@ -13,9 +13,9 @@ import pytest
 from s3_fixtures import BucketView, FaultProxy, Request, make_storage, public_read_policy
 from s3_live_harness import live_into_s3
 
-from packager.rendition import QUEUE_SEGMENTS
-from packager.storage import CACHE_IMMUTABLE, CACHE_LIVE_PLAYLIST, CACHE_VOD_PLAYLIST
-from packager.storage_s3 import S3Storage
+from packager.hls.rendition import QUEUE_SEGMENTS
+from packager.storage.base import CACHE_IMMUTABLE, CACHE_LIVE_PLAYLIST, CACHE_VOD_PLAYLIST
+from packager.storage.s3 import S3Storage
 from tests.packager.hls_harness import ffmpeg_publish, player_errors
 
 pytestmark = pytest.mark.slow

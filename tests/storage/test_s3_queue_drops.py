@@ -12,10 +12,10 @@ import asyncio
 import m3u8
 from s3_fixtures import BucketView, FaultProxy, make_storage
 
+from packager.hls.rendition import QUEUE_SEGMENTS
 from packager.metrics import PackagerMetrics
 from packager.options import PackagerOptions
 from packager.pipeline import LivePipeline
-from packager.rendition import QUEUE_SEGMENTS
 from tests.packager.hls_helpers import AUDIO, VIDEO, synthetic
 
 

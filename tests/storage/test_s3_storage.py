@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from s3_fixtures import BucketView, FaultProxy, make_storage
 
-from packager import storage_s3
-from packager.storage import (
+from packager.storage import s3 as storage_s3
+from packager.storage.base import (
     CACHE_IMMUTABLE,
     CACHE_LIVE_PLAYLIST,
     CACHE_VOD_PLAYLIST,
@@ -19,7 +19,7 @@ from packager.storage import (
     object_headers,
     put_object,
 )
-from packager.storage_s3 import S3Options, S3Storage, StorageUploadError
+from packager.storage.s3 import S3Options, S3Storage, StorageUploadError
 
 MiB = 1024 * 1024
 
@@ -132,7 +132,7 @@ async def test_transient_faults_are_retried_until_they_pass(
     proxy.inject("drop", method="PUT", path="seg_2", count=1)
     proxy.inject("delay", method="PUT", path="seg_3", count=1, delay=1.0)  # > read timeout
     proxy.inject("503", method="GET", path="seg_1", count=1)
-    with caplog.at_level(logging.WARNING, "packager.storage_s3"):
+    with caplog.at_level(logging.WARNING, "packager.storage.s3"):
         for i in (1, 2, 3):
             await put_object(storage, f"hls/1/b/source/seg_{i}.m4s", f"segment {i}".encode())
         assert await storage.get("hls/1/b/source/seg_1.m4s") == b"segment 1"

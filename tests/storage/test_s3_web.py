@@ -15,8 +15,8 @@ from starlette.applications import Starlette
 
 from config.settings import Settings
 from db import lives, users
-from packager.storage import CACHE_IMMUTABLE, CACHE_LIVE_PLAYLIST, put_object
-from packager.storage_s3 import S3Storage
+from packager.storage.base import CACHE_IMMUTABLE, CACHE_LIVE_PLAYLIST, put_object
+from packager.storage.s3 import S3Storage
 from web.app import create_app
 from web.errors import EXCEPTION_HANDLERS
 from web.hls import hls_routes

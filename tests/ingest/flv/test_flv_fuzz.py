@@ -1,4 +1,5 @@
-"""Fuzz: every parser either returns a result or raises FlvError, for any input.
+"""Fuzz: every tag parser either returns a result or raises FlvError, for any input
+(the codec parsers under them: tests/media/test_fuzz.py).
 
 As h11's fuzz tests do, inputs are random bytes, mutations of real payloads from the sample
 files (bytes flipped, truncated, extended), and every prefix of real headers and configs
@@ -18,33 +19,12 @@ from hypothesis import strategies as st
 
 from ingest.flv import (
     FlvError,
-    aac,
-    av1,
-    avc,
-    hevc,
     parse_audio_tag,
     parse_video_tag,
     speedups,
     tags,
-    vp9,
 )
-from ingest.media import MediaPacket
-
-Parser = Callable[[bytes], object]
-
-CONFIG_PARSERS: dict[str, Parser] = {
-    "avc.parse_config": avc.parse_config,
-    "avc.AvcSps.parse": avc.AvcSps.parse,
-    "hevc.parse_config": hevc.parse_config,
-    "hevc.HevcSps.parse": hevc.HevcSps.parse,
-    "hevc.vps_frame_rate": hevc.vps_frame_rate,
-    "av1.parse_config": av1.parse_config,
-    "av1.sequence_header_in_obus": av1.sequence_header_in_obus,
-    "av1.Av1SequenceHeader.parse": av1.Av1SequenceHeader.parse,
-    "vp9.parse_config": vp9.parse_config,
-    "vp9.frame_size": vp9.frame_size,
-    "aac.parse_config": aac.parse_config,
-}
+from media.types import MediaPacket
 
 
 def parse_tag(tag_type: int, payload: bytes) -> object:
@@ -90,12 +70,6 @@ HEADERS = [
 def test_random_bodies_behind_valid_headers(header: bytes, body: bytes) -> None:
     parses_or_flv_error(lambda: parse_video_tag(header + body, 0))
     parses_or_flv_error(lambda: parse_audio_tag(header + body, 0))
-
-
-@pytest.mark.parametrize("name", sorted(CONFIG_PARSERS))
-@given(data=st.binary(max_size=128))
-def test_random_configs(name: str, data: bytes) -> None:
-    parses_or_flv_error(lambda: CONFIG_PARSERS[name](data))
 
 
 @st.composite

@@ -33,9 +33,9 @@ from ingest.flv import (
     parse_audio_tag,
     parse_video_tag,
 )
-from ingest.flv import av1 as av1_mod
-from ingest.flv import vp9 as vp9_mod
-from ingest.media import AudioConfig, MediaPacket, VideoConfig
+from media import av1 as av1_mod
+from media import vp9 as vp9_mod
+from media.types import AudioConfig, MediaPacket, VideoConfig
 
 Tags = Callable[[str], Sequence[Any]]
 

@@ -1,0 +1,312 @@
+"""Where segments are cut: packets in, complete :class:`Segment` objects out. Sans-IO, no clock.
+
+The rule (every rendition, see ``packager.types``): a segment starts on a video keyframe and
+is cut at the first later keyframe whose pts is at least the target duration after its start.
+One refinement keeps segments within ``max_overshoot`` of the target when the keyframe
+interval does not divide it (1.5 s GOPs with a 2 s target would otherwise give 3 s segments):
+a keyframe at least half the target in is also a cut when waiting one more interval (the last
+one seen) would overshoot. Sources whose interval exceeds the target get one segment per GOP.
+
+The *source* rendition decides the cuts and records each segment start in a :class:`CutPlan`;
+ladder renditions follow the plan (cut at their first keyframe at or after each planned start)
+instead of re-deriving it, so an extra or missing keyframe in a rung cannot shift its
+boundaries, and their segments take the source's sequence numbers.
+
+Audio is assigned by pts: a frame belongs to the segment whose [start, next start) holds it.
+The source's audio arrives interleaved a little behind the video keyframe that closes a
+segment (by the keyframe's composition offset plus the publisher's interleaving: 20-70 ms). A
+closed segment waits for that audio (``closing``) at most ``audio_wait_ms`` of video decode
+time past the keyframe; frames that arrive later open the next segment instead (the muxer's
+audio clock keeps them in place, so only the boundary moves, by a frame or three). The default,
+0, publishes at the keyframe, as nginx-rtmp does: the lowest lag. Ladder renditions get the
+source's audio long before their encoded video, so their audio boundaries are always exact.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from collections.abc import Iterator
+
+from media.types import AudioConfig, MediaPacket, VideoConfig
+from packager.hls.mp4 import AAC_FRAME_SAMPLES
+from packager.hls.segment import Segment, TrackFormat
+
+#: Ladder keyframes match a planned start within this many ms (timestamp rounding).
+FOLLOW_TOLERANCE_MS = 10
+_PENDING_AUDIO_MS = 10_000  # audio kept while no segment is open (before the first keyframe)
+_DEFAULT_FRAME_MS = 33
+
+
+class CutPlan:
+    """Segment starts chosen by the source rendition: (start pts in ms, sequence number)."""
+
+    def __init__(self, keep: int = 512) -> None:
+        self._starts: collections.deque[tuple[int, int]] = collections.deque(maxlen=keep)
+
+    def add(self, start_ms: int, sequence: int) -> None:
+        self._starts.append((start_ms, sequence))
+
+    def has_start_in(self, after_ms: int, until_ms: int) -> bool:
+        """Whether a planned start lies in (after_ms, until_ms]."""
+        return any(after_ms < s <= until_ms for s, _ in reversed(self._starts))
+
+    def sequence_for(self, start_ms: int) -> int | None:
+        """The sequence number of the planned segment starting at ``start_ms`` (or of the one
+        after the latest planned start before it)."""
+        before: int | None = None
+        for s, seq in reversed(self._starts):
+            if abs(s - start_ms) <= FOLLOW_TOLERANCE_MS:
+                return seq
+            if s < start_ms and before is None:
+                before = seq + 1
+        return before
+
+
+class Segmenter:
+    def __init__(
+        self,
+        target_ms: int,
+        *,
+        max_overshoot_ms: int = 500,
+        audio_wait_ms: int = 0,
+        plan: CutPlan | None = None,
+        follow: bool = False,
+    ) -> None:
+        self.target_ms = target_ms
+        self.max_overshoot_ms = max_overshoot_ms
+        self.audio_wait_ms = audio_wait_ms
+        self.plan = plan
+        self.follow = follow
+        self.video_config: VideoConfig | None = None
+        self.audio_config: AudioConfig | None = None
+        self.dropped_video = 0  # before the first keyframe of a session
+        self.dropped_audio = 0  # before the first segment, or too late for its segment
+        self._current: Segment | None = None
+        self._closing: collections.deque[Segment] = collections.deque()
+        self._pending_audio: collections.deque[MediaPacket] = collections.deque()
+        self._next_sequence: int | None = None
+        self._format_changed = False
+        self._discontinuity = False
+        self._opened = 0  # segments started so far
+        self._emitted = False  # whether a segment of this session was handed out
+        self._last_keyframe_ms: int | None = None
+        self._audio_high = -(1 << 62)
+        self._video_high = -(1 << 62)
+
+    # --- input ---
+
+    def set_video_config(self, config: VideoConfig) -> None:
+        if config != self.video_config:
+            self.video_config = config
+            self._config_changed()
+
+    def set_audio_config(self, config: AudioConfig) -> None:
+        if config != self.audio_config:
+            self.audio_config = config
+            self._config_changed()
+
+    def push(self, packet: MediaPacket) -> list[Segment]:
+        if packet.kind == "video":
+            if self.video_config is not None:
+                self._push_video(packet)
+        elif self.audio_config is not None:
+            self._push_audio(packet)
+        return list(self._ready())
+
+    def flush(self, until_ms: int | None = None) -> list[Segment]:
+        """End of a session (or of a ladder generation): close and return every segment.
+
+        Audio at or after ``until_ms`` belongs to what comes next and is kept for it. The next
+        segment is marked as a discontinuity.
+        """
+        out = self._close_all(until_ms)
+        if self._opened:
+            self._discontinuity = True
+        return out
+
+    def gap(self) -> list[Segment]:
+        """Packets were lost (a slow consumer resynced): close the segment in progress at its
+        last sample and start again at the next keyframe. Timestamps go on, so no
+        discontinuity is signalled; the playlist just has a shorter segment before the hole."""
+        return self._close_all(None)
+
+    def interrupt(self) -> list[Segment]:
+        """The video stops here and resumes later after a hole in media time (a shed ladder
+        rung): close everything at the end of the last frame; the next segment is a
+        discontinuity. Audio past that end waits (bounded) for the segment that resumes."""
+        current = self._current
+        until = None
+        if current is not None and current.video:
+            until = max(p.pts_ms for p in current.video) + self._frame_ms(current)
+        return self.flush(until)
+
+    # --- video ---
+
+    def _push_video(self, packet: MediaPacket) -> None:
+        self._video_high = max(self._video_high, packet.dts_ms)
+        current = self._current
+        if packet.keyframe and (current is None or self._should_cut(current, packet)):
+            self._open(packet)
+        elif current is None:
+            self.dropped_video += 1  # no keyframe yet: nothing to start a segment with
+        else:
+            current.video.append(packet)
+        if packet.keyframe:
+            self._last_keyframe_ms = packet.pts_ms
+
+    def _should_cut(self, current: Segment, keyframe: MediaPacket) -> bool:
+        if self._format_changed:
+            return True
+        elapsed = keyframe.pts_ms - current.start_ms
+        if elapsed <= 0:
+            return False
+        if self.follow and self.plan is not None:
+            return self.plan.has_start_in(
+                current.start_ms + FOLLOW_TOLERANCE_MS, keyframe.pts_ms + FOLLOW_TOLERANCE_MS
+            )
+        if elapsed >= self.target_ms:
+            return True
+        last = self._last_keyframe_ms
+        interval = keyframe.pts_ms - last if last is not None else 0
+        return (
+            2 * elapsed >= self.target_ms
+            and elapsed + interval >= self.target_ms + self.max_overshoot_ms
+        )
+
+    # --- audio ---
+
+    def _push_audio(self, packet: MediaPacket) -> None:
+        self._audio_high = max(self._audio_high, packet.pts_ms)
+        if self.video_config is None and not self.follow:  # ladder renditions have video
+            current = self._current
+            if current is None or packet.pts_ms - current.start_ms >= self.target_ms:
+                self._open(packet)
+            else:
+                current.audio.append(packet)
+            return
+        for segment in itertools.chain([self._current], reversed(self._closing)):
+            if segment is not None and packet.pts_ms >= segment.start_ms:
+                segment.audio.append(packet)
+                return
+        earliest = self._closing[0] if self._closing else self._current
+        if earliest is not None and self._emitted:
+            # Its segment is out already (published without waiting for it): it opens the
+            # next one, where the muxer's audio clock still places it right after its
+            # predecessor, so nothing is lost and no gap is heard.
+            earliest.audio.append(packet)
+            return
+        if self._current is None and not self._closing:
+            self._pending_audio.append(packet)
+            while packet.pts_ms - self._pending_audio[0].pts_ms > _PENDING_AUDIO_MS:
+                self._pending_audio.popleft()
+                self.dropped_audio += 1
+        else:
+            self.dropped_audio += 1  # older than every open segment: its segment is out
+
+    # --- segments ---
+
+    def _open(self, first: MediaPacket) -> None:
+        """Close the current segment at ``first`` (a keyframe, or an audio frame in audio-only
+        streams) and start the next one with it."""
+        start = first.pts_ms
+        previous = self._current
+        carried: list[MediaPacket] = []
+        if previous is not None:
+            previous.duration_ms = start - previous.start_ms
+            previous.video_end_dts = first.dts_ms
+            carried = [p for p in previous.audio if p.pts_ms >= start]
+            previous.audio = [p for p in previous.audio if p.pts_ms < start]
+            self._closing.append(previous)
+        elif self._pending_audio:
+            self.dropped_audio += sum(1 for p in self._pending_audio if p.pts_ms < start)
+            carried = [p for p in self._pending_audio if p.pts_ms >= start]
+            self._pending_audio.clear()
+        segment = Segment(
+            fmt=TrackFormat(self.video_config, self.audio_config),
+            sequence=self._sequence_for(start),
+            start_ms=start,
+            # A new init segment (codec parameters changed) is a discontinuity too (RFC 8216
+            # 4.3.2.3), and so is the first segment after a session boundary.
+            discontinuity=self._discontinuity or self._format_changed,
+        )
+        if first.kind == "video":
+            segment.video.append(first)
+        else:
+            segment.audio.append(first)
+        segment.audio.extend(carried)
+        self._current = segment
+        self._discontinuity = self._format_changed = False
+        self._opened += 1
+        if self.plan is not None and not self.follow:
+            self.plan.add(start, segment.sequence)
+
+    def _sequence_for(self, start_ms: int) -> int:
+        if self._next_sequence is None:  # the rendition's first segment
+            planned = self.plan.sequence_for(start_ms) if self.follow and self.plan else None
+            self._next_sequence = planned or 0
+        sequence = self._next_sequence
+        self._next_sequence += 1
+        return sequence
+
+    def _ready(self) -> Iterator[Segment]:
+        """Closed segments whose audio is complete, in order."""
+        while self._closing:
+            segment = self._closing[0]
+            end = segment.start_ms + segment.duration_ms
+            if (
+                self.audio_config is not None
+                and segment.fmt.audio is not None
+                and self._audio_high < end
+                and self._video_high < segment.video_end_dts + self.audio_wait_ms
+            ):
+                return
+            self._emitted = True
+            yield self._closing.popleft()
+
+    def _close_all(self, until_ms: int | None) -> list[Segment]:
+        current, self._current = self._current, None
+        if current is not None:
+            if until_ms is not None:
+                kept = [p for p in current.audio if p.pts_ms >= until_ms]
+                current.audio = [p for p in current.audio if p.pts_ms < until_ms]
+            else:
+                kept = []
+            self._finish_last(current)
+            self._closing.append(current)
+            self._pending_audio.extend(kept)
+        out = list(self._closing)
+        self._closing.clear()
+        self._emitted = False
+        self._last_keyframe_ms = None
+        self._audio_high = self._video_high = -(1 << 62)
+        return out
+
+    def _finish_last(self, segment: Segment) -> None:
+        """Duration of a segment with no successor: up to the end of its last frame."""
+        if segment.video:
+            frame = self._frame_ms(segment)
+            segment.video_end_dts = segment.video[-1].dts_ms + frame
+            end = max(p.pts_ms for p in segment.video) + frame
+        elif segment.audio and segment.fmt.audio is not None:
+            rate = segment.fmt.audio.sample_rate
+            end = segment.audio[-1].pts_ms + AAC_FRAME_SAMPLES * 1000 // rate
+        else:
+            end = segment.start_ms
+        segment.duration_ms = max(end - segment.start_ms, 1)
+
+    def _frame_ms(self, segment: Segment) -> int:
+        video = segment.video
+        if len(video) >= 2 and video[-1].dts_ms > video[0].dts_ms:
+            return round((video[-1].dts_ms - video[0].dts_ms) / (len(video) - 1))
+        rate = segment.fmt.video.frame_rate if segment.fmt.video else None
+        return round(1000 / rate) if rate else _DEFAULT_FRAME_MS
+
+    def _config_changed(self) -> None:
+        current = self._current
+        if current is not None and not self._closing and self._opened == 1:
+            # The first segment of all: a config that arrives a little after the first keyframe
+            # (audio often does) joins it instead of forcing a new init segment.
+            current.fmt = TrackFormat(self.video_config, self.audio_config)
+        elif self._opened:
+            self._format_changed = True
