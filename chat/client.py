@@ -50,7 +50,7 @@ class ChatClient:
 
     __slots__ = (
         "_close", "_closed", "_eager", "_max_queue", "_queue", "_send", "_task", "_write",
-        "live_id", "user",
+        "live_id", "user", "viewer_key",
     )  # fmt: skip
 
     def __init__(
@@ -62,7 +62,10 @@ class ChatClient:
         max_queue: int,
         close: Callable[[ChatClient, str], None],
         write_frame: FrameWriter | None = None,
+        viewer_key: str = "",
     ) -> None:
+        """``viewer_key``: who the socket counts as among the room's viewers
+        (chat.viewers.viewer_key)."""
         self._send = send
         self._write = write_frame
         self._eager = inspect.iscoroutinefunction(send)  # checked once, not per event
@@ -73,6 +76,7 @@ class ChatClient:
         self._closed = False
         self.live_id = live_id
         self.user = user
+        self.viewer_key = viewer_key
 
     @property
     def closed(self) -> bool:

@@ -31,7 +31,14 @@ from chat.events import Action, error_event, message_event, system_event
 from chat.room import HISTORY, Room, frame
 from chat.rules import RateLimiter, RuleError, clean_text
 from chat.types import AsgiSend, FrameWriter, Json
-from chat.viewers import Beat, Heartbeats, PlayerIds, address_group
+from chat.viewers import (
+    Beat,
+    Heartbeats,
+    PlayerIds,
+    address_group,
+    socket_viewers,
+    viewer_key,
+)
 from chat.writer import MessageWriter, WriterBusy
 from config.secrets import jwt_secret
 from config.settings import ConfigError, Settings
@@ -138,8 +145,10 @@ class Hub:
         user: ChatUser | None,
         on_drop: Callable[[str], None],
         write_frame: FrameWriter | None = None,
+        address: str = "",
     ) -> ChatClient:
-        """Add a client to a room and send it the welcome. RuleError: no such live, banned."""
+        """Add a client to a room and send it the welcome. RuleError: no such live, banned.
+        ``address``: the client's, which an anonymous client counts by among the viewers."""
         room = await self._room(live_id)
         if room is None:
             raise RuleError("not_found", "no such live")
@@ -156,7 +165,8 @@ class Hub:
             on_drop(reason)
 
         client = ChatClient(send, live_id=live_id, user=user, max_queue=self.config.send_queue,
-                            close=drop, write_frame=write_frame)  # fmt: skip
+                            close=drop, write_frame=write_frame,
+                            viewer_key=viewer_key(user.id if user else None, address))  # fmt: skip
         room.clients[client] = None
         client.push(frame({
             "type": "welcome", "live_id": live_id, "messages": list(room.recent),
@@ -479,7 +489,9 @@ class Hub:
     def local_counts(self) -> dict[int, int]:
         counts = self.heartbeats.counts(time.monotonic())
         for live_id, room in self._rooms.items():
-            counts[live_id] = counts.get(live_id, 0) + len(room.clients)
+            sockets = socket_viewers((c.viewer_key for c in room.clients),
+                                     self.config.viewers_per_address)  # fmt: skip
+            counts[live_id] = counts.get(live_id, 0) + sockets
         return counts
 
     async def report_once(self) -> None:

@@ -6,7 +6,9 @@ counts, so the viewers of a process that stopped reporting vanish within two int
 
 A heartbeat is anonymous, so two rules keep it from making up viewers: player ids are issued
 by the server (:class:`PlayerIds`: a client cannot mint them, only ask for one per request),
-and the players counted per client address and live are bounded (:class:`Heartbeats`).
+and the players counted per client address and live are bounded (:class:`Heartbeats`). Chat
+sockets count by who holds them (:func:`socket_viewers`): a signed-in user once however many
+sockets it opens, anonymous sockets with the same per-address bound as players.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+from collections import Counter
+from collections.abc import Iterable
 
 MAX_PLAYERS = 200_000  # heartbeating players tracked by one process, all lives together
 PLAYER_ID_LENGTH = 32  # 16 characters of nonce, 16 of signature
@@ -51,6 +55,17 @@ class PlayerIds:
     def _signature(self, live_id: int, nonce: str) -> str:
         mac = hmac.new(self._key, f"{live_id}:{nonce}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac[:12]).decode()  # 96 bits, 16 characters
+
+
+def socket_viewers(keys: Iterable[str], per_address: int) -> int:
+    """Viewers among a room's chat sockets, given each socket's :func:`viewer_key`."""
+    seen = Counter(keys)
+    return sum(min(n, per_address) if key.startswith("addr:") else 1 for key, n in seen.items())
+
+
+def viewer_key(user_id: int | None, host: str) -> str:
+    """Who a chat socket counts as: its user, or (anonymous) its address group."""
+    return f"user:{user_id}" if user_id is not None else f"addr:{address_group(host)}"
 
 
 def address_group(host: str) -> str:

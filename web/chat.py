@@ -195,7 +195,7 @@ async def chat_socket(scope: Scope, receive: Receive, send: Send) -> None:
                 dropped.set_result(reason)
 
         write_frame = scope.get("extensions", {}).get(WRITE_FRAME)  # streamd's uvicorn only
-        client = await hub.join(live_id, send, user, on_drop, write_frame)
+        client = await hub.join(live_id, send, user, on_drop, write_frame, address=peer[0])
     except RuleError as exc:
         log.info("chat: %s refused on live %d (%s)", peer[0], live_id, exc.code)
         await _refuse(send, exc.code, exc.message, POLICY_VIOLATION)

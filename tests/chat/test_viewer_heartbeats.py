@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from chat_helpers import InLoopServer, make_user
+from chat_helpers import ChatServer, InLoopServer, make_user
 
 from chat.hub import Hub
-from chat.viewers import Beat, Heartbeats, PlayerIds, address_group
+from chat.viewers import Beat, Heartbeats, PlayerIds, address_group, socket_viewers
 from config.settings import ConfigError, Settings, load_settings
 from db import lives
 from streamd.server import http_config
@@ -163,3 +163,26 @@ def test_the_setting_is_bounded(value: str) -> None:
     with pytest.raises(ConfigError, match="STREAMD_CHAT_VIEWERS_PER_ADDRESS"):
         load_settings({"STREAMD_CHAT_VIEWERS_PER_ADDRESS": value})
     assert load_settings({}).chat_viewers_per_address == 4
+
+
+async def test_chat_sockets_count_by_who_holds_them(server: ChatServer) -> None:
+    """Opening sockets is the other way to make up viewers: anonymous ones from one address
+    count up to the per-address bound (4), a signed-in user once however many it opens."""
+    owner = await server.make_user("creator")
+    viewer = await server.make_user()
+    live = int((await lives.create(server.pool, user_id=owner.id, title="t"))["id"])
+    chats = [await server.connect(live) for _ in range(12)]  # anonymous, all from 127.0.0.1
+    chats += [await server.connect(live, viewer) for _ in range(3)]
+    chats.append(await server.connect(live, owner))
+    try:
+        assert server.hub.clients_of(live) == 16
+        assert server.hub.local_counts() == {live: 4 + 1 + 1}
+    finally:
+        for chat in chats:
+            await chat.close()
+
+
+def test_socket_viewers_bound_addresses_and_count_users_once() -> None:
+    keys = ["addr:203.0.113.7"] * 9 + ["addr:2001:db8::/64"] * 2 + ["user:1"] * 5 + ["user:2"]
+    assert socket_viewers(keys, per_address=4) == 4 + 2 + 1 + 1
+    assert socket_viewers([], per_address=4) == 0
