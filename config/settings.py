@@ -26,6 +26,7 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["text", "json"]
 JwtAlgorithm = Literal["HS256", "RS256", "EdDSA"]
 SmtpSecurity = Literal["starttls", "tls", "none"]
+SegmentFormat = Literal["cmaf", "ts"]
 # The transcoded ladder when STREAMD_HLS_LADDER is unset or "default".
 DEFAULT_LADDER: tuple[RungSpec, ...] = (
     ("720p", 1280, 720, 30, 3_000_000),
@@ -84,7 +85,7 @@ class Settings:
     api_cache_ttl: float = 2.0
     hls_target_duration: float = 2.0
     hls_window: int = 6
-    hls_segment_format: str = "cmaf"
+    hls_segment_format: SegmentFormat = "cmaf"
     hls_recording: bool = True
     hls_reconnect_window: float = 30.0
     hls_thumbnail_interval: float = 10.0
