@@ -65,10 +65,10 @@ from _util import (  # noqa: E402
 
 from config.settings import DEFAULT_LADDER  # noqa: E402
 from packager.ladder.codec import X264_PARAMS, x264_threads  # noqa: E402
-from packager.options import rungs as as_rungs  # noqa: E402
+from packager.options import to_rungs  # noqa: E402
 from packager.types import Rung  # noqa: E402
 
-LADDER = as_rungs(DEFAULT_LADDER)
+LADDER = to_rungs(DEFAULT_LADDER)
 CACHE = BENCH / ".cache"
 MEDIA = CACHE / ingest_density.MEDIA_NAME  # made by ingest_density.ensure_media
 DEBIAN_FFMPEG = "/usr/bin/ffmpeg"

@@ -33,7 +33,7 @@ KEEP_AFTER_WINDOW = 4
 QUEUE_ITEMS = 512
 
 
-def rungs(specs: Iterable[RungSpec]) -> tuple[Rung, ...]:
+def to_rungs(specs: Iterable[RungSpec]) -> tuple[Rung, ...]:
     """The ladder as the packager runs it, from the rungs as configured."""
     return tuple(Rung(*spec) for spec in specs)
 
@@ -69,7 +69,7 @@ class PackagerOptions:
             recording=settings.hls_recording,
             reconnect_window=settings.hls_reconnect_window,
             thumbnail_interval=settings.hls_thumbnail_interval,
-            ladder=rungs(settings.hls_ladder),
+            ladder=to_rungs(settings.hls_ladder),
             x264_preset=settings.hls_x264_preset,
             ladder_shedding=settings.hls_ladder_shedding,
             ladder_backlog=settings.hls_ladder_backlog,

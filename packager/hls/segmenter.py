@@ -95,13 +95,13 @@ class Segmenter:
         self._audio_high = -(1 << 62)
         self._video_high = -(1 << 62)
 
-    # --- input ---
-
     @property
     def max_duration_ms(self) -> int:
         """The longest segment the rule cuts while keyframes come at least once per target;
         a longer one follows a longer keyframe interval."""
         return self.target_ms + MAX_OVERSHOOT_MS
+
+    # --- input ---
 
     def set_video_config(self, config: VideoConfig) -> None:
         if config != self.video_config:

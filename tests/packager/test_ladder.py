@@ -51,12 +51,12 @@ from packager.ladder.codec import (
 from packager.ladder.ladder import Ladder, LadderMetrics, LadderPolicy
 from packager.ladder.shedding import RungLoad, Shedder
 from packager.metrics import PackagerMetrics
-from packager.options import rungs
+from packager.options import to_rungs
 from packager.pipeline import LivePipeline, OutputCallback
 from packager.storage.local import LocalStorage
 from packager.types import Rung, RungPaused
 
-DEFAULT_RUNGS = rungs(DEFAULT_LADDER)
+DEFAULT_RUNGS = to_rungs(DEFAULT_LADDER)
 R240 = Rung("240p", 426, 240, 30, 400_000)
 R180 = Rung("180p", 320, 180, 30, 250_000)
 
