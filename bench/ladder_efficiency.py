@@ -63,9 +63,12 @@ from _util import (  # noqa: E402
     machine_cpu_seconds,
 )
 
+from config.settings import DEFAULT_LADDER  # noqa: E402
 from packager.ladder.codec import X264_PARAMS, x264_threads  # noqa: E402
-from packager.types import DEFAULT_LADDER, Rung  # noqa: E402
+from packager.options import to_rungs  # noqa: E402
+from packager.types import Rung  # noqa: E402
 
+LADDER = to_rungs(DEFAULT_LADDER)
 CACHE = BENCH / ".cache"
 MEDIA = CACHE / ingest_density.MEDIA_NAME  # made by ingest_density.ensure_media
 DEBIAN_FFMPEG = "/usr/bin/ffmpeg"
@@ -154,7 +157,7 @@ def scale_filter(rung: Rung) -> str:
 def ffmpeg_ladder_argv(
     ffmpeg: str, port: int, preset: str, x264_threads: int | None = X264_THREADS
 ) -> list[str]:
-    rungs = DEFAULT_LADDER
+    rungs = LADDER
     graph = ";".join(
         [f"[0:v]split={len(rungs)}" + "".join(f"[s{i}]" for i in range(len(rungs)))]
         + [f"[s{i}]{scale_filter(r)}[v{i}]" for i, r in enumerate(rungs)]
@@ -171,7 +174,7 @@ def ffmpeg_ladder_argv(
 def ffmpeg_ladder_options(ffmpeg: str, preset: str, x264_threads: int | None) -> str | None:
     """x264's own option string for the CLI's 720p rung (2 s of the file to an .h264 file),
     to set beside the one streamd's encoder wrote."""
-    rung = DEFAULT_LADDER[0]
+    rung = LADDER[0]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "720p.h264"
         subprocess.run(
@@ -233,7 +236,7 @@ def measure_ffmpeg(
     # The outputs run in lockstep in one process: one media time, one factor for all rungs.
     return {
         **_rates(t1 - t0, c1 - c0, m1 - m0),
-        "realtime_factor": {r.name: round((m1 - m0) / (t1 - t0), 3) for r in DEFAULT_LADDER},
+        "realtime_factor": {r.name: round((m1 - m0) / (t1 - t0), 3) for r in LADDER},
         "publisher_exit": pub.returncode,
         "listener_exit": listener.returncode,
         "loadavg_1min": [load0, load1],
@@ -360,7 +363,7 @@ async def _serve(database_url: str, port: int, preset: str, shedding: bool) -> N
         # lags, as the ffmpeg CLI does, so both do the same work and their CPU compares.
         policy = LadderPolicy() if shedding else LadderPolicy(queue_packets=10**6, shedding=False)
         ladder = Ladder(
-            DEFAULT_LADDER, preset, on_output=on_output, loop=loop, metrics=metrics, policy=policy
+            LADDER, preset, on_output=on_output, loop=loop, metrics=metrics, policy=policy
         )
         ladders.append(ladder)
         sub = session.subscribe("ladder")
@@ -527,7 +530,7 @@ def main() -> int:
         "what": "CPU-seconds per stream-minute, one 1080p30 RTMP source -> DEFAULT_LADDER",
         "media": {"file": MEDIA.name, **dataclasses.asdict(flv_info(MEDIA))},
         "ladder": {
-            "rungs": [dataclasses.asdict(r) for r in DEFAULT_LADDER],
+            "rungs": [dataclasses.asdict(r) for r in LADDER],
             "preset": args.preset,
             "x264_params": X264_PARAMS,
             "scaler": "swscale bilinear, 1 thread per rung; streamd cascades (480p and 360p "

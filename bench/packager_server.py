@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ from ingest.session import PublishSession
 from packager.ladder.ladder import Ladder
 from packager.ladder.metrics import LadderMetrics
 from packager.metrics import PackagerMetrics
-from packager.options import PackagerOptions
+from packager.options import AUDIO_WAIT, PackagerOptions
 from packager.packager import Packager
 from packager.pipeline import OutputCallback, TranscoderFactory
 from packager.storage.local import LocalStorage
@@ -87,7 +88,10 @@ def _print(obj: dict[str, Any]) -> None:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    settings = Settings(database_url=args.database_url, rtmp_host=args.host, rtmp_port=args.port)
+    settings = Settings(
+        database_url=args.database_url, rtmp_host=args.host, rtmp_port=args.port,
+        hls_recording=args.recording, hls_segment_format=args.format, hls_reconnect_window=5.0,
+    )  # fmt: skip
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -97,10 +101,9 @@ async def serve(args: argparse.Namespace) -> None:
     try:
         gate = PublishGate(db.primary, args.database_url, settings.rtmp_app)
         await gate.open()
-        options = PackagerOptions(
-            storage_root=args.root, recording=args.recording, segment_format=args.format,
-            reconnect_window=5.0, audio_wait=args.audio_wait,
-        )  # fmt: skip
+        options = dataclasses.replace(
+            PackagerOptions.from_settings(settings), audio_wait=args.audio_wait
+        )
         ladder_factory: TranscoderFactory | None = None
         if args.ladder:
             ladder_metrics = LadderMetrics(registry)
@@ -174,7 +177,7 @@ def main() -> None:
     parser.add_argument("--format", default="cmaf", choices=["cmaf", "ts"])
     parser.add_argument("--recording", action="store_true", help="keep segments, journal them")
     parser.add_argument(
-        "--audio-wait", type=float, default=0.0, help="PackagerOptions.audio_wait (seconds)"
+        "--audio-wait", type=float, default=AUDIO_WAIT, help="PackagerOptions.audio_wait (seconds)"
     )
     parser.add_argument("--ladder", action="store_true", help="transcode DEFAULT_LADDER too")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])

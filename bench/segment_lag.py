@@ -57,8 +57,8 @@ import ingest_density as base
 import packager_density  # registers the streamd-packager target
 from _util import cpu_seconds, flv_info, log, machine_cpu_seconds
 
+from config.settings import DEFAULT_LADDER
 from db.embedded import EmbeddedPostgres
-from packager.types import DEFAULT_LADDER
 
 
 class StreamdExactAudio(packager_density.StreamdPackager):
@@ -83,7 +83,7 @@ SYSTEMS = {
     "streamd-ladder": "streamd-ladder",
     "nginx-rtmp-hls": "nginx-rtmp-hls",
 }
-RUNGS = tuple(r.name for r in DEFAULT_LADDER)
+RUNGS = tuple(name for name, *_ in DEFAULT_LADDER)
 POLL_S = 0.002
 
 

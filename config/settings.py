@@ -8,32 +8,31 @@ what is allowed; the CLI prints it and exits non-zero, with no traceback.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-_N = TypeVar("_N", int, float)
+from config import parsers as p
+from config.parsers import RungSpec
+
 LogLevel = Literal["debug", "info", "warning", "error"]
-# A ladder rung as configured: (name, width, height, fps, bits per second). config/ stays free
-# of the packager's types; the composition root turns these into packager.types.Rung.
-RungSpec = tuple[str, int, int, int, int]
+LogFormat = Literal["text", "json"]
+JwtAlgorithm = Literal["HS256", "RS256", "EdDSA"]
+SmtpSecurity = Literal["starttls", "tls", "none"]
+SegmentFormat = Literal["cmaf", "ts"]
+# The transcoded ladder when STREAMD_HLS_LADDER is unset or "default".
 DEFAULT_LADDER: tuple[RungSpec, ...] = (
     ("720p", 1280, 720, 30, 3_000_000),
     ("480p", 854, 480, 30, 1_200_000),
     ("360p", 640, 360, 30, 700_000),
 )
-LogFormat = Literal["text", "json"]
-JwtAlgorithm = Literal["HS256", "RS256", "EdDSA"]
-SmtpSecurity = Literal["starttls", "tls", "none"]
 
 
 class ConfigError(Exception):
@@ -86,7 +85,7 @@ class Settings:
     api_cache_ttl: float = 2.0
     hls_target_duration: float = 2.0
     hls_window: int = 6
-    hls_segment_format: str = "cmaf"
+    hls_segment_format: SegmentFormat = "cmaf"
     hls_recording: bool = True
     hls_reconnect_window: float = 30.0
     hls_thumbnail_interval: float = 10.0
@@ -118,6 +117,11 @@ class Settings:
     def pg_dir(self) -> Path:
         """Where the embedded PostgreSQL cluster keeps its data."""
         return self.data_dir / "pg"
+
+    @property
+    def media_dir(self) -> Path:
+        """Root of local storage: ``hls/...`` keys live below it (served at /hls)."""
+        return self.data_dir / "media"
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -154,243 +158,6 @@ def _display_host(bind: str) -> str:
     return "localhost" if bind in ("0.0.0.0", "::", "") else bind  # noqa: S104
 
 
-# --- value parsers: each returns the typed value or raises ValueError("what is allowed") ---
-
-
-def _str(raw: str) -> str:
-    if not raw.strip():
-        raise ValueError("a non-empty string")
-    return raw
-
-
-def _postgres_url(raw: str) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme not in ("postgres", "postgresql") or not (parts.hostname or parts.query):
-        raise ValueError("a URL like postgresql://user:password@host:5432/dbname")
-    return raw
-
-
-def _http_url(raw: str) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("an http:// or https:// URL such as https://live.example.com")
-    return raw.rstrip("/")
-
-
-def _in_range(convert: Callable[[str], _N], lo: _N, hi: _N, allowed: str) -> Callable[[str], _N]:
-    def parse(raw: str) -> _N:
-        try:
-            value = convert(raw.strip())
-        except ValueError:
-            raise ValueError(allowed) from None
-        if not lo <= value <= hi:  # NaN fails this comparison too
-            raise ValueError(allowed)
-        return value
-
-    return parse
-
-
-def _int_range(lo: int, hi: int) -> Callable[[str], int]:
-    return _in_range(int, lo, hi, f"an integer from {lo} to {hi}")
-
-
-def _float_range(lo: float, hi: float) -> Callable[[str], float]:
-    return _in_range(float, lo, hi, f"a number from {lo:g} to {hi:g}")
-
-
-def _positive_float(raw: str) -> float:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ValueError("a number of seconds greater than 0") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise ValueError("a number of seconds greater than 0")
-    return value
-
-
-def _host(raw: str) -> str:
-    value = raw.strip()
-    if not value or any(c.isspace() for c in value) or "/" in value:
-        raise ValueError("a host name or IP address to bind, such as 0.0.0.0 or 127.0.0.1")
-    return value
-
-
-def _path(raw: str) -> Path:
-    if not raw.strip() or "\x00" in raw:
-        raise ValueError("a directory path")
-    return Path(raw).expanduser()
-
-
-def _app_name(raw: str) -> str:
-    value = raw.strip().strip("/")
-    if not value or len(value) > 64 or not all(c.isalnum() or c in "-_." for c in value):
-        raise ValueError("1-64 letters, digits, '-', '_' or '.', such as live")
-    return value
-
-
-def _file(raw: str) -> Path:
-    path = Path(raw).expanduser()
-    if not path.is_file():
-        raise ValueError("the path of a readable file")
-    return path
-
-
-def _secret(raw: str) -> str:
-    if len(raw) < 32:
-        raise ValueError("a random string of at least 32 characters (leave unset to generate one)")
-    return raw
-
-
-def _key_id(raw: str) -> str:
-    value = raw.strip()
-    if not value or len(value) > 64 or not all(c.isalnum() or c in "-_." for c in value):
-        raise ValueError("1-64 letters, digits, '-', '_' or '.', such as 2026-01")
-    return value
-
-
-def _previous_keys(raw: str) -> tuple[tuple[str, Path], ...]:
-    """``kid=/path/public.pem,kid2=/path/other.pem``: public keys still accepted for tokens."""
-    allowed = "a comma-separated list of KID=PUBLIC_KEY_FILE entries of readable files"
-    out: list[tuple[str, Path]] = []
-    for entry in filter(None, (part.strip() for part in raw.split(","))):
-        kid, sep, path = entry.partition("=")
-        if not sep:
-            raise ValueError(allowed)
-        try:
-            out.append((_key_id(kid), _file(path.strip())))
-        except ValueError:
-            raise ValueError(allowed) from None
-    if len({kid for kid, _ in out}) != len(out):
-        raise ValueError(allowed + ", each KID once")
-    return tuple(out)
-
-
-def _smtp_address(raw: str) -> str:
-    value = raw.strip()
-    if not value or "\n" in value or "\r" in value or "@" not in value:
-        raise ValueError("an email address, optionally with a name: streamd <noreply@example.com>")
-    return value
-
-
-def _origins(raw: str) -> tuple[str, ...]:
-    allowed = "* or a comma-separated list of origins such as https://app.example.com"
-    out: list[str] = []
-    for entry in filter(None, (part.strip() for part in raw.split(","))):
-        if entry == "*":
-            out.append(entry)
-            continue
-        parts = urlsplit(entry)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
-            raise ValueError(allowed)
-        out.append(f"{parts.scheme}://{parts.netloc}")
-    if "*" in out and len(out) > 1:
-        raise ValueError(allowed)
-    return tuple(out)
-
-
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("true or false")
-
-
-_RUNG = re.compile(r"^([a-z0-9_]{1,32}):(\d{2,4})x(\d{2,4})@(\d{1,3}):(\d{2,6})k$")
-
-
-def _ladder(raw: str) -> tuple[RungSpec, ...]:
-    value = raw.strip().lower()
-    if value in ("none", ""):
-        return ()
-    if value == "default":
-        return DEFAULT_LADDER
-    rungs: list[RungSpec] = []
-    for part in value.split(","):
-        match = _RUNG.match(part.strip())
-        if match is None:
-            raise ValueError(
-                "'none', 'default' or rungs like 720p:1280x720@30:3000k,360p:640x360@30:700k"
-            )
-        name, w, h, fps, kbps = match.groups()
-        if int(w) % 2 or int(h) % 2 or not 1 <= int(fps) <= 60:
-            raise ValueError("even widths and heights, 1-60 fps, e.g. 720p:1280x720@30:3000k")
-        rungs.append((name, int(w), int(h), int(fps), int(kbps) * 1000))
-    if len({r[0] for r in rungs}) != len(rungs):
-        raise ValueError("rungs with distinct names")
-    return tuple(rungs)
-
-
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_S3_PREFIX_PART = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
-
-
-def _bucket(raw: str) -> str:
-    value = raw.strip()
-    if not _BUCKET.fullmatch(value) or ".." in value:
-        raise ValueError("an S3 bucket name: 3-63 lower-case letters, digits, '.' or '-'")
-    return value
-
-
-def _s3_prefix(raw: str) -> str:
-    value = raw.strip().strip("/")
-    parts = value.split("/") if value else []
-    if len(parts) > 8 or not all(_S3_PREFIX_PART.fullmatch(p) and p not in (".", "..")
-                                 for p in parts):  # fmt: skip
-        raise ValueError("a key prefix like streamd or media/live (letters, digits, _.-)")
-    return value
-
-
-def _region(raw: str) -> str:
-    value = raw.strip()
-    if not re.fullmatch(r"[a-z]{2,}(-[a-z0-9]+){1,4}|auto", value):
-        raise ValueError("an AWS region such as eu-west-1 (or auto for R2)")
-    return value
-
-
-def _cdn_url(raw: str) -> str:
-    parts = urlsplit(raw.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
-        raise ValueError(
-            "an http(s) URL without a query, such as https://d111111abcdef8.cloudfront.net"
-        )
-    return raw.strip().rstrip("/")
-
-
-def _key_pair_id(raw: str) -> str:
-    value = raw.strip()
-    if not re.fullmatch(r"[A-Z0-9]{8,64}", value):
-        raise ValueError("a CloudFront public key (key pair) id such as K2JCJMDEHXQW5F")
-    return value
-
-
-def _proxies(raw: str) -> tuple[str, ...]:
-    """Addresses or networks whose X-Forwarded-For/-Proto are believed; ``*``: any peer."""
-    allowed = "* or a comma-separated list of IP addresses or networks such as 10.0.0.0/8"
-    out: list[str] = []
-    for entry in filter(None, (part.strip() for part in raw.split(","))):
-        if entry != "*":
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValueError(allowed) from None
-        out.append(entry)
-    if "*" in out and len(out) > 1:
-        raise ValueError(allowed)
-    return tuple(out)
-
-
-def _choice(*allowed: str, case_sensitive: bool = False) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip() if case_sensitive else raw.strip().lower()
-        if value not in allowed:
-            raise ValueError("one of " + ", ".join(allowed))
-        return value
-
-    return parse
-
-
 @dataclass(frozen=True, slots=True)
 class _Spec:
     field: str
@@ -400,135 +167,135 @@ class _Spec:
 
 
 SPECS: tuple[_Spec, ...] = (
-    _Spec("database_url", "DATABASE_URL", _postgres_url,
+    _Spec("database_url", "DATABASE_URL", p.postgres_url,
           "PostgreSQL URL; unset = embedded PostgreSQL under the data dir"),
-    _Spec("database_replica_url", "DATABASE_REPLICA_URL", _postgres_url,
+    _Spec("database_replica_url", "DATABASE_REPLICA_URL", p.postgres_url,
           "optional read replica for read-heavy queries; unset = primary"),
-    _Spec("db_pool_min", "STREAMD_DB_POOL_MIN", _int_range(0, 1000), "minimum pool connections"),
-    _Spec("db_pool_max", "STREAMD_DB_POOL_MAX", _int_range(1, 1000), "maximum pool connections"),
-    _Spec("http_host", "STREAMD_HTTP_HOST", _host, "HTTP bind address"),
-    _Spec("http_port", "STREAMD_HTTP_PORT", _int_range(1, 65535), "HTTP port"),
-    _Spec("rtmp_host", "STREAMD_RTMP_HOST", _host, "RTMP bind address"),
-    _Spec("rtmp_port", "STREAMD_RTMP_PORT", _int_range(1, 65535), "RTMP port"),
-    _Spec("rtmp_app", "STREAMD_RTMP_APP", _app_name,
+    _Spec("db_pool_min", "STREAMD_DB_POOL_MIN", p.int_range(0, 1000), "minimum pool connections"),
+    _Spec("db_pool_max", "STREAMD_DB_POOL_MAX", p.int_range(1, 1000), "maximum pool connections"),
+    _Spec("http_host", "STREAMD_HTTP_HOST", p.host, "HTTP bind address"),
+    _Spec("http_port", "STREAMD_HTTP_PORT", p.int_range(1, 65535), "HTTP port"),
+    _Spec("rtmp_host", "STREAMD_RTMP_HOST", p.host, "RTMP bind address"),
+    _Spec("rtmp_port", "STREAMD_RTMP_PORT", p.int_range(1, 65535), "RTMP port"),
+    _Spec("rtmp_app", "STREAMD_RTMP_APP", p.app_name,
           "RTMP application name: OBS Server is rtmp://HOST:PORT/APP"),
-    _Spec("rtmps_port", "STREAMD_RTMPS_PORT", _int_range(1, 65535),
+    _Spec("rtmps_port", "STREAMD_RTMPS_PORT", p.int_range(1, 65535),
           "RTMPS port (needs STREAMD_RTMPS_CERT and STREAMD_RTMPS_KEY)"),
-    _Spec("rtmps_cert", "STREAMD_RTMPS_CERT", _file, "PEM certificate chain for RTMPS"),
-    _Spec("rtmps_key", "STREAMD_RTMPS_KEY", _file, "PEM private key for RTMPS"),
-    _Spec("rtmp_max_connections", "STREAMD_RTMP_MAX_CONNECTIONS", _int_range(1, 100_000),
+    _Spec("rtmps_cert", "STREAMD_RTMPS_CERT", p.file, "PEM certificate chain for RTMPS"),
+    _Spec("rtmps_key", "STREAMD_RTMPS_KEY", p.file, "PEM private key for RTMPS"),
+    _Spec("rtmp_max_connections", "STREAMD_RTMP_MAX_CONNECTIONS", p.int_range(1, 100_000),
           "RTMP connections accepted at once; more are closed at once"),
-    _Spec("rtmp_handshake_timeout", "STREAMD_RTMP_HANDSHAKE_TIMEOUT", _positive_float,
+    _Spec("rtmp_handshake_timeout", "STREAMD_RTMP_HANDSHAKE_TIMEOUT", p.positive_float,
           "seconds a client has to complete the handshake and publish"),
-    _Spec("rtmp_idle_timeout", "STREAMD_RTMP_IDLE_TIMEOUT", _positive_float,
+    _Spec("rtmp_idle_timeout", "STREAMD_RTMP_IDLE_TIMEOUT", p.positive_float,
           "seconds without any byte from a publisher before it is dropped"),
-    _Spec("data_dir", "STREAMD_DATA_DIR", _path, "data directory (database, media, secrets)"),
-    _Spec("public_url", "STREAMD_PUBLIC_URL", _http_url,
+    _Spec("data_dir", "STREAMD_DATA_DIR", p.directory, "data directory (database, media, secrets)"),
+    _Spec("public_url", "STREAMD_PUBLIC_URL", p.http_url,
           "public base URL of the web app, used in printed and returned URLs"),
-    _Spec("jwt_secret", "STREAMD_JWT_SECRET", _secret,
+    _Spec("jwt_secret", "STREAMD_JWT_SECRET", p.secret,
           "HS256 signing secret; unset = generated once into DATA_DIR/jwt_secret"),
-    _Spec("log_level", "STREAMD_LOG_LEVEL", _choice("debug", "info", "warning", "error"),
+    _Spec("log_level", "STREAMD_LOG_LEVEL", p.choice("debug", "info", "warning", "error"),
           "log level"),
-    _Spec("log_format", "STREAMD_LOG_FORMAT", _choice("text", "json"), "log line format"),
-    _Spec("cache_cleanup_interval", "STREAMD_CACHE_CLEANUP_INTERVAL", _positive_float,
+    _Spec("log_format", "STREAMD_LOG_FORMAT", p.choice("text", "json"), "log line format"),
+    _Spec("cache_cleanup_interval", "STREAMD_CACHE_CLEANUP_INTERVAL", p.positive_float,
           "seconds between deletions of expired cache rows"),
     _Spec("jwt_algorithm", "STREAMD_JWT_ALGORITHM",
-          _choice("HS256", "RS256", "EdDSA", case_sensitive=True),
+          p.choice("HS256", "RS256", "EdDSA", case_sensitive=True),
           "access-token signature: HS256 (shared secret) or RS256/EdDSA (private key file)"),
-    _Spec("jwt_private_key", "STREAMD_JWT_PRIVATE_KEY", _file,
+    _Spec("jwt_private_key", "STREAMD_JWT_PRIVATE_KEY", p.file,
           "PEM private key signing access tokens (RS256: RSA, EdDSA: Ed25519)"),
-    _Spec("jwt_key_id", "STREAMD_JWT_KEY_ID", _key_id,
+    _Spec("jwt_key_id", "STREAMD_JWT_KEY_ID", p.key_id,
           "kid of the signing key; unset = derived from the key"),
-    _Spec("jwt_previous_keys", "STREAMD_JWT_PREVIOUS_KEYS", _previous_keys,
+    _Spec("jwt_previous_keys", "STREAMD_JWT_PREVIOUS_KEYS", p.previous_keys,
           "KID=PUBLIC_KEY_FILE,... of retired keys whose tokens are still accepted"),
-    _Spec("access_token_ttl", "STREAMD_ACCESS_TOKEN_TTL", _positive_float,
+    _Spec("access_token_ttl", "STREAMD_ACCESS_TOKEN_TTL", p.positive_float,
           "seconds an access token is valid"),
-    _Spec("refresh_token_ttl", "STREAMD_REFRESH_TOKEN_TTL", _positive_float,
+    _Spec("refresh_token_ttl", "STREAMD_REFRESH_TOKEN_TTL", p.positive_float,
           "seconds a login session lasts without being refreshed"),
-    _Spec("login_max_failures", "STREAMD_LOGIN_MAX_FAILURES", _int_range(1, 10_000),
+    _Spec("login_max_failures", "STREAMD_LOGIN_MAX_FAILURES", p.int_range(1, 10_000),
           "failed logins per account in a window before 429"),
     _Spec("login_max_failures_per_ip", "STREAMD_LOGIN_MAX_FAILURES_PER_IP",
-          _int_range(1, 1_000_000), "failed logins per client address in a window before 429"),
-    _Spec("login_window", "STREAMD_LOGIN_WINDOW", _positive_float,
+          p.int_range(1, 1_000_000), "failed logins per client address in a window before 429"),
+    _Spec("login_window", "STREAMD_LOGIN_WINDOW", p.positive_float,
           "seconds of the login-failure window"),
-    _Spec("register_max_per_ip", "STREAMD_REGISTER_MAX_PER_IP", _int_range(1, 1_000_000),
+    _Spec("register_max_per_ip", "STREAMD_REGISTER_MAX_PER_IP", p.int_range(1, 1_000_000),
           "registration attempts per client address in a window before 429"),
-    _Spec("register_max_per_email", "STREAMD_REGISTER_MAX_PER_EMAIL", _int_range(1, 10_000),
+    _Spec("register_max_per_email", "STREAMD_REGISTER_MAX_PER_EMAIL", p.int_range(1, 10_000),
           "registration attempts naming one email address in a window before 429"),
-    _Spec("register_window", "STREAMD_REGISTER_WINDOW", _positive_float,
+    _Spec("register_window", "STREAMD_REGISTER_WINDOW", p.positive_float,
           "seconds of the registration window (also: at most one 'address taken' mail each)"),
-    _Spec("refresh_reuse_grace", "STREAMD_REFRESH_REUSE_GRACE", _float_range(0, 60),
+    _Spec("refresh_reuse_grace", "STREAMD_REFRESH_REUSE_GRACE", p.float_range(0, 60),
           "seconds a used refresh token still returns the same new pair (retries); 0 = none"),
-    _Spec("smtp_host", "STREAMD_SMTP_HOST", _host,
+    _Spec("smtp_host", "STREAMD_SMTP_HOST", p.host,
           "SMTP server for mail; unset = mail waits in the email_outbox table (streamd mail show)"),
-    _Spec("smtp_port", "STREAMD_SMTP_PORT", _int_range(1, 65535), "SMTP port"),
-    _Spec("smtp_security", "STREAMD_SMTP_SECURITY", _choice("starttls", "tls", "none"),
+    _Spec("smtp_port", "STREAMD_SMTP_PORT", p.int_range(1, 65535), "SMTP port"),
+    _Spec("smtp_security", "STREAMD_SMTP_SECURITY", p.choice("starttls", "tls", "none"),
           "SMTP transport security"),
-    _Spec("smtp_username", "STREAMD_SMTP_USERNAME", _str, "SMTP login (with the password)"),
-    _Spec("smtp_password", "STREAMD_SMTP_PASSWORD", _str, "SMTP password"),
-    _Spec("smtp_from", "STREAMD_SMTP_FROM", _smtp_address,
+    _Spec("smtp_username", "STREAMD_SMTP_USERNAME", p.text, "SMTP login (with the password)"),
+    _Spec("smtp_password", "STREAMD_SMTP_PASSWORD", p.text, "SMTP password"),
+    _Spec("smtp_from", "STREAMD_SMTP_FROM", p.smtp_address,
           "From address; unset = streamd <noreply@PUBLIC_URL host>"),
-    _Spec("cors_origins", "STREAMD_CORS_ORIGINS", _origins,
+    _Spec("cors_origins", "STREAMD_CORS_ORIGINS", p.origins,
           "origins allowed to call the API from a browser; unset = none"),
-    _Spec("api_cache_ttl", "STREAMD_API_CACHE_TTL", _positive_float,
+    _Spec("api_cache_ttl", "STREAMD_API_CACHE_TTL", p.positive_float,
           "seconds public live listings may be served from the cache"),
-    _Spec("hls_target_duration", "STREAMD_HLS_TARGET_DURATION", _float_range(0.5, 30),
+    _Spec("hls_target_duration", "STREAMD_HLS_TARGET_DURATION", p.float_range(0.5, 30),
           "HLS segment duration aimed at (segments are cut on source keyframes)"),
-    _Spec("hls_window", "STREAMD_HLS_WINDOW", _int_range(3, 100),
+    _Spec("hls_window", "STREAMD_HLS_WINDOW", p.int_range(3, 100),
           "segments listed in a live media playlist"),
-    _Spec("hls_segment_format", "STREAMD_HLS_SEGMENT_FORMAT", _choice("cmaf", "ts"),
+    _Spec("hls_segment_format", "STREAMD_HLS_SEGMENT_FORMAT", p.choice("cmaf", "ts"),
           "cmaf (fragmented MP4) or ts (MPEG-TS)"),
-    _Spec("hls_recording", "STREAMD_HLS_RECORDING", _bool,
+    _Spec("hls_recording", "STREAMD_HLS_RECORDING", p.boolean,
           "keep every segment and publish a VOD when a live ends"),
-    _Spec("hls_reconnect_window", "STREAMD_HLS_RECONNECT_WINDOW", _float_range(0, 3600),
+    _Spec("hls_reconnect_window", "STREAMD_HLS_RECONNECT_WINDOW", p.float_range(0, 3600),
           "seconds a live waits for its publisher to come back before it ends"),
-    _Spec("hls_thumbnail_interval", "STREAMD_HLS_THUMBNAIL_INTERVAL", _float_range(1, 3600),
+    _Spec("hls_thumbnail_interval", "STREAMD_HLS_THUMBNAIL_INTERVAL", p.float_range(1, 3600),
           "seconds between poster (poster.jpg) refreshes"),
-    _Spec("hls_ladder", "STREAMD_HLS_LADDER", _ladder,
+    _Spec("hls_ladder", "STREAMD_HLS_LADDER", p.ladder(DEFAULT_LADDER),
           "transcoded rungs NAME:WxH@FPS:KBPSk,...; 'none' for passthrough only"),
-    _Spec("chat_rate_limit", "STREAMD_CHAT_RATE_LIMIT", _int_range(1, 1000),
+    _Spec("chat_rate_limit", "STREAMD_CHAT_RATE_LIMIT", p.int_range(1, 1000),
           "chat messages one user may post per STREAMD_CHAT_RATE_WINDOW"),
-    _Spec("chat_rate_window", "STREAMD_CHAT_RATE_WINDOW", _float_range(1, 3600),
+    _Spec("chat_rate_window", "STREAMD_CHAT_RATE_WINDOW", p.float_range(1, 3600),
           "seconds of the chat rate-limit window"),
-    _Spec("chat_slow_mode_default", "STREAMD_CHAT_SLOW_MODE_DEFAULT", _int_range(1, 3600),
+    _Spec("chat_slow_mode_default", "STREAMD_CHAT_SLOW_MODE_DEFAULT", p.int_range(1, 3600),
           "seconds between messages when a moderator turns slow mode on without a value"),
-    _Spec("chat_report_interval", "STREAMD_CHAT_REPORT_INTERVAL", _float_range(0.2, 300),
+    _Spec("chat_report_interval", "STREAMD_CHAT_REPORT_INTERVAL", p.float_range(0.2, 300),
           "seconds between viewer-count reports (a process's viewers vanish after two)"),
-    _Spec("chat_heartbeat_interval", "STREAMD_CHAT_HEARTBEAT_INTERVAL", _float_range(1, 300),
+    _Spec("chat_heartbeat_interval", "STREAMD_CHAT_HEARTBEAT_INTERVAL", p.float_range(1, 300),
           "seconds between HLS player heartbeats (a player counts for two)"),
-    _Spec("chat_send_queue", "STREAMD_CHAT_SEND_QUEUE", _int_range(1, 100_000),
+    _Spec("chat_send_queue", "STREAMD_CHAT_SEND_QUEUE", p.int_range(1, 100_000),
           "events queued for one chat client before it is disconnected as too slow"),
-    _Spec("chat_ticket_ttl", "STREAMD_CHAT_TICKET_TTL", _float_range(1, 3600),
+    _Spec("chat_ticket_ttl", "STREAMD_CHAT_TICKET_TTL", p.float_range(1, 3600),
           "seconds a chat connection ticket stays valid (it is single-use)"),
     _Spec("hls_x264_preset", "STREAMD_HLS_X264_PRESET",
-          _choice("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
+          p.choice("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
           "libx264 preset of the ladder"),
-    _Spec("hls_ladder_shedding", "STREAMD_HLS_LADDER_SHEDDING", _bool,
+    _Spec("hls_ladder_shedding", "STREAMD_HLS_LADDER_SHEDDING", p.boolean,
           "stop the costliest rungs while the machine cannot transcode in real time"),
-    _Spec("hls_ladder_backlog", "STREAMD_HLS_LADDER_BACKLOG", _float_range(1, 60),
+    _Spec("hls_ladder_backlog", "STREAMD_HLS_LADDER_BACKLOG", p.float_range(1, 60),
           "seconds of source video that may wait for the ladder before packets are dropped"),
-    _Spec("hls_recovery_interval", "STREAMD_HLS_RECOVERY_INTERVAL", _float_range(0, 86400),
+    _Spec("hls_recovery_interval", "STREAMD_HLS_RECOVERY_INTERVAL", p.float_range(0, 86400),
           "seconds between passes finalising recordings a dead process left; 0 = at start only"),
-    _Spec("storage", "STREAMD_STORAGE", _choice("local", "s3"),
+    _Spec("storage", "STREAMD_STORAGE", p.choice("local", "s3"),
           "where segments and playlists go: local (DATA_DIR/media, served at /hls) or s3"),
-    _Spec("s3_bucket", "STREAMD_S3_BUCKET", _bucket, "S3 bucket (STREAMD_STORAGE=s3)"),
-    _Spec("s3_prefix", "STREAMD_S3_PREFIX", _s3_prefix,
+    _Spec("s3_bucket", "STREAMD_S3_BUCKET", p.bucket, "S3 bucket (STREAMD_STORAGE=s3)"),
+    _Spec("s3_prefix", "STREAMD_S3_PREFIX", p.s3_prefix,
           "key prefix inside the bucket; unset = the bucket's root"),
-    _Spec("s3_region", "STREAMD_S3_REGION", _region,
+    _Spec("s3_region", "STREAMD_S3_REGION", p.region,
           "bucket region; unset = the AWS chain's (AWS_REGION, ~/.aws/config)"),
-    _Spec("s3_endpoint_url", "STREAMD_S3_ENDPOINT_URL", _http_url,
+    _Spec("s3_endpoint_url", "STREAMD_S3_ENDPOINT_URL", p.http_url,
           "S3-compatible endpoint (MinIO, R2); unset = AWS. Credentials: the AWS chain only"),
-    _Spec("cdn_base_url", "STREAMD_CDN_BASE_URL", _cdn_url,
+    _Spec("cdn_base_url", "STREAMD_CDN_BASE_URL", p.cdn_url,
           "CDN (CloudFront) URL whose origin is the bucket (or streamd); playback URLs use it"),
-    _Spec("cdn_key_pair_id", "STREAMD_CDN_KEY_PAIR_ID", _key_pair_id,
+    _Spec("cdn_key_pair_id", "STREAMD_CDN_KEY_PAIR_ID", p.key_pair_id,
           "CloudFront public key id for signed URLs/cookies (with STREAMD_CDN_PRIVATE_KEY)"),
-    _Spec("cdn_private_key", "STREAMD_CDN_PRIVATE_KEY", _file,
+    _Spec("cdn_private_key", "STREAMD_CDN_PRIVATE_KEY", p.file,
           "PEM RSA private key of that CloudFront key pair"),
-    _Spec("cdn_signed_url_ttl", "STREAMD_CDN_SIGNED_URL_TTL", _float_range(1, 7 * 86400),
+    _Spec("cdn_signed_url_ttl", "STREAMD_CDN_SIGNED_URL_TTL", p.float_range(1, 7 * 86400),
           "seconds a signed CloudFront URL or cookie stays valid"),
-    _Spec("trusted_proxies", "STREAMD_TRUSTED_PROXIES", _proxies,
+    _Spec("trusted_proxies", "STREAMD_TRUSTED_PROXIES", p.proxies,
           "proxies (IPs or networks, or *) whose X-Forwarded-For is believed; unset = none"),
-    _Spec("chat_viewers_per_address", "STREAMD_CHAT_VIEWERS_PER_ADDRESS", _int_range(1, 100_000),
+    _Spec("chat_viewers_per_address", "STREAMD_CHAT_VIEWERS_PER_ADDRESS", p.int_range(1, 100_000),
           "HLS players counted per client address (IPv6: per /64) and live"),
 )  # fmt: skip
 

@@ -1,85 +1,88 @@
-"""Every knob of the live packager, with its default, in one frozen dataclass.
+"""What the live packager is built with, in one frozen dataclass.
 
-``config/`` owns the environment variables; the composition root builds a
-:class:`PackagerOptions` from them (proposed names in the README's packager section, each
-``STREAMD_HLS_<FIELD>``). Nothing here reads the environment.
+The operator's settings come from :class:`config.settings.Settings`, the one home of their
+environment names, defaults, ranges and help: build the options with
+:meth:`PackagerOptions.from_settings`. The few knobs that are not settings are the constants
+below. Nothing here reads the environment.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
+from collections.abc import Iterable
+from dataclasses import dataclass
 
+from config.parsers import RungSpec
+from config.settings import SegmentFormat, Settings
 from packager.ladder.shedding import LadderPolicy
-from packager.types import DEFAULT_LADDER, Rung
+from packager.types import Rung
 
-SegmentFormat = Literal["cmaf", "ts"]
+# Not settings: fixed until LL-HLS (fragments, parts) or a measured need asks for a knob.
+#: Duration of each fMP4 fragment (moof+mdat) inside a segment, in seconds; 0 gives one
+#: fragment per segment. LL-HLS parts will be published at these boundaries.
+FRAGMENT_DURATION = 0.0
+#: When a source segment is complete (its next keyframe arrived) but its audio has not caught
+#: up with the cut, wait at most this much media time (video decode time past that keyframe)
+#: for it. 0 publishes at once, the lowest lag; audio that comes later starts the next
+#: segment. Around 0.1 gives audio boundaries exactly at the cut, for ~50 ms more.
+AUDIO_WAIT = 0.0
+#: Segments kept on storage after they left a live playlist when not recording (players that
+#: loaded an older playlist may still ask for them).
+KEEP_AFTER_WINDOW = 4
+#: Items buffered between the publish session and the pipeline (about 8 s at 30 fps).
+QUEUE_ITEMS = 512
+
+
+def to_rungs(specs: Iterable[RungSpec]) -> tuple[Rung, ...]:
+    """The ladder as the packager runs it, from the rungs as configured."""
+    return tuple(Rung(*spec) for spec in specs)
 
 
 @dataclass(frozen=True, slots=True)
 class PackagerOptions:
-    #: Segment duration aimed at, in seconds. Segments are cut at source keyframes, so a
-    #: source whose keyframe interval is longer gives longer segments (and a warning).
-    target_duration: float = 2.0
-    #: Segments listed in a live media playlist (Apple asks for at least 6 with 2 s segments).
-    window: int = 6
-    #: ``cmaf``: fragmented MP4 (init.mp4 + .m4s); ``ts``: MPEG-TS (.ts; H.264/HEVC + AAC).
-    segment_format: SegmentFormat = "cmaf"
-    #: Keep every segment and publish a VOD (a ``videos`` row) when the live ends.
-    recording: bool = True
-    #: How long a live waits for its publisher to come back before it ends, in seconds.
-    reconnect_window: float = 30.0
-    #: Root of local storage; ``hls/...`` keys live below it (``DATA_DIR/media`` in serve).
-    storage_root: Path = Path("./var/media")
-    #: Seconds between poster refreshes (used by the thumbnailer).
-    thumbnail_interval: float = 10.0
-    #: The transcoded ladder (used by the ladder; rungs at or above the source are skipped).
-    ladder: tuple[Rung, ...] = field(default=DEFAULT_LADDER)
-    #: libx264 preset of the ladder's encoders.
-    x264_preset: str = "veryfast"
-    #: Shed the costliest rungs while the machine cannot transcode in real time. Off, a slow
-    #: ladder only lags, by up to ``ladder_backlog``, and then drops packets.
-    ladder_shedding: bool = True
-    #: Seconds of source video (counted at 30 fps) that may wait for the ladder's decoder;
-    #: shedding starts at half of it.
-    ladder_backlog: float = 3.0
-    #: Duration of each fMP4 fragment (moof+mdat) inside a segment, in seconds; 0 gives one
-    #: fragment per segment. LL-HLS parts will be published at these boundaries.
-    fragment_duration: float = 0.0
-    #: A segment may run this much past the target before the segmenter prefers an earlier
-    #: keyframe (the issue's "none more than 0.5 s over target").
-    max_overshoot: float = 0.5
-    #: When a source segment is complete (its next keyframe arrived) but its audio has not
-    #: caught up with the cut, wait at most this much media time (video decode time past that
-    #: keyframe) for it. 0 publishes at once — the lowest lag; audio that comes later starts
-    #: the next segment. Around 0.1 gives audio boundaries exactly at the cut, for ~50 ms more.
-    audio_wait: float = 0.0
-    #: Segments still on storage after they left a live playlist when not recording (players
-    #: that loaded an older playlist may still ask for them).
-    keep_after_window: int = 4
-    #: Items buffered between the publish session and the pipeline (about 8 s at 30 fps).
-    queue_items: int = 512
-    #: Seconds between two passes that finalise recordings some process left unfinished and
-    #: nobody has written to for ``reconnect_window`` + 60 s (another node died); 0: only at
-    #: start-up.
-    recovery_interval: float = 60.0
+    # From Settings (see its hls_* fields for meaning, default and range):
+    target_duration: float  # seconds; segments are cut at source keyframes
+    window: int  # segments in a live media playlist
+    segment_format: SegmentFormat
+    recording: bool  # keep every segment and publish a VOD when the live ends
+    reconnect_window: float  # seconds a live waits for its publisher to come back
+    thumbnail_interval: float  # seconds between poster refreshes
+    ladder: tuple[Rung, ...]  # rungs at or above the source's size are skipped
+    x264_preset: str
+    ladder_shedding: bool
+    ladder_backlog: float  # seconds of source video (at 30 fps) waiting for the ladder
+    #: Seconds between passes finalising recordings nobody has written to for
+    #: ``reconnect_window`` + 60 s (another node died); 0: only at start-up.
+    recovery_interval: float
+    # The constants above, as fields so that a benchmark or test can vary them (replace()):
+    fragment_duration: float
+    audio_wait: float
+    keep_after_window: int
+    queue_items: int
 
-    def __post_init__(self) -> None:
-        # Programming errors only: config/ validates what operators type.
-        if not (0.5 <= self.target_duration <= 30):
-            raise ValueError("target_duration must be within 0.5..30 s")
-        if self.window < 3:
-            raise ValueError("window must be at least 3 segments")
-        if self.segment_format not in ("cmaf", "ts"):
-            raise ValueError("segment_format must be 'cmaf' or 'ts'")
-        if min(self.reconnect_window, self.fragment_duration, self.audio_wait,
-               self.recovery_interval) < 0:  # fmt: skip
-            raise ValueError("durations must not be negative")
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PackagerOptions:
+        return cls(
+            target_duration=settings.hls_target_duration,
+            window=settings.hls_window,
+            segment_format=settings.hls_segment_format,
+            recording=settings.hls_recording,
+            reconnect_window=settings.hls_reconnect_window,
+            thumbnail_interval=settings.hls_thumbnail_interval,
+            ladder=to_rungs(settings.hls_ladder),
+            x264_preset=settings.hls_x264_preset,
+            ladder_shedding=settings.hls_ladder_shedding,
+            ladder_backlog=settings.hls_ladder_backlog,
+            recovery_interval=settings.hls_recovery_interval,
+            fragment_duration=FRAGMENT_DURATION,
+            audio_wait=AUDIO_WAIT,
+            keep_after_window=KEEP_AFTER_WINDOW,
+            queue_items=QUEUE_ITEMS,
+        )
 
     @property
     def ladder_policy(self) -> LadderPolicy:
+        # Shedding starts at half the queue (LadderPolicy.shed_at).
         packets = max(10, round(self.ladder_backlog * 30))
         return LadderPolicy(queue_packets=packets, shedding=self.ladder_shedding)
 

@@ -2,7 +2,8 @@
 
 Wiring (the composition root)::
 
-    packager = Packager(options, LocalStorage(options.storage_root), db.primary)
+    options = PackagerOptions.from_settings(settings)
+    packager = Packager(options, LocalStorage(settings.media_dir), db.primary)
     await packager.recover()                  # before RTMP accepts publishers
     rtmp = RtmpServer(gate, ..., on_session=packager.on_session)
     ...

@@ -144,7 +144,6 @@ class LivePipeline:
         o = self.options
         segmenter = Segmenter(
             o.target_ms,
-            max_overshoot_ms=round(o.max_overshoot * 1000),
             audio_wait_ms=round(o.audio_wait * 1000),
             plan=self.plan,
             follow=kind == "ladder",
@@ -302,11 +301,10 @@ class LivePipeline:
     # --- the master playlist ---
 
     def _on_segment(self, rendition: Rendition, segment: Segment, entry: SegmentEntry) -> None:
-        limit = self.options.target_ms + round(self.options.max_overshoot * 1000)
         if (
             rendition is self.source
             and segment.video
-            and segment.duration_ms > limit
+            and segment.duration_ms > rendition.segmenter.max_duration_ms
             and not self._warned_gop
         ):
             self._warned_gop = True

@@ -182,7 +182,7 @@ async def end_live_playlists(
 
 
 async def finalise_recording(
-    pool: asyncpg.Pool, storage: Storage, recording_id: int, *, minimum_target: int = 2
+    pool: asyncpg.Pool, storage: Storage, recording_id: int, *, minimum_target: int
 ) -> Finalised:
     """Write the VOD playlists of a recording from its journal and insert its video.
 
@@ -246,8 +246,8 @@ async def recover_recordings(
     storage: Storage,
     *,
     node: str,
-    window: int = 6,
-    minimum_target: int = 2,
+    window: int,
+    minimum_target: int,
     stale_after_s: float = 600.0,
     skip: Collection[int] | Callable[[int], bool] = (),
     metrics: PackagerMetrics | None = None,

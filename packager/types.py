@@ -50,13 +50,6 @@ class Rung:
     video_bitrate: int  # bits per second (the encoder's target; maxrate = 1.5x)
 
 
-DEFAULT_LADDER: tuple[Rung, ...] = (
-    Rung("720p", 1280, 720, 30, 3_000_000),
-    Rung("480p", 854, 480, 30, 1_200_000),
-    Rung("360p", 640, 360, 30, 700_000),
-)
-
-
 class PosterWriter(Protocol):
     """Writes a broadcast's poster (``poster.jpg``); ``packager.ladder.thumbnails`` has one.
 
@@ -79,7 +72,7 @@ class PosterWriter(Protocol):
 
 # How packager/hls/segmenter.py applies the rule above:
 # - a keyframe at least half the target in is also a cut when waiting one more keyframe
-#   interval (the last one seen) would overshoot the target by `PackagerOptions.max_overshoot`
+#   interval (the last one seen) would overshoot the target by `MAX_OVERSHOOT_MS`
 #   (0.5 s) or more, so 1.5 s GOPs give 1.5 s segments rather than 3 s ones;
 # - only the source rendition applies the rule: it records each segment start in a `CutPlan`,
 #   and ladder renditions cut at their first keyframe at or after each planned start (within

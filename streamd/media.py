@@ -21,31 +21,14 @@ from packager.pipeline import OutputCallback
 from packager.storage.base import Storage, put_object
 from packager.storage.local import LocalStorage
 from packager.storage.s3 import S3Metrics, S3Options, S3Storage
-from packager.types import PosterWriter, Rung
-
-
-def packager_options(settings: Settings) -> PackagerOptions:
-    return PackagerOptions(
-        target_duration=settings.hls_target_duration,
-        window=settings.hls_window,
-        segment_format="ts" if settings.hls_segment_format == "ts" else "cmaf",
-        recording=settings.hls_recording,
-        reconnect_window=settings.hls_reconnect_window,
-        storage_root=settings.data_dir / "media",
-        thumbnail_interval=settings.hls_thumbnail_interval,
-        ladder=tuple(Rung(*spec) for spec in settings.hls_ladder),
-        x264_preset=settings.hls_x264_preset,
-        ladder_shedding=settings.hls_ladder_shedding,
-        ladder_backlog=settings.hls_ladder_backlog,
-        recovery_interval=settings.hls_recovery_interval,
-    )
+from packager.types import PosterWriter
 
 
 def build_storage(settings: Settings, registry: CollectorRegistry) -> Storage:
     """Local disk, or S3 (credentials from the standard AWS chain, never from settings)."""
     if settings.storage != "s3":
         # Behind a CDN whose origin is streamd itself, stored URLs (posters, VODs) name the CDN.
-        return LocalStorage(settings.data_dir / "media", base_url=settings.cdn_base_url or "")
+        return LocalStorage(settings.media_dir, base_url=settings.cdn_base_url or "")
     assert settings.s3_bucket is not None  # config/ checked it
     return S3Storage(
         S3Options(
@@ -65,7 +48,7 @@ def build_packager(
     registry: CollectorRegistry,
     storage: Storage | None = None,
 ) -> Packager:
-    options = packager_options(settings)
+    options = PackagerOptions.from_settings(settings)
     loop = asyncio.get_running_loop()
     ladder_metrics = LadderMetrics(registry)  # once: metrics register in the registry
 
@@ -94,7 +77,7 @@ def build_packager(
 
     return Packager(
         options,
-        storage if storage is not None else LocalStorage(options.storage_root),
+        storage if storage is not None else LocalStorage(settings.media_dir),
         pool,
         metrics=PackagerMetrics(registry),
         ladder_factory=ladder_factory if options.ladder else None,

@@ -85,7 +85,7 @@ async def run_server(settings: Settings, database_url: str) -> None:
                 chat_hub=hub,
                 # With S3, /hls reads through the storage: no bucket name in any URL.
                 extra_routes=hls_routes(
-                    settings.data_dir / "media", storage if settings.storage == "s3" else None
+                    settings.media_dir, storage if settings.storage == "s3" else None
                 ),
             )
             await _serve_http(settings, app)

@@ -2,7 +2,7 @@
 
 The rule (every rendition, see ``packager.types``): a segment starts on a video keyframe and
 is cut at the first later keyframe whose pts is at least the target duration after its start.
-One refinement keeps segments within ``max_overshoot`` of the target when the keyframe
+One refinement keeps segments within ``MAX_OVERSHOOT_MS`` of the target when the keyframe
 interval does not divide it (1.5 s GOPs with a 2 s target would otherwise give 3 s segments):
 a keyframe at least half the target in is also a cut when waiting one more interval (the last
 one seen) would overshoot. Sources whose interval exceeds the target get one segment per GOP.
@@ -34,6 +34,9 @@ from packager.hls.segment import Segment, TrackFormat
 
 #: Ladder keyframes match a planned start within this many ms (timestamp rounding).
 FOLLOW_TOLERANCE_MS = 10
+#: A segment may run this much past the target before an earlier keyframe is preferred: no
+#: segment is more than 0.5 s over target while keyframes come at least once per target.
+MAX_OVERSHOOT_MS = 500
 _PENDING_AUDIO_MS = 10_000  # audio kept while no segment is open (before the first keyframe)
 _DEFAULT_FRAME_MS = 33
 
@@ -68,13 +71,11 @@ class Segmenter:
         self,
         target_ms: int,
         *,
-        max_overshoot_ms: int = 500,
         audio_wait_ms: int = 0,
         plan: CutPlan | None = None,
         follow: bool = False,
     ) -> None:
         self.target_ms = target_ms
-        self.max_overshoot_ms = max_overshoot_ms
         self.audio_wait_ms = audio_wait_ms
         self.plan = plan
         self.follow = follow
@@ -93,6 +94,12 @@ class Segmenter:
         self._last_keyframe_ms: int | None = None
         self._audio_high = -(1 << 62)
         self._video_high = -(1 << 62)
+
+    @property
+    def max_duration_ms(self) -> int:
+        """The longest segment the rule cuts while keyframes come at least once per target;
+        a longer one follows a longer keyframe interval."""
+        return self.target_ms + MAX_OVERSHOOT_MS
 
     # --- input ---
 
@@ -169,10 +176,7 @@ class Segmenter:
             return True
         last = self._last_keyframe_ms
         interval = keyframe.pts_ms - last if last is not None else 0
-        return (
-            2 * elapsed >= self.target_ms
-            and elapsed + interval >= self.target_ms + self.max_overshoot_ms
-        )
+        return 2 * elapsed >= self.target_ms and elapsed + interval >= self.max_duration_ms
 
     # --- audio ---
 

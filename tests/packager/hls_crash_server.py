@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg
 from prometheus_client import CollectorRegistry
 
+from config.settings import Settings
 from ingest.gate import PublishGate
 from ingest.metrics import IngestMetrics
 from ingest.server import RtmpLimits, RtmpServer
@@ -26,7 +27,7 @@ async def main(database_url: str, root: str, node: str) -> None:
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
     gate = PublishGate(pool, database_url, "live")
     await gate.open()
-    options = PackagerOptions(storage_root=Path(root))
+    options = PackagerOptions.from_settings(Settings())
     packager = Packager(options, LocalStorage(Path(root)), pool, node=node)
     server = RtmpServer(
         gate, IngestMetrics(CollectorRegistry()), RtmpLimits(), on_session=packager.on_session

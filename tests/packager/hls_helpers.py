@@ -8,14 +8,23 @@ import subprocess
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import imageio_ffmpeg
 
+from config.settings import Settings
 from media import aac, avc, hevc
 from media.types import AudioConfig, MediaPacket, VideoConfig
+from packager.options import PackagerOptions
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def packager_options(**settings: Any) -> PackagerOptions:
+    """The options ``streamd serve`` builds from these settings (``hls_window=20``, ...)."""
+    return PackagerOptions.from_settings(Settings(**settings))
+
 
 VIDEO = VideoConfig(
     codec="h264", extradata=b"\x01d\x00\x1f\xff\xe1\x00\x04gd\x00\x1f\x01\x00\x02h\xee",

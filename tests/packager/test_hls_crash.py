@@ -11,9 +11,11 @@ import asyncpg
 import m3u8
 import pytest
 from hls_harness import ffmpeg_publish, player_errors
+from hls_helpers import packager_options
 
 from db import lives, users, videos
-from packager.recording import recover_recordings
+from packager.recording import Finalised, recover_recordings
+from packager.storage.base import Storage
 from packager.storage.local import LocalStorage
 from tests.helpers import REPO
 
@@ -26,6 +28,16 @@ async def journaled(pool: asyncpg.Pool) -> int:
         "SELECT count(*) FROM live_recording_segments WHERE rendition = 'source'"
     )
     return int(count)
+
+
+async def recover(pool: asyncpg.Pool, storage: Storage, node: str) -> list[Finalised]:
+    """What the restarted server's packager does at start-up (default settings, as the
+    crashed server ran)."""
+    options = packager_options()
+    return await recover_recordings(
+        pool, storage, node=node, window=options.window,
+        minimum_target=options.target_duration_tag,
+    )  # fmt: skip
 
 
 async def test_sigkill_mid_live_then_recovery(database_url: str, tmp_path: Path) -> None:
@@ -56,9 +68,9 @@ async def test_sigkill_mid_live_then_recovery(database_url: str, tmp_path: Path)
 
         storage = LocalStorage(tmp_path)
         # Another node's recordings are left alone while they may still be running...
-        assert await recover_recordings(pool, storage, node="node-b") == []
+        assert await recover(pool, storage, "node-b") == []
         # ...and the restarted node finalises its own.
-        (result,) = await recover_recordings(pool, storage, node="node-a")
+        (result,) = await recover(pool, storage, "node-a")
         assert result.video_id is not None
         video = await videos.get(pool, result.video_id)
         assert video is not None and video["status"] == "ready"
@@ -72,6 +84,6 @@ async def test_sigkill_mid_live_then_recovery(database_url: str, tmp_path: Path)
         # The live playlist a player might still hold now ends too.
         live_playlist = m3u8.load(str(master.parent / "source" / "live.m3u8"))
         assert live_playlist.is_endlist
-        assert await recover_recordings(pool, storage, node="node-a") == []  # done once
+        assert await recover(pool, storage, "node-a") == []  # done once
     finally:
         await pool.close()

@@ -18,9 +18,9 @@ from hls_harness import (
     open_segment,
     player_errors,
 )
+from hls_helpers import packager_options
 
 from db import videos
-from packager.options import PackagerOptions
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ async def video_row(h: Harness, live: int = 0) -> asyncpg.Record:
 
 
 async def test_twenty_seconds_of_obs_like_input(database_url: str, tmp_path: Path) -> None:
-    options = PackagerOptions(reconnect_window=1.0, storage_root=tmp_path)
+    options = packager_options(hls_reconnect_window=1.0)
     async with harness(database_url, tmp_path, options, ladder=True) as h:
         code, err = await ffmpeg_publish(h.url(), seconds=20, size="960x540")
         assert code == 0, err
@@ -102,8 +102,8 @@ async def test_twenty_seconds_of_obs_like_input(database_url: str, tmp_path: Pat
 
 @pytest.mark.parametrize("kind", ["hevc", "audio_only", "video_only", "mpegts"])
 async def test_stream_kinds(database_url: str, tmp_path: Path, kind: str) -> None:
-    options = PackagerOptions(
-        reconnect_window=0.5, segment_format="ts" if kind == "mpegts" else "cmaf"
+    options = packager_options(
+        hls_reconnect_window=0.5, hls_segment_format="ts" if kind == "mpegts" else "cmaf"
     )
     args = {"audio_only": ["-vn"], "video_only": ["-an"]}.get(kind, [])
     async with harness(database_url, tmp_path, options) as h:
@@ -141,7 +141,7 @@ async def test_av1_source_passthrough(database_url: str, tmp_path: Path) -> None
     """AV1 (SVT-AV1 in the test ffmpeg, over enhanced RTMP) remuxed into CMAF: the master's
     CODECS is the av01 string of the av1C PyAV reads from the init segment, every segment
     starts with a key frame, and the ffmpeg CLI plays it."""
-    options = PackagerOptions(reconnect_window=0.5)
+    options = packager_options(hls_reconnect_window=0.5)
     async with harness(database_url, tmp_path, options) as h:
         code, err = await ffmpeg_publish(h.url(), seconds=5, video="libsvtav1")
         assert code == 0, err
@@ -177,7 +177,7 @@ async def test_av1_source_passthrough(database_url: str, tmp_path: Path) -> None
 async def test_reconnects_inside_and_after_the_window(
     database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    options = PackagerOptions(reconnect_window=3.0, window=20)
+    options = packager_options(hls_reconnect_window=3.0, hls_window=20)
     async with harness(database_url, tmp_path, options, ladder=True) as h:
         # Two sessions a second apart are one broadcast...
         code, err = await ffmpeg_publish(h.url(), seconds=4)
@@ -238,7 +238,7 @@ def frame_times(h: Harness, directory: str, count: int) -> list[float]:
 async def test_a_long_keyframe_interval_is_followed_and_reported(
     database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    options = PackagerOptions(target_duration=1.0, reconnect_window=0.5)
+    options = packager_options(hls_target_duration=1.0, hls_reconnect_window=0.5)
     async with harness(database_url, tmp_path, options) as h:
         with caplog.at_level(logging.WARNING, logger="packager.pipeline"):
             code, err = await ffmpeg_publish(h.url(), seconds=6, gop=75)  # 2.5 s keyframes

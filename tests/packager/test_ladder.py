@@ -18,7 +18,7 @@ import asyncpg
 import m3u8
 import pytest
 from hls_harness import open_segment
-from hls_helpers import demux, make_media
+from hls_helpers import demux, make_media, packager_options
 from ladder_samples import (
     FFMPEG,
     Collected,
@@ -32,6 +32,7 @@ from ladder_samples import (
 )
 from prometheus_client import CollectorRegistry
 
+from config.settings import DEFAULT_LADDER
 from db import lives, users
 from ingest.gate import PublishGate
 from ingest.metrics import IngestMetrics
@@ -39,6 +40,7 @@ from ingest.server import RtmpLimits, RtmpServer
 from ingest.session import PublishSession
 from media.avc import AvcDecoderConfigurationRecord
 from media.types import MediaPacket, VideoConfig
+from packager.hls.segmenter import MAX_OVERSHOOT_MS
 from packager.ladder.codec import (
     Decimator,
     output_rate,
@@ -49,11 +51,12 @@ from packager.ladder.codec import (
 from packager.ladder.ladder import Ladder, LadderMetrics, LadderPolicy
 from packager.ladder.shedding import RungLoad, Shedder
 from packager.metrics import PackagerMetrics
-from packager.options import PackagerOptions
+from packager.options import to_rungs
 from packager.pipeline import LivePipeline, OutputCallback
 from packager.storage.local import LocalStorage
-from packager.types import DEFAULT_LADDER, Rung, RungPaused
+from packager.types import Rung, RungPaused
 
+DEFAULT_RUNGS = to_rungs(DEFAULT_LADDER)
 R240 = Rung("240p", 426, 240, 30, 400_000)
 R180 = Rung("180p", 320, 180, 30, 250_000)
 
@@ -131,7 +134,7 @@ async def test_720p_source_runs_480p_and_360p(
 ) -> None:
     registry = CollectorRegistry()
     with caplog.at_level(logging.INFO, logger="packager.ladder.ladder"):
-        ladder, out = await run_ladder(src_720p, DEFAULT_LADDER, registry)
+        ladder, out = await run_ladder(src_720p, DEFAULT_RUNGS, registry)
     assert set(out.items) == {"480p", "360p"}  # 720p is not above a 720p source
     assert "rungs 480p 854x480@30, 360p 640x360@30 (skipped: 720p)" in caplog.text
     assert out.threads == {threading.get_ident()}, "on_output runs on the event loop thread"
@@ -259,7 +262,7 @@ async def test_a_restored_rung_marks_its_hole_with_one_discontinuity(
         ladders.append(ladder)
         return ladder
 
-    options = PackagerOptions(storage_root=tmp_path, window=20)
+    options = packager_options(hls_window=20)
     pipeline = LivePipeline(
         1, "b1", options, LocalStorage(tmp_path), PackagerMetrics(CollectorRegistry()),
         ladder_factory=ladder_factory,
@@ -294,7 +297,7 @@ async def test_a_restored_rung_marks_its_hole_with_one_discontinuity(
     assert text.count("#EXT-X-DISCONTINUITY\n") == 1, text
     playlist = m3u8.loads(text)
     assert playlist.target_duration == 2
-    longest = options.target_duration + options.max_overshoot
+    longest = options.target_duration + MAX_OVERSHOOT_MS / 1000
     assert all(s.duration <= longest for s in playlist.segments)
     marked = [i for i, s in enumerate(playlist.segments) if s.discontinuity]
     assert len(marked) == 1 and marked[0] > 0
@@ -390,13 +393,13 @@ async def test_bad_packets_are_counted_and_skipped(
 async def test_end_and_wait_closed_without_start_or_rungs(src_360p: Source) -> None:
     loop = asyncio.get_running_loop()
     out = Collected()
-    idle = Ladder(DEFAULT_LADDER, on_output=out, loop=loop)
+    idle = Ladder(DEFAULT_RUNGS, on_output=out, loop=loop)
     idle.end()
     idle.end()  # idempotent
     await asyncio.wait_for(idle.wait_closed(), timeout=5)
 
     # A 360p source is not above any rung of the default ladder: nothing to do.
-    small = Ladder(DEFAULT_LADDER, on_output=out, loop=loop)
+    small = Ladder(DEFAULT_RUNGS, on_output=out, loop=loop)
     small.start(src_360p.config)
     for packet in src_360p.packets[:10]:
         small.push(packet)
@@ -409,24 +412,24 @@ def test_rung_geometry() -> None:
     def config(width: int, height: int) -> VideoConfig:
         return VideoConfig("h264", b"", width, height, "avc1.640028", 100, 40, 8, 1)
 
-    assert [r.name for r in DEFAULT_LADDER if runs_for_source(r, config(1920, 1080))] == [
+    assert [r.name for r in DEFAULT_RUNGS if runs_for_source(r, config(1920, 1080))] == [
         "720p",
         "480p",
         "360p",
     ]
-    assert [r.name for r in DEFAULT_LADDER if runs_for_source(r, config(1280, 720))] == [
+    assert [r.name for r in DEFAULT_RUNGS if runs_for_source(r, config(1280, 720))] == [
         "480p",
         "360p",
     ]
     # Portrait: the short side (width) decides, and the rung's height becomes its width.
-    assert [r.name for r in DEFAULT_LADDER if runs_for_source(r, config(720, 1280))] == [
+    assert [r.name for r in DEFAULT_RUNGS if runs_for_source(r, config(720, 1280))] == [
         "480p",
         "360p",
     ]
-    assert rung_size(DEFAULT_LADDER[1], 1920, 1080) == (854, 480)
-    assert rung_size(DEFAULT_LADDER[1], 1080, 1920) == (480, 854)
-    assert rung_size(DEFAULT_LADDER[0], 1440, 1080) == (960, 720)  # 4:3 keeps its aspect
-    assert rung_size(DEFAULT_LADDER[2], 2560, 1080) == (854, 360)  # 21:9, even width
+    assert rung_size(DEFAULT_RUNGS[1], 1920, 1080) == (854, 480)
+    assert rung_size(DEFAULT_RUNGS[1], 1080, 1920) == (480, 854)
+    assert rung_size(DEFAULT_RUNGS[0], 1440, 1080) == (960, 720)  # 4:3 keeps its aspect
+    assert rung_size(DEFAULT_RUNGS[2], 2560, 1080) == (854, 360)  # 21:9, even width
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,9 @@ from pathlib import Path
 import asyncpg
 import m3u8
 import pytest
+from hls_helpers import packager_options
 
 from db import live_media, lives, users
-from packager.options import PackagerOptions
 from packager.packager import RECOVERY_STALE_MARGIN_S, Packager, _Live
 from packager.pipeline import LivePipeline
 from packager.storage.local import LocalStorage
@@ -64,8 +64,8 @@ async def left_behind(pool: asyncpg.Pool, node: str, *, idle_s: float, segments:
 
 
 def packager(pool: asyncpg.Pool, root: Path, node: str, interval: float = 0.0) -> Packager:
-    options = PackagerOptions(
-        storage_root=root, reconnect_window=RECONNECT_WINDOW_S, recovery_interval=interval
+    options = packager_options(
+        hls_reconnect_window=RECONNECT_WINDOW_S, hls_recovery_interval=interval
     )
     return Packager(options, LocalStorage(root), pool, node=node)
 

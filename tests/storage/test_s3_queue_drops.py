@@ -14,9 +14,8 @@ from s3_fixtures import BucketView, FaultProxy, make_storage
 
 from packager.hls.rendition import QUEUE_SEGMENTS
 from packager.metrics import PackagerMetrics
-from packager.options import PackagerOptions
 from packager.pipeline import LivePipeline
-from tests.packager.hls_helpers import AUDIO, VIDEO, synthetic
+from tests.packager.hls_helpers import AUDIO, VIDEO, packager_options, synthetic
 
 
 async def test_drops_while_stalled_then_a_marked_discontinuity(
@@ -24,7 +23,9 @@ async def test_drops_while_stalled_then_a_marked_discontinuity(
 ) -> None:
     storage = make_storage(proxy.url, bucket, attempts=3, read_timeout=60)
     metrics = PackagerMetrics()
-    pipeline = LivePipeline(9, "b1", PackagerOptions(window=60, recording=False), storage, metrics)
+    pipeline = LivePipeline(
+        9, "b1", packager_options(hls_window=60, hls_recording=False), storage, metrics
+    )
     proxy.inject("stall", method="PUT")
     pipeline.feed(VIDEO)
     pipeline.feed(AUDIO)
