@@ -296,7 +296,7 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("trusted_proxies", "STREAMD_TRUSTED_PROXIES", p.proxies,
           "proxies (IPs or networks, or *) whose X-Forwarded-For is believed; unset = none"),
     _Spec("chat_viewers_per_address", "STREAMD_CHAT_VIEWERS_PER_ADDRESS", p.int_range(1, 100_000),
-          "HLS players counted per client address (IPv6: per /64) and live"),
+          "HLS players and anonymous chat sockets counted per address (IPv6: /64) and live"),
 )  # fmt: skip
 
 
