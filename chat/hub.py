@@ -36,6 +36,7 @@ from chat.writer import MessageWriter, WriterBusy
 from config.secrets import jwt_secret
 from config.settings import ConfigError, Settings
 from db import chat as chat_db
+from db.errors import DB_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 5.0
 CATCH_UP_LIMIT = 5000  # messages read back per room after a reconnect
 TICKET_CLEANUP_S = 60.0  # how often expired chat tickets are deleted
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)

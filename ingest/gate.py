@@ -24,6 +24,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from db import lives
+from db.errors import DB_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class PublishGate:
             if not started:  # demoted or deactivated since the row above was read
                 await self.release(live_id, ended=False)
                 return Rejected("owner_changed", "this account may no longer stream")
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except DB_ERRORS as exc:
             log.warning("publish admission failed on a database error: %s", exc)
             return Rejected("database_error", "temporarily unavailable, retry shortly")
         return Admitted(live_id, str(row["username"]))
@@ -129,7 +130,7 @@ class PublishGate:
             if ended:
                 await lives.mark_ended(self._pool, live_id)
             await self._unlock(live_id)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except DB_ERRORS as exc:
             # The lock dies with its connection; the status is fixed by the next publish.
             log.warning("live %d: could not record the end of the publish: %s", live_id, exc)
 
@@ -162,13 +163,13 @@ class PublishGate:
         while not self._closed:
             try:
                 conn = await self._connect()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            except DB_ERRORS:
                 await asyncio.sleep(RECONNECT_DELAY_S)
                 continue
             async with self._conn_lock:
                 self._conn = conn
             for live_id, end_session in list(self._held.items()):
-                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                with contextlib.suppress(*DB_ERRORS):
                     if await self._try_lock(live_id):
                         continue
                 log.warning("live %d: lock taken elsewhere while disconnected; ending", live_id)
