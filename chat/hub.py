@@ -36,6 +36,7 @@ from chat.writer import MessageWriter, WriterBusy
 from config.secrets import jwt_secret
 from config.settings import ConfigError, Settings
 from db import chat as chat_db
+from db import probe
 from db.errors import DB_ERRORS
 
 log = logging.getLogger(__name__)
@@ -357,7 +358,7 @@ class Hub:
                     try:
                         await asyncio.wait_for(lost.wait(), PING_S)
                     except TimeoutError:
-                        await conn.fetchval("SELECT 1", timeout=PING_S)
+                        await probe.ping_connection(conn, PING_S)
                 log.warning("chat: LISTEN connection lost; reconnecting")
             except DB_ERRORS as exc:
                 log.warning("chat: LISTEN connection lost (%s); reconnecting", exc)

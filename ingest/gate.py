@@ -23,13 +23,11 @@ from typing import Literal
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from db import lives
+from db import lives, locks
 from db.errors import DB_ERRORS
 
 log = logging.getLogger(__name__)
 
-# Session advisory lock keys for lives: a namespace in the top 16 bits, the live id below.
-_LOCK_NAMESPACE = 0x5354 << 48
 RECONNECT_DELAY_S = 1.0
 
 RejectReason = Literal[
@@ -143,15 +141,12 @@ class PublishGate:
         async with self._conn_lock:
             if self._conn is None or self._conn.is_closed():
                 raise asyncpg.InterfaceError("publish lock connection is down")
-            got = await self._conn.fetchval(
-                "SELECT pg_try_advisory_lock($1)", _LOCK_NAMESPACE | live_id
-            )
-        return bool(got)
+            return await locks.try_lock_publish(self._conn, live_id)
 
     async def _unlock(self, live_id: int) -> None:
         async with self._conn_lock:
             if self._conn is not None and not self._conn.is_closed():
-                await self._conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_NAMESPACE | live_id)
+                await locks.unlock_publish(self._conn, live_id)
 
     def _on_lost(self, conn: asyncpg.Connection | PoolConnectionProxy) -> None:
         if self._closed or (self._reconnecting is not None and not self._reconnecting.done()):

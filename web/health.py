@@ -8,7 +8,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from db.errors import DB_ERRORS
-from db.pools import Database, ping
+from db.pools import Database
+from db.probe import ping
 from web.errors import error_response
 
 log = logging.getLogger(__name__)
