@@ -17,7 +17,7 @@ from config.settings import Settings
 from db import lives, users
 from packager.storage.base import CACHE_IMMUTABLE, CACHE_LIVE_PLAYLIST, put_object
 from packager.storage.s3 import S3Storage
-from web.app import create_app
+from tests.app_helpers import web_app
 from web.errors import EXCEPTION_HANDLERS
 from web.hls import hls_routes
 
@@ -97,27 +97,27 @@ async def test_api_playback_urls_point_at_the_cdn(database_url: str) -> None:
         jwt_secret="s" * 40, storage="s3", s3_bucket="private-bucket", s3_prefix="media",
         cdn_base_url="https://d111111abcdef8.cloudfront.net",
     )  # fmt: skip
-    app = create_app(settings, database_url)
-    lifespan = app.router.lifespan_context(app)
-    await lifespan.__aenter__()
-    try:
-        pool = app.state.db.primary
-        owner = await users.create(
-            pool, username="caster", email="c@example.com", password_hash="x", role="creator"
-        )
-        row = await lives.create(pool, user_id=owner["id"], title="on the CDN")
-        await lives.mark_live(pool, row["id"])
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            one = (await client.get(f"/api/lives/{row['id']}")).json()
-            listed = (await client.get("/api/lives")).json()["items"]
-        expected = f"https://d111111abcdef8.cloudfront.net/media/hls/{row['id']}/master.m3u8"
-        assert one["playback_url"] == expected
-        assert one["thumbnail_url"] == expected.replace("master.m3u8", "poster.jpg")
-        assert [live["playback_url"] for live in listed] == [expected]
-        assert "private-bucket" not in str(one) + str(listed)
-    finally:
-        await asyncio.wait_for(lifespan.__aexit__(None, None, None), 60)
+    async with web_app(settings, database_url) as app:
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        try:
+            pool = app.state.db.primary
+            owner = await users.create(
+                pool, username="caster", email="c@example.com", password_hash="x", role="creator"
+            )
+            row = await lives.create(pool, user_id=owner["id"], title="on the CDN")
+            await lives.mark_live(pool, row["id"])
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                one = (await client.get(f"/api/lives/{row['id']}")).json()
+                listed = (await client.get("/api/lives")).json()["items"]
+            expected = f"https://d111111abcdef8.cloudfront.net/media/hls/{row['id']}/master.m3u8"
+            assert one["playback_url"] == expected
+            assert one["thumbnail_url"] == expected.replace("master.m3u8", "poster.jpg")
+            assert [live["playback_url"] for live in listed] == [expected]
+            assert "private-bucket" not in str(one) + str(listed)
+        finally:
+            await asyncio.wait_for(lifespan.__aexit__(None, None, None), 60)
 
 
 async def test_hls_errors_from_the_storage_are_json_with_cors(
