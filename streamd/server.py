@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from config.settings import ConfigError, Settings
@@ -24,6 +25,7 @@ from ingest.control import LiveControl
 from ingest.gate import PublishGate
 from ingest.metrics import IngestMetrics
 from ingest.server import COALESCE_S, LADDER_COALESCE_S, RtmpLimits, RtmpServer
+from packager.storage.base import Storage, known_object_headers
 from streamd.media import build_packager, build_storage
 from streamd.resources import chat_hub, database_pools
 from web.app import create_app
@@ -81,16 +83,20 @@ async def run_server(settings: Settings, database_url: str) -> None:
                     hub,
                     registry=registry,
                     stop_live=rtmp.stop_live,
-                    # With S3, /hls reads through the storage: no bucket name in any URL.
-                    extra_routes=hls_routes(
-                        settings.data_dir / "media", storage if settings.storage == "s3" else None
-                    ),
+                    extra_routes=hls_routes_for(settings, storage),
                 )
                 await _serve_http(settings, app)
         finally:
             await rtmp.close()
             await packager.close()
             await gate.close()
+
+
+def hls_routes_for(settings: Settings, storage: Storage) -> list[BaseRoute]:
+    """/hls as ``serve`` mounts it, with the headers the packager stores objects with. With S3,
+    /hls reads through the storage: no bucket name in any URL."""
+    reader = storage if settings.storage == "s3" else None
+    return hls_routes(settings.data_dir / "media", known_object_headers, reader)
 
 
 async def _serve_http(settings: Settings, app: Starlette) -> None:

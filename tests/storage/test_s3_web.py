@@ -15,11 +15,16 @@ from starlette.applications import Starlette
 
 from config.settings import Settings
 from db import lives, users
-from packager.storage.base import CACHE_IMMUTABLE, CACHE_LIVE_PLAYLIST, put_object
+from packager.storage.base import (
+    CACHE_IMMUTABLE,
+    CACHE_LIVE_PLAYLIST,
+    object_headers,
+    put_object,
+)
 from packager.storage.s3 import S3Storage
+from streamd.server import hls_routes_for
 from tests.app_helpers import web_app
 from web.errors import EXCEPTION_HANDLERS
-from web.hls import hls_routes
 
 PLAYLIST = b"#EXTM3U\n#EXT-X-VERSION:7\n" + b"#EXTINF:2.000,\nseg_1.m4s\n" * 40
 
@@ -29,8 +34,9 @@ async def hls(proxy: FaultProxy, bucket: str, tmp_path: object) -> AsyncIterator
     tuple[httpx.AsyncClient, S3Storage]
 ]:  # fmt: skip
     storage = make_storage(proxy.url, bucket, attempts=2)
+    settings = Settings(storage="s3", s3_bucket=bucket, data_dir=tmp_path)  # type: ignore[arg-type]
     app = Starlette(
-        routes=hls_routes(tmp_path, storage),  # type: ignore[arg-type]
+        routes=hls_routes_for(settings, storage),  # as `streamd serve` mounts /hls
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )
     async with httpx.AsyncClient(
@@ -90,6 +96,29 @@ async def test_hls_answers_503_when_the_bucket_is_down(
     assert storage.options.bucket not in r.text
     proxy.clear()
     assert (await client.get("/hls/5/b1/source/seg_2.m4s")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "hls/5/master.m3u8",
+        "hls/5/b1/source/live.m3u8",
+        "hls/5/b1/source/vod.m3u8",
+        "hls/5/b1/source/init.mp4",
+        "hls/5/b1/source/seg_4.m4s",
+        "hls/5/b1/ts/seg_4.ts",
+        "hls/5/b1/poster.jpg",
+    ],
+)
+async def test_hls_serves_each_kind_with_the_headers_it_was_stored_with(
+    hls: tuple[httpx.AsyncClient, S3Storage], key: str
+) -> None:
+    client, storage = hls
+    await put_object(storage, key, PLAYLIST if key.endswith(".m3u8") else b"\x00object")
+    for method in ("GET", "HEAD"):
+        r = await client.request(method, f"/{key}", headers={"Accept-Encoding": "identity"})
+        assert r.status_code == 200, (method, key)
+        assert (r.headers["content-type"], r.headers["cache-control"]) == object_headers(key)
 
 
 async def test_api_playback_urls_point_at_the_cdn(database_url: str) -> None:

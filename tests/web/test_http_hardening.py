@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from config.settings import Settings
+from packager.storage.base import known_object_headers
 from streamd.server import http_config
 from tests.app_helpers import web_app
 from tests.helpers import free_port
@@ -172,7 +173,7 @@ async def test_every_response_carries_nosniff_and_a_referrer_policy(
     (tmp_path / "hls" / "1").mkdir(parents=True)
     (tmp_path / "hls" / "1" / "master.m3u8").write_text("#EXTM3U\n")
     (tmp_path / "hls" / "1" / "seg_1.m4s").write_bytes(b"segment")
-    routes = [*hls_routes(tmp_path), Route("/boom", _boom)]
+    routes = [*hls_routes(tmp_path, known_object_headers), Route("/boom", _boom)]
     async with serving(database_url, routes, cors_origins=("https://app.example.com",)) as c:
         preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
         answers = {
