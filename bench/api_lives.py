@@ -108,7 +108,10 @@ def _iso(value: Any) -> str | None:
 
 
 def serve(system: str, database_url: str, port: int) -> None:
+    import contextlib
+
     import uvicorn
+    import uvloop
 
     from config.settings import load_settings
 
@@ -118,24 +121,32 @@ def serve(system: str, database_url: str, port: int) -> None:
         "STREAMD_LOG_LEVEL": "info" if system == "streamd-info-log" else "warning",
     }
     settings = load_settings(env)
-    if system == "bare":
-        app = bare_app(database_url, settings.db_pool_max)
-    else:
-        from streamd.logs import configure_logging
-        from web.app import create_app
 
-        configure_logging(settings)
-        app = create_app(settings, database_url)
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        workers=None,
-    )
+    async def main() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            if system == "bare":
+                app = bare_app(database_url, settings.db_pool_max)
+            else:
+                from streamd.logs import configure_logging
+                from streamd.resources import chat_hub, database_pools
+                from web.app import create_app
+
+                configure_logging(settings)
+                # The pools and chat hub as `streamd serve` opens them (streamd.resources).
+                db = await stack.enter_async_context(database_pools(settings, database_url))
+                hub = await stack.enter_async_context(chat_hub(settings, db))
+                app = create_app(settings, db, hub)
+            config = uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=port,
+                log_config=None,
+                access_log=False,
+                server_header=False,
+            )
+            await uvicorn.Server(config).serve()
+
+    uvloop.run(main())
 
 
 # --- the run ---

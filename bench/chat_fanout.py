@@ -106,18 +106,28 @@ def serve_bare(port: int) -> None:
 
 def serve_streamd(ws: str | None, database_url: str, port: int) -> None:
     import uvicorn
+    import uvloop
 
     from config.settings import load_settings
+    from streamd.resources import chat_hub, database_pools
     from streamd.server import WEBSOCKET_OPTIONS
     from web.app import create_app
 
     settings = load_settings({"DATABASE_URL": database_url, "STREAMD_JWT_SECRET": SECRET,
                               "STREAMD_LOG_LEVEL": "warning"})  # fmt: skip
-    app = create_app(settings, database_url)
-    gc.freeze()  # as `streamd serve` does once started (streamd/server.py)
     options = dict(WEBSOCKET_OPTIONS) if ws is None else {**WEBSOCKET_OPTIONS, "ws": ws}
-    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", log_config=None,
-                access_log=False, server_header=False, backlog=4096, **options)  # fmt: skip
+
+    async def main() -> None:
+        # The pools and chat hub as `streamd serve` opens them (streamd.resources).
+        async with database_pools(settings, database_url) as db, chat_hub(settings, db) as hub:
+            app = create_app(settings, db, hub)
+            gc.freeze()  # as `streamd serve` does once started (streamd/server.py)
+            config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+                                    access_log=False, server_header=False, backlog=4096,
+                                    **options)  # fmt: skip
+            await uvicorn.Server(config).serve()
+
+    uvloop.run(main())
 
 
 # --- the load generator ---

@@ -43,6 +43,8 @@ from chat.writer import MessageWriter, WriterBusy
 from config.secrets import jwt_secret
 from config.settings import ConfigError, Settings
 from db import chat as chat_db
+from db import probe
+from db.errors import DB_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,6 @@ BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 5.0
 CATCH_UP_LIMIT = 5000  # messages read back per room after a reconnect
 TICKET_CLEANUP_S = 60.0  # how often expired chat tickets are deleted
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,7 +368,7 @@ class Hub:
                     try:
                         await asyncio.wait_for(lost.wait(), PING_S)
                     except TimeoutError:
-                        await conn.fetchval("SELECT 1", timeout=PING_S)
+                        await probe.ping_connection(conn, PING_S)
                 log.warning("chat: LISTEN connection lost; reconnecting")
             except DB_ERRORS as exc:
                 log.warning("chat: LISTEN connection lost (%s); reconnecting", exc)

@@ -17,6 +17,7 @@ from datetime import datetime
 import asyncpg
 
 from db import chat as chat_db
+from db.errors import DB_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class MessageWriter:
             for post in batch:
                 await self._write([post])
             return
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except DB_ERRORS as exc:
             log.warning("chat: writing %d message(s) failed: %s", len(batch), exc)
             _fail(batch, exc)
             return

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from db.errors import DB_ERRORS
 from db.types import Executor
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,6 @@ async def run_cleanup(pool: asyncpg.Pool, interval: float) -> None:
             deleted = await cleanup_expired(pool)
             if deleted:
                 log.info("cache clean-up deleted %d expired rows", deleted)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except DB_ERRORS as exc:
             log.warning("cache clean-up failed, will retry: %s", exc)
         await asyncio.sleep(interval)

@@ -60,9 +60,3 @@ async def open_database(url: str, settings: Settings) -> Database:
             raise
         log.info("read queries go to the replica pool")
     return Database(primary=primary, read=read, url=url)
-
-
-async def ping(pool: asyncpg.Pool, limit_s: float = 2.0) -> None:
-    """Raise if the database does not answer ``SELECT 1`` within ``limit_s`` seconds."""
-    async with pool.acquire(timeout=limit_s) as conn:
-        await conn.fetchval("SELECT 1", timeout=limit_s)

@@ -23,12 +23,11 @@ from typing import Literal
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from db import lives
+from db import lives, locks
+from db.errors import DB_ERRORS
 
 log = logging.getLogger(__name__)
 
-# Session advisory lock keys for lives: a namespace in the top 16 bits, the live id below.
-_LOCK_NAMESPACE = 0x5354 << 48
 RECONNECT_DELAY_S = 1.0
 
 RejectReason = Literal[
@@ -116,7 +115,7 @@ class PublishGate:
             if not started:  # demoted or deactivated since the row above was read
                 await self.release(live_id, ended=False)
                 return Rejected("owner_changed", "this account may no longer stream")
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except DB_ERRORS as exc:
             log.warning("publish admission failed on a database error: %s", exc)
             return Rejected("database_error", "temporarily unavailable, retry shortly")
         return Admitted(live_id, str(row["username"]))
@@ -129,7 +128,7 @@ class PublishGate:
             if ended:
                 await lives.mark_ended(self._pool, live_id)
             await self._unlock(live_id)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except DB_ERRORS as exc:
             # The lock dies with its connection; the status is fixed by the next publish.
             log.warning("live %d: could not record the end of the publish: %s", live_id, exc)
 
@@ -142,15 +141,12 @@ class PublishGate:
         async with self._conn_lock:
             if self._conn is None or self._conn.is_closed():
                 raise asyncpg.InterfaceError("publish lock connection is down")
-            got = await self._conn.fetchval(
-                "SELECT pg_try_advisory_lock($1)", _LOCK_NAMESPACE | live_id
-            )
-        return bool(got)
+            return await locks.try_lock_publish(self._conn, live_id)
 
     async def _unlock(self, live_id: int) -> None:
         async with self._conn_lock:
             if self._conn is not None and not self._conn.is_closed():
-                await self._conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_NAMESPACE | live_id)
+                await locks.unlock_publish(self._conn, live_id)
 
     def _on_lost(self, conn: asyncpg.Connection | PoolConnectionProxy) -> None:
         if self._closed or (self._reconnecting is not None and not self._reconnecting.done()):
@@ -162,13 +158,13 @@ class PublishGate:
         while not self._closed:
             try:
                 conn = await self._connect()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            except DB_ERRORS:
                 await asyncio.sleep(RECONNECT_DELAY_S)
                 continue
             async with self._conn_lock:
                 self._conn = conn
             for live_id, end_session in list(self._held.items()):
-                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                with contextlib.suppress(*DB_ERRORS):
                     if await self._try_lock(live_id):
                         continue
                 log.warning("live %d: lock taken elsewhere while disconnected; ending", live_id)

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from db import live_media, lives
+from db.errors import DB_ERRORS
 from packager.metrics import PackagerMetrics
 from packager.options import PackagerOptions
 from packager.pipeline import LivePipeline, PosterWriterFactory, TranscoderFactory
@@ -46,7 +47,6 @@ from packager.storage.base import Storage
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 PREVIOUS_BROADCAST_TIMEOUT_S = 30.0
 SESSION_STOP_TIMEOUT_S = 10.0
 # A recording nobody wrote to for the reconnect window plus this long has lost its process.
@@ -149,7 +149,7 @@ class Packager:
                 )  # fmt: skip
                 live.journal = RecordingJournal(self.pool, live.recording_id)
                 pipeline.attach_journal(live.journal)
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             log.warning("live %d: no recording for this broadcast: %s", pipeline.live_id, exc)
 
     async def _session(
@@ -225,7 +225,7 @@ class Packager:
     async def _db(self, query: Coroutine[Any, Any, None]) -> None:
         try:
             await query
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             log.warning("packager: database update failed: %s", exc)
 
     # --- process lifecycle ---
@@ -265,7 +265,7 @@ class Packager:
             await asyncio.sleep(self.options.recovery_interval)
             try:
                 await self.recover_stale()
-            except _DB_ERRORS as exc:
+            except DB_ERRORS as exc:
                 log.warning("packager: periodic recovery failed, next try later: %s", exc)
 
     async def close(self) -> None:

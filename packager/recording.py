@@ -27,6 +27,7 @@ from typing import Any
 import asyncpg
 
 from db import live_media, videos
+from db.errors import DB_ERRORS
 from db.live_media import SegmentRow
 from db.types import Executor
 from packager.hls.playlists import (
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 
 MAX_PENDING_ROWS = 50_000  # about a day of one live's segments
 RETRY_DELAY_S = 1.0
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 class RecordingJournal:
@@ -104,7 +104,7 @@ class RecordingJournal:
                 await live_media.set_renditions(self.pool, self.recording_id, self._variants)
             if rows:
                 await live_media.add_segments(self.pool, self.recording_id, rows)
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             log.warning("recording %d: journal write failed (%s); retrying", self.recording_id, exc)
             self._rows = rows + self._rows
             self._variants_dirty = True

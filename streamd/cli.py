@@ -14,10 +14,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
 from config.settings import ConfigError, Settings, load_settings
 from db.embedded import EmbeddedPostgresError
+from db.errors import DB_ERRORS_BUT_TIMEOUT
 from db.migrate import MigrationError
 from streamd.runtime import AlreadyServing
 
@@ -88,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (CliError, MigrationError, EmbeddedPostgresError, AlreadyServing, ConfigError) as exc:
         print(f"streamd: {exc}", file=sys.stderr)
         code = 1
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DB_ERRORS_BUT_TIMEOUT as exc:  # a timeout here need not be the database's
         print(f"streamd: database error: {type(exc).__name__}: {exc}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from config.settings import Settings
-from db import lives, outbox, users
+from db import lives, outbox, probe, users
 from db import migrate as migrations
 from streamd.runtime import database_url, serve_lock
 from web.accounts import AccountError, create_user
@@ -42,7 +42,7 @@ async def check(settings: Settings, args: argparse.Namespace) -> int:
     print("config: ok")
     load_key_set(settings)  # the JWT secret or key files are usable
     async with _connect(settings) as conn:
-        version = await conn.fetchval("SHOW server_version")
+        version = await probe.server_version(conn)
         print(f"database: ok (PostgreSQL {version})")
         todo = await migrations.pending(conn)
     if todo:

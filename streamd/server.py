@@ -16,17 +16,18 @@ from typing import Any
 import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
-from chat.hub import Hub, HubConfig
 from config.settings import ConfigError, Settings
 from db.lives import LIVE_CONTROL_CHANNEL
-from db.pools import open_database
 from ingest.control import LiveControl
 from ingest.gate import PublishGate
 from ingest.metrics import IngestMetrics
 from ingest.server import COALESCE_S, LADDER_COALESCE_S, RtmpLimits, RtmpServer
+from packager.storage.base import Storage, known_object_headers
 from streamd.media import build_packager, build_storage
+from streamd.resources import chat_hub, database_pools
 from web.app import create_app
 from web.hls import hls_routes
 from web.ws_protocol import FrameWritingProtocol
@@ -47,8 +48,7 @@ WEBSOCKET_OPTIONS: dict[str, Any] = {
 async def run_server(settings: Settings, database_url: str) -> None:
     """Serve HTTP and RTMP until SIGINT/SIGTERM, then close everything in reverse order."""
     registry = CollectorRegistry()
-    db = await open_database(database_url, settings)
-    try:
+    async with database_pools(settings, database_url) as db:
         gate = PublishGate(db.primary, database_url, settings.rtmp_app)
         await gate.open()
         storage = build_storage(settings, registry)
@@ -67,35 +67,36 @@ async def run_server(settings: Settings, database_url: str) -> None:
             end_lives=False,
             coalesce_s=LADDER_COALESCE_S if settings.hls_ladder else COALESCE_S,
         )
-        # The chat hub: one LISTEN connection for this process, outside the pool.
-        hub = Hub(database_url, db.primary, HubConfig.from_settings(settings))
-        # "Stop this live" from any process (API, admin) reaches the one holding the publisher.
-        hub.listen(LIVE_CONTROL_CHANNEL, LiveControl(rtmp.stop_live).on_notify)
-        await hub.start()
+        # "Stop this live" from any process (API, admin) reaches the one holding the publisher,
+        # through the chat hub's LISTEN connection (one per process, outside the pool).
+        control = {LIVE_CONTROL_CHANNEL: LiveControl(rtmp.stop_live).on_notify}
         try:
-            await rtmp.listen(settings.rtmp_host, settings.rtmp_port)
-            if settings.rtmps_port is not None:
-                await rtmp.listen(settings.rtmp_host, settings.rtmps_port, _tls_context(settings))
-            app = create_app(
-                settings,
-                database_url,
-                registry=registry,
-                database=db,
-                stop_live=rtmp.stop_live,
-                chat_hub=hub,
-                # With S3, /hls reads through the storage: no bucket name in any URL.
-                extra_routes=hls_routes(
-                    settings.media_dir, storage if settings.storage == "s3" else None
-                ),
-            )
-            await _serve_http(settings, app)
+            async with chat_hub(settings, db, control) as hub:
+                await rtmp.listen(settings.rtmp_host, settings.rtmp_port)
+                if settings.rtmps_port is not None:
+                    await rtmp.listen(
+                        settings.rtmp_host, settings.rtmps_port, _tls_context(settings)
+                    )
+                app = create_app(
+                    settings,
+                    db,
+                    hub,
+                    registry=registry,
+                    stop_live=rtmp.stop_live,
+                    extra_routes=hls_routes_for(settings, storage),
+                )
+                await _serve_http(settings, app)
         finally:
-            await hub.close()
             await rtmp.close()
             await packager.close()
             await gate.close()
-    finally:
-        await db.close()
+
+
+def hls_routes_for(settings: Settings, storage: Storage) -> list[BaseRoute]:
+    """/hls as ``serve`` mounts it, with the headers the packager stores objects with. With S3,
+    /hls reads through the storage: no bucket name in any URL."""
+    reader = storage if settings.storage == "s3" else None
+    return hls_routes(settings.media_dir, known_object_headers, reader)
 
 
 async def _serve_http(settings: Settings, app: Starlette) -> None:

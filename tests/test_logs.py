@@ -26,7 +26,7 @@ from ingest.metrics import IngestMetrics
 from ingest.rtmp.client import RtmpClient
 from ingest.server import RtmpLimits, RtmpServer
 from streamd.logs import TextFormatter, configure_logging
-from web.app import create_app
+from tests.app_helpers import web_app
 
 # A request path that, written raw, ends the access line and forges a WARNING of its own, then
 # clears the terminal of whoever tails the log; %00 and DEL ride along.
@@ -62,8 +62,10 @@ def configured(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], io.S
 
 
 async def _request_evil_path(database_url: str) -> None:
-    app = create_app(Settings(jwt_secret="s" * 40), database_url)
-    async with app.router.lifespan_context(app):
+    async with (
+        web_app(Settings(jwt_secret="s" * 40), database_url) as app,
+        app.router.lifespan_context(app),
+    ):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             r = await client.get(EVIL_PATH)

@@ -12,13 +12,15 @@ from starlette.applications import Starlette
 
 from config.settings import Settings
 from streamd.logs import JsonFormatter
-from web.app import create_app
+from tests.app_helpers import web_app
 
 
 @pytest.fixture
 async def app(database_url: str) -> AsyncIterator[Starlette]:
-    application = create_app(Settings(), database_url)
-    async with application.router.lifespan_context(application):
+    async with (
+        web_app(Settings(), database_url) as application,
+        application.router.lifespan_context(application),
+    ):
         yield application
 
 
@@ -106,8 +108,10 @@ async def test_read_pool_falls_back_to_primary(app: Starlette) -> None:
 async def test_read_pool_uses_replica_when_configured(database_url: str) -> None:
     # A second URL to the same server stands in for a replica: a separate pool is opened.
     settings = Settings(database_replica_url=database_url)
-    application = create_app(settings, database_url)
-    async with application.router.lifespan_context(application):
+    async with (
+        web_app(settings, database_url) as application,
+        application.router.lifespan_context(application),
+    ):
         db = application.state.db
         assert db.has_replica
         assert db.read is not db.primary
@@ -122,18 +126,17 @@ async def test_unexpected_errors_are_json_500_without_details(database_url: str)
     from starlette.requests import Request
     from starlette.responses import Response
 
-    application = create_app(Settings(), database_url)
-
     async def broken(request: Request) -> Response:
         raise RuntimeError("secret internals")
 
-    application.add_route("/broken", broken)
-    transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
-    async with (
-        application.router.lifespan_context(application),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as c,
-    ):
-        r = await c.get("/broken")
+    async with web_app(Settings(), database_url) as application:
+        application.add_route("/broken", broken)
+        transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
+        async with (
+            application.router.lifespan_context(application),
+            httpx.AsyncClient(transport=transport, base_url="http://test") as c,
+        ):
+            r = await c.get("/broken")
     assert r.status_code == 500
     assert r.json() == {"error": {"code": "internal_error", "message": "internal server error"}}
     assert "secret" not in r.text

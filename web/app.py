@@ -14,11 +14,11 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Route
 
-from chat.hub import Hub, HubConfig
+from chat.hub import Hub
 from chat.metrics import HubCollector
 from config.settings import Settings
 from db import cache
-from db.pools import Database, open_database
+from db.pools import Database
 from web import auth, chat, housekeeping, lives, users
 from web.api import Endpoint, StopLive, to_routes
 from web.docs import docs_page, docs_script
@@ -48,22 +48,20 @@ def cache_slots(db: Database, settings: Settings) -> asyncio.Semaphore | None:
 
 def create_app(
     settings: Settings,
-    database_url: str,
+    db: Database,
+    hub: Hub,
     *,
     registry: CollectorRegistry | None = None,
-    database: Database | None = None,
     stop_live: StopLive | None = None,
     extra_routes: Sequence[BaseRoute] = (),
-    chat_hub: Hub | None = None,
 ) -> Starlette:
-    """Build the app; keys, pools and background tasks open when the app starts, not here.
+    """Build the app; keys and background tasks open when the app starts, not here.
 
-    ``database``: pools the caller opened and will close (shared with ingest in ``serve``);
-    otherwise the app opens its own from ``database_url``. ``registry``: where metrics go.
-    ``stop_live(live_id, reason) -> bool``: cuts a publish held by this process (``serve``
-    passes the RTMP server's); without it, stopping a live only marks it ended and NOTIFYs.
-    ``chat_hub``: the process's chat hub, started and closed by the caller; otherwise the app
-    runs its own (one LISTEN connection) for as long as it runs.
+    ``db`` and ``hub``: the process's pools and its started chat hub, which the
+    caller opened and will close (``streamd.resources``: the app is not a composition root).
+    ``registry``: where metrics go. ``stop_live(live_id, reason) -> bool``: cuts a publish held
+    by this process (``serve`` passes the RTMP server's); without it, stopping a live only marks
+    it ended and NOTIFYs.
     """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = HttpMetrics(registry)
@@ -71,15 +69,10 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.keys = load_key_set(settings)  # reads (or creates) the JWT secret/key files
-        db = database if database is not None else await open_database(database_url, settings)
         app.state.db = db
         app.state.cache = cache.Cache(db.primary)
         app.state.cache_slots = cache_slots(db, settings)
         app.state.mailer = create_mailer(settings, db.primary)
-        hub = chat_hub
-        if hub is None:
-            hub = Hub(database_url, db.primary, HubConfig.from_settings(settings))
-            await hub.start()
         app.state.chat = hub
         hub_metrics = HubCollector(hub)
         registry.register(hub_metrics)
@@ -99,10 +92,6 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             registry.unregister(hub_metrics)
-            if chat_hub is None:
-                await hub.close()
-            if database is None:
-                await db.close()
 
     routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),

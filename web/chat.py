@@ -16,11 +16,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chat.client import ChatClient, ChatUser
 from chat.events import encode, error_event, parse_action
-from chat.hub import DB_ERRORS, Hub
+from chat.hub import Hub
 from chat.rules import RuleError
 from chat.viewers import Beat
 from db import chat as chat_db
 from db import lives
+from db.errors import DB_ERRORS
 from db.pools import Database
 from web.api import MAX_ID, Call, Endpoint
 from web.authn import new_secret_token, token_digest

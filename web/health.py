@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from db.pools import Database, ping
+from db.errors import DB_ERRORS
+from db.pools import Database
+from db.probe import ping
 from web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ async def ready(request: Request) -> Response:
     for name, pool in pools.items():
         try:
             await ping(pool, READY_TIMEOUT_S)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DB_ERRORS as exc:
             reason = f"{name} database unreachable: {type(exc).__name__}: {exc}".strip()
             log.warning("not ready: %s", reason)
             return error_response(503, "not_ready", reason, headers={"Retry-After": "5"})

@@ -3,14 +3,13 @@
 What the packager's ``LocalStorage`` wrote under ``ROOT/hls`` is served at ``/hls``. With S3
 storage the same route reads the objects through the storage (an :class:`ObjectReader`), so
 players reach a bucket that is not public without the URL naming it; with a CDN, players go to
-the CDN and this route is its fallback. The headers per kind of object
-mirror ``packager.storage.object_headers`` (web may not import the packager, so the small table
-is repeated here; a test checks the two agree):
+the CDN and this route is its fallback.
 
-- playlists: ``application/vnd.apple.mpegurl``, gzip when the client accepts it, a 1 s cache
-  for live playlists (about half a target duration, as Apple advises for CDNs) and an hour for
-  VOD ones (``vod.m3u8``: final once written);
-- segments and init segments: never rewritten, so ``public, max-age=31536000, immutable``;
+- Content-Type and Cache-Control per kind of object are the ones the packager stores objects
+  with: web may not import the packager, so the composition root hands :func:`hls_routes` the
+  packager's function (``packager.storage.base.known_object_headers``); a name it has no
+  headers for is not served;
+- playlists (``.m3u8``) are gzipped when the client accepts it;
 - every answer, errors included, carries ``Access-Control-Allow-Origin: *`` (players on other
   origins; a 404 without it surfaces in browsers as an opaque CORS error), and every error is
   the API's JSON error: 404, 405 (``Allow: GET, HEAD, OPTIONS``), 416 for a Range past the end
@@ -44,17 +43,6 @@ from web.errors import error_response
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPES = {
-    ".m3u8": "application/vnd.apple.mpegurl",
-    ".mp4": "video/mp4",
-    ".m4s": "video/iso.segment",
-    ".ts": "video/mp2t",
-    ".jpg": "image/jpeg",
-}
-CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
-CACHE_LIVE_PLAYLIST = "public, max-age=1"
-CACHE_VOD_PLAYLIST = "public, max-age=3600"
-CACHE_POSTER = "public, max-age=5"
 CORS = {"Access-Control-Allow-Origin": "*"}
 PREFLIGHT = {
     **CORS,
@@ -69,17 +57,12 @@ _MAX_DEPTH = 6
 _GZIP_MIN_BYTES = 256  # smaller playlists gain nothing
 
 
-def headers_for(name: str) -> tuple[str, str] | None:
-    """(content type, cache control) for a file name; None for what is not served."""
-    suffix = Path(name).suffix
-    content_type = CONTENT_TYPES.get(suffix)
-    if content_type is None:
-        return None
-    if suffix == ".m3u8":
-        return content_type, CACHE_VOD_PLAYLIST if name == "vod.m3u8" else CACHE_LIVE_PLAYLIST
-    if suffix == ".jpg":
-        return content_type, CACHE_POSTER
-    return content_type, CACHE_IMMUTABLE
+# (content type, cache control) for a storage key (``hls/...``); None: not served.
+ObjectHeaders = Callable[[str], tuple[str, str] | None]
+
+
+def _is_playlist(path: str) -> bool:
+    return path.endswith(".m3u8")
 
 
 class ObjectReader(Protocol):
@@ -160,8 +143,9 @@ class _HlsFile(FileResponse):
 
 
 class HlsFiles:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, headers: ObjectHeaders) -> None:
         self.base = (root / "hls").resolve()
+        self.headers = headers
 
     def _locate(self, path: str) -> tuple[Path, os.stat_result] | None:
         if not _valid_path(path):
@@ -180,14 +164,14 @@ class HlsFiles:
         if (early := _early_answer(request)) is not None:
             return early
         path = request.path_params["path"]
-        headers = headers_for(path.rsplit("/", 1)[-1])
+        headers = self.headers(f"hls/{path}")
         found = await asyncio.to_thread(self._locate, path) if headers else None
         if headers is None or found is None:
             return _not_found()
         file, info = found
         content_type, cache = headers
         common = {**CORS, "Cache-Control": cache}
-        if content_type != CONTENT_TYPES[".m3u8"]:
+        if not _is_playlist(path):
             # Streams from disk in chunks. The stat taken here is the one served: a file the
             # packager deletes meanwhile is not a 500 from FileResponse's own stat.
             return _HlsFile(file, media_type=content_type, headers=common, stat_result=info)
@@ -214,14 +198,15 @@ def _playlist_response(
 class HlsObjects:
     """The same answers, from object storage (whole objects: segments are a few MB)."""
 
-    def __init__(self, reader: ObjectReader) -> None:
+    def __init__(self, reader: ObjectReader, headers: ObjectHeaders) -> None:
         self.reader = reader
+        self.headers = headers
 
     async def serve(self, request: Request) -> Response:
         if (early := _early_answer(request)) is not None:
             return early
         path = request.path_params["path"]
-        headers = headers_for(path.rsplit("/", 1)[-1])
+        headers = self.headers(f"hls/{path}")
         if headers is None or not _valid_path(path):
             return _not_found()
         try:
@@ -235,7 +220,7 @@ class HlsObjects:
             return _not_found()
         content_type, cache = headers
         common = {**CORS, "Cache-Control": cache}
-        if content_type == CONTENT_TYPES[".m3u8"]:
+        if _is_playlist(path):
             return _playlist_response(request, body, content_type, common)
         common["Content-Length"] = str(len(body))
         return Response(
@@ -251,10 +236,14 @@ def _accepts_gzip(request: Request) -> bool:
     return False
 
 
-def hls_routes(root: Path, reader: ObjectReader | None = None) -> list[BaseRoute]:
+def hls_routes(
+    root: Path, headers: ObjectHeaders, reader: ObjectReader | None = None
+) -> list[BaseRoute]:
     """The routes to mount in the app: ``root`` is the local storage root (DATA_DIR/media);
+    ``headers`` gives each key's Content-Type and Cache-Control (None: not served);
     ``reader``, when given (S3 storage), is read instead of ``root``."""
-    app = _AnyMethod(HlsObjects(reader).serve if reader is not None else HlsFiles(root).serve)
+    source = HlsObjects(reader, headers) if reader is not None else HlsFiles(root, headers)
+    app = _AnyMethod(source.serve)
     # So does the bare /hls, which Starlette would otherwise redirect to /hls/ without CORS.
     return [Route("/hls/{path:path}", app), Route("/hls", app)]
 

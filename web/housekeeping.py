@@ -11,6 +11,7 @@ import asyncpg
 
 from config.settings import Settings
 from db import auth, outbox, throttle
+from db.errors import DB_ERRORS
 
 log = logging.getLogger(__name__)
 OUTBOX_KEEP_S = 7 * 86400.0
@@ -30,6 +31,6 @@ async def run(pool: asyncpg.Pool, settings: Settings) -> None:
         try:
             if deleted := await clean_once(pool, settings):
                 log.info("accounts housekeeping deleted %d rows", deleted)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except DB_ERRORS as exc:
             log.warning("accounts housekeeping failed, will retry: %s", exc)
         await asyncio.sleep(settings.cache_cleanup_interval)

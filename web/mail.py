@@ -21,6 +21,7 @@ import asyncpg
 
 from config.settings import Settings
 from db import outbox
+from db.errors import DB_ERRORS_BUT_TIMEOUT
 
 log = logging.getLogger(__name__)
 SMTP_TIMEOUT_S = 15.0
@@ -54,7 +55,7 @@ class OutboxMailer:
                 self._pool, to_address=mail.to, subject=mail.subject, body=mail.body,
                 kind=mail.kind,
             )  # fmt: skip
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DB_ERRORS_BUT_TIMEOUT as exc:  # a timeout propagates, as it always has
             raise MailError(f"could not store the message: {exc}") from exc
         log.info("mail to %s (%s) queued in email_outbox id %d (no SMTP configured; "
                  "`streamd mail show --to ADDRESS` prints it)", mail.to, mail.kind,

@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Protocol
 
-# Cache-Control per kind of object (web/hls.py applies the same rules to local files).
+# Cache-Control per kind of object; web/hls.py serves with them too (streamd hands it
+# known_object_headers).
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"  # segments, init segments, never rewritten
 CACHE_LIVE_PLAYLIST = "public, max-age=1"  # about half a target duration, as Apple advises
 CACHE_VOD_PLAYLIST = "public, max-age=3600"  # final, but re-written if a recording is recovered
@@ -29,9 +30,17 @@ CONTENT_TYPES = {
 
 def object_headers(key: str) -> tuple[str, str]:
     """(content type, cache control) for a key, by its name."""
+    return known_object_headers(key) or ("application/octet-stream", CACHE_IMMUTABLE)
+
+
+def known_object_headers(key: str) -> tuple[str, str] | None:
+    """:func:`object_headers` for the kinds of object in ``CONTENT_TYPES`` (playlists, init and
+    media segments, posters); None for any other key."""
     name = PurePosixPath(key).name
     suffix = PurePosixPath(name).suffix
-    content_type = CONTENT_TYPES.get(suffix, "application/octet-stream")
+    content_type = CONTENT_TYPES.get(suffix)
+    if content_type is None:
+        return None
     if suffix == ".m3u8":
         cache = CACHE_VOD_PLAYLIST if name == "vod.m3u8" else CACHE_LIVE_PLAYLIST
     elif suffix == ".jpg":

@@ -5,10 +5,9 @@ protocol, as ``streamd serve`` runs it), real PostgreSQL, real WebSocket clients
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,19 +21,12 @@ from chat.hub import Hub
 from db import auth as auth_db
 from db import lives, users
 from streamd.server import WEBSOCKET_OPTIONS
+from tests.app_helpers import InLoopServer
 from tests.helpers import free_port
 from web.authn import new_secret_token
 from web.tokens import KeySet
 
 _names = itertools.count(1)
-
-
-class InLoopServer(uvicorn.Server):
-    """uvicorn inside the test's event loop: the test runner keeps its signal handlers."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def start_uvicorn(

@@ -8,29 +8,33 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import uvicorn
 from chat_helpers import ChatServer, MakeServer, start_uvicorn
 
 from config.settings import Settings
-from web.app import create_app
+from tests.app_helpers import web_app
 
 
 @pytest.fixture
 async def make_server(database_url: str) -> AsyncIterator[MakeServer]:
-    servers: list[ChatServer] = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def build(**overrides: Any) -> ChatServer:
-        settings = Settings(**{"jwt_secret": "s" * 40, "chat_report_interval": 0.5, **overrides})
-        app = create_app(settings, database_url)
-        server, task, port = await start_uvicorn(app)  # as `streamd serve` runs
-        chat = ChatServer(app, server, task, port)
-        servers.append(chat)
-        return chat
+        async def build(**overrides: Any) -> ChatServer:
+            settings = Settings(
+                **{"jwt_secret": "s" * 40, "chat_report_interval": 0.5, **overrides}
+            )
+            app = await stack.enter_async_context(web_app(settings, database_url))
+            server, task, port = await start_uvicorn(app)  # as `streamd serve` runs
+            stack.push_async_callback(_stop, server, task)  # before the hub and pools close
+            return ChatServer(app, server, task, port)
 
-    yield build
-    for chat in servers:
-        chat.server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(chat.task, 30)
+        yield build
+
+
+async def _stop(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 30)
 
 
 @pytest.fixture

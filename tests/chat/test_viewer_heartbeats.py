@@ -8,7 +8,6 @@ trusted-proxy setting yields.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -16,15 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
-from chat_helpers import ChatServer, InLoopServer, make_user
+from chat_helpers import ChatServer, make_user
 
 from chat.hub import Hub
 from chat.viewers import Beat, Heartbeats, PlayerIds, address_group, socket_viewers
 from config.settings import ConfigError, Settings, load_settings
 from db import lives
-from streamd.server import http_config
+from tests.app_helpers import served_app
 from tests.helpers import free_port
-from web.app import create_app
 
 Served = tuple[httpx.AsyncClient, Hub, int, int]
 
@@ -34,25 +32,12 @@ async def serving(database_url: str, **overrides: Any) -> AsyncIterator[Served]:
     """The app under streamd's uvicorn config: (client, the hub, the ids of two lives)."""
     settings = Settings(**{"jwt_secret": "s" * 40, "http_host": "127.0.0.1",
                            "http_port": free_port(), **overrides})  # fmt: skip
-    app = create_app(settings, database_url)
-    server = InLoopServer(http_config(settings, app))
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(1000):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
+    async with served_app(settings, database_url) as (app, base):
         owner = await make_user(app.state.db.primary, app.state.keys, "creator")
         ids = [int((await lives.create(app.state.db.primary, user_id=owner.id, title=t))["id"])
                for t in ("one", "two")]  # fmt: skip
-        base = f"http://127.0.0.1:{settings.http_port}"
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
             yield client, app.state.chat, ids[0], ids[1]
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 30)
 
 
 async def _beat(client: httpx.AsyncClient, live: int, player_id: str | None = None,

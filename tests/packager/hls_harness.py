@@ -34,6 +34,7 @@ from packager.hls.playlists import rounded
 from packager.options import PackagerOptions
 from packager.packager import Packager
 from packager.pipeline import OutputCallback
+from packager.storage.base import known_object_headers
 from packager.storage.local import LocalStorage
 from packager.types import PosterWriter, RenditionItem
 from web.errors import EXCEPTION_HANDLERS
@@ -156,7 +157,8 @@ async def harness(
         on_session=packager.on_session,
     )  # fmt: skip
     await server.listen("127.0.0.1", 0)
-    app = Starlette(routes=hls_routes(root), exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    routes = hls_routes(root, known_object_headers)
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
     port = free_port()
     # ffmpeg's HLS reader keeps its HTTP connection; on a loaded machine it may come back
     # after uvicorn's default 5 s keep-alive and read an EOF.

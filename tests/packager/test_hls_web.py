@@ -1,4 +1,6 @@
-"""Local storage, and web/hls.py serving it: types, caching, gzip, CORS, HEAD, traversal."""
+"""Local storage, and web/hls.py serving it: types, caching, gzip, CORS, HEAD, traversal.
+
+/hls is mounted as ``streamd serve`` mounts it (``streamd.server.hls_routes_for``)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from config.settings import Settings
 from packager.storage.base import StorageKeyError, object_headers, put_object
 from packager.storage.local import LocalStorage
+from streamd.server import hls_routes_for
 from web.errors import EXCEPTION_HANDLERS
-from web.hls import headers_for, hls_routes
 
 PLAYLIST = "#EXTM3U\n" + "".join(f"#EXTINF:2.000,\nseg_{n}.m4s\n" for n in range(40))
 
@@ -41,7 +44,8 @@ async def test_local_storage_round_trip(tmp_path: Path) -> None:
 
 @pytest.fixture
 async def client(tmp_path: Path) -> httpx.AsyncClient:
-    storage = LocalStorage(tmp_path)
+    root = tmp_path / "media"  # DATA_DIR/media
+    storage = LocalStorage(root)
     await put_object(storage, "hls/7/master.m3u8", PLAYLIST.encode())
     await put_object(storage, "hls/7/b1/source/live.m3u8", PLAYLIST.encode())
     await put_object(storage, "hls/7/b1/source/vod.m3u8", PLAYLIST.encode())
@@ -49,10 +53,11 @@ async def client(tmp_path: Path) -> httpx.AsyncClient:
     await put_object(storage, "hls/7/b1/source/seg_1.m4s", b"m" * 5000)
     await put_object(storage, "hls/7/b1/ts/seg_1.ts", b"G" * 188)
     await put_object(storage, "hls/7/b1/poster.jpg", b"\xff\xd8")
-    (tmp_path / "hls" / "7" / "b1" / "source" / ".seg_2.m4s.1.tmp").write_bytes(b"partial")
-    (tmp_path / "secret.m3u8").write_text("#EXTM3U secret")
-    (tmp_path / "hls" / "7" / "link.m3u8").symlink_to(tmp_path / "secret.m3u8")
-    app = Starlette(routes=hls_routes(tmp_path), exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    (root / "hls" / "7" / "b1" / "source" / ".seg_2.m4s.1.tmp").write_bytes(b"partial")
+    (root / "secret.m3u8").write_text("#EXTM3U secret")
+    (root / "hls" / "7" / "link.m3u8").symlink_to(root / "secret.m3u8")
+    routes = hls_routes_for(Settings(data_dir=tmp_path), storage)
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
     return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t")
 
 
@@ -128,11 +133,28 @@ async def test_preflight(client: httpx.AsyncClient) -> None:
     assert "GET" in response.headers["access-control-allow-methods"]
 
 
-def test_web_and_packager_agree_on_headers() -> None:
-    names = ["master.m3u8", "live.m3u8", "vod.m3u8", "init.mp4", "init_1.mp4", "seg_9.m4s",
-             "seg_9.ts", "poster.jpg"]  # fmt: skip
-    for name in names:
-        assert headers_for(name) == object_headers(f"hls/1/b/{name}"), name
+# One object of each kind the packager writes, as the client fixture stored them.
+EACH_KIND = [
+    "hls/7/master.m3u8",  # live playlists: master and media
+    "hls/7/b1/source/live.m3u8",
+    "hls/7/b1/source/vod.m3u8",  # VOD playlist
+    "hls/7/b1/source/init.mp4",  # init segment
+    "hls/7/b1/source/seg_1.m4s",  # media segments, CMAF and TS
+    "hls/7/b1/ts/seg_1.ts",
+    "hls/7/b1/poster.jpg",
+]
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("key", EACH_KIND)
+async def test_served_with_the_headers_the_packager_stores_with(
+    client: httpx.AsyncClient, key: str, method: str
+) -> None:
+    """/hls and object storage share one table (packager.storage.base): what /hls answers for
+    each kind is exactly what object_headers gives the key."""
+    r = await client.request(method, f"/{key}", headers={"Accept-Encoding": "identity"})
+    assert r.status_code == 200
+    assert (r.headers["content-type"], r.headers["cache-control"]) == object_headers(key)
 
 
 def _is_hls_error(response: httpx.Response, status: int, code: str) -> bool:

@@ -15,11 +15,16 @@ from starlette.applications import Starlette
 
 from config.settings import Settings
 from db import lives, users
-from packager.storage.base import CACHE_IMMUTABLE, CACHE_LIVE_PLAYLIST, put_object
+from packager.storage.base import (
+    CACHE_IMMUTABLE,
+    CACHE_LIVE_PLAYLIST,
+    object_headers,
+    put_object,
+)
 from packager.storage.s3 import S3Storage
-from web.app import create_app
+from streamd.server import hls_routes_for
+from tests.app_helpers import web_app
 from web.errors import EXCEPTION_HANDLERS
-from web.hls import hls_routes
 
 PLAYLIST = b"#EXTM3U\n#EXT-X-VERSION:7\n" + b"#EXTINF:2.000,\nseg_1.m4s\n" * 40
 
@@ -29,8 +34,9 @@ async def hls(proxy: FaultProxy, bucket: str, tmp_path: object) -> AsyncIterator
     tuple[httpx.AsyncClient, S3Storage]
 ]:  # fmt: skip
     storage = make_storage(proxy.url, bucket, attempts=2)
+    settings = Settings(storage="s3", s3_bucket=bucket, data_dir=tmp_path)  # type: ignore[arg-type]
     app = Starlette(
-        routes=hls_routes(tmp_path, storage),  # type: ignore[arg-type]
+        routes=hls_routes_for(settings, storage),  # as `streamd serve` mounts /hls
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )
     async with httpx.AsyncClient(
@@ -92,32 +98,55 @@ async def test_hls_answers_503_when_the_bucket_is_down(
     assert (await client.get("/hls/5/b1/source/seg_2.m4s")).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "hls/5/master.m3u8",
+        "hls/5/b1/source/live.m3u8",
+        "hls/5/b1/source/vod.m3u8",
+        "hls/5/b1/source/init.mp4",
+        "hls/5/b1/source/seg_4.m4s",
+        "hls/5/b1/ts/seg_4.ts",
+        "hls/5/b1/poster.jpg",
+    ],
+)
+async def test_hls_serves_each_kind_with_the_headers_it_was_stored_with(
+    hls: tuple[httpx.AsyncClient, S3Storage], key: str
+) -> None:
+    client, storage = hls
+    await put_object(storage, key, PLAYLIST if key.endswith(".m3u8") else b"\x00object")
+    for method in ("GET", "HEAD"):
+        r = await client.request(method, f"/{key}", headers={"Accept-Encoding": "identity"})
+        assert r.status_code == 200, (method, key)
+        assert (r.headers["content-type"], r.headers["cache-control"]) == object_headers(key)
+
+
 async def test_api_playback_urls_point_at_the_cdn(database_url: str) -> None:
     settings = Settings(
         jwt_secret="s" * 40, storage="s3", s3_bucket="private-bucket", s3_prefix="media",
         cdn_base_url="https://d111111abcdef8.cloudfront.net",
     )  # fmt: skip
-    app = create_app(settings, database_url)
-    lifespan = app.router.lifespan_context(app)
-    await lifespan.__aenter__()
-    try:
-        pool = app.state.db.primary
-        owner = await users.create(
-            pool, username="caster", email="c@example.com", password_hash="x", role="creator"
-        )
-        row = await lives.create(pool, user_id=owner["id"], title="on the CDN")
-        await lives.mark_live(pool, row["id"])
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            one = (await client.get(f"/api/lives/{row['id']}")).json()
-            listed = (await client.get("/api/lives")).json()["items"]
-        expected = f"https://d111111abcdef8.cloudfront.net/media/hls/{row['id']}/master.m3u8"
-        assert one["playback_url"] == expected
-        assert one["thumbnail_url"] == expected.replace("master.m3u8", "poster.jpg")
-        assert [live["playback_url"] for live in listed] == [expected]
-        assert "private-bucket" not in str(one) + str(listed)
-    finally:
-        await asyncio.wait_for(lifespan.__aexit__(None, None, None), 60)
+    async with web_app(settings, database_url) as app:
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        try:
+            pool = app.state.db.primary
+            owner = await users.create(
+                pool, username="caster", email="c@example.com", password_hash="x", role="creator"
+            )
+            row = await lives.create(pool, user_id=owner["id"], title="on the CDN")
+            await lives.mark_live(pool, row["id"])
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                one = (await client.get(f"/api/lives/{row['id']}")).json()
+                listed = (await client.get("/api/lives")).json()["items"]
+            expected = f"https://d111111abcdef8.cloudfront.net/media/hls/{row['id']}/master.m3u8"
+            assert one["playback_url"] == expected
+            assert one["thumbnail_url"] == expected.replace("master.m3u8", "poster.jpg")
+            assert [live["playback_url"] for live in listed] == [expected]
+            assert "private-bucket" not in str(one) + str(listed)
+        finally:
+            await asyncio.wait_for(lifespan.__aexit__(None, None, None), 60)
 
 
 async def test_hls_errors_from_the_storage_are_json_with_cors(

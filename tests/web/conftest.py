@@ -8,6 +8,7 @@ the production parameters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,8 +19,8 @@ from argon2 import PasswordHasher
 from starlette.applications import Starlette
 
 from config.settings import Settings
+from tests.app_helpers import web_app
 from web import accounts
-from web.app import create_app
 
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
@@ -33,7 +34,7 @@ def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 async def make_api(database_url: str) -> AsyncIterator[MakeApi]:
     """Build an app with these settings (``Settings`` keyword arguments); closed at the end."""
-    stack: list[tuple[Starlette, httpx.AsyncClient, Any]] = []
+    built: list[tuple[contextlib.AsyncExitStack, Starlette]] = []
 
     async def build(**overrides: Any) -> Api:
         stopped: list[tuple[int, str]] = []
@@ -43,19 +44,25 @@ async def make_api(database_url: str) -> AsyncIterator[MakeApi]:
             return True
 
         settings = Settings(**{"jwt_secret": "s" * 40, **overrides})
-        app = create_app(settings, database_url, stop_live=stop_live)
-        lifespan = app.router.lifespan_context(app)
-        await lifespan.__aenter__()
+        stack = contextlib.AsyncExitStack()
+        try:
+            app = await stack.enter_async_context(
+                web_app(settings, database_url, stop_live=stop_live)
+            )
+            await stack.enter_async_context(app.router.lifespan_context(app))
+        except BaseException:
+            await stack.aclose()
+            raise
+        built.append((stack, app))
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
-        stack.append((app, client, lifespan))
+        stack.push_async_callback(client.aclose)
         return Api(app, client, app.state.db.primary, stopped)
 
     yield build
-    for app, client, lifespan in reversed(stack):
-        await client.aclose()
+    for stack, app in reversed(built):
         try:
             # A failed test may leave a connection checked out: do not wait on it forever.
-            await asyncio.wait_for(lifespan.__aexit__(None, None, None), 60)
+            await asyncio.wait_for(stack.aclose(), 60)
         except TimeoutError:
             app.state.db.primary.terminate()
             raise

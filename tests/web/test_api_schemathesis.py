@@ -26,13 +26,15 @@ import uvicorn
 from api_helpers import password_hash
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+from starlette.applications import Starlette
 
 from config.settings import Settings
 from db import auth as auth_db
 from db import lives, users
 from db.embedded import EmbeddedPostgres
+from tests.app_helpers import web_app
 from tests.helpers import free_port, with_database
-from web.app import ENDPOINTS, create_app
+from web.app import ENDPOINTS
 from web.authn import new_secret_token
 from web.openapi import build_document
 
@@ -41,42 +43,49 @@ schema = schemathesis.openapi.from_dict(build_document(ENDPOINTS))
 
 
 class LiveServer:
-    """The app under uvicorn in a thread with its own event loop."""
+    """The app under uvicorn in a thread with its own event loop, where its pools and chat hub
+    are opened too."""
 
     def __init__(self, database_url: str) -> None:
-        self.app = create_app(
-            Settings(jwt_secret="s" * 40, login_max_failures=10_000,
-                     login_max_failures_per_ip=1_000_000), database_url,
-        )  # fmt: skip
+        self.settings = Settings(jwt_secret="s" * 40, login_max_failures=10_000,
+                                 login_max_failures_per_ip=1_000_000)  # fmt: skip
+        self.database_url = database_url
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_config=None,
-            access_log=False,
-            ws="none",
-            lifespan="on",
-            loop="asyncio",
-        )
-        self.server = uvicorn.Server(config)
+        self.app: Starlette | None = None
+        self.server: uvicorn.Server | None = None
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.admin_id = 0
 
     def _run(self) -> None:
-        self.loop.run_until_complete(self.server.serve())
+        self.loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        async with web_app(self.settings, self.database_url) as self.app:
+            config = uvicorn.Config(
+                self.app,
+                host="127.0.0.1",
+                port=self.port,
+                log_config=None,
+                access_log=False,
+                ws="none",
+                lifespan="on",
+                loop="asyncio",
+            )
+            self.server = uvicorn.Server(config)
+            await self.server.serve()
 
     def start(self) -> None:
         self.thread.start()
         deadline = time.monotonic() + 30
-        while not self.server.started:
+        while self.server is None or not self.server.started:
             assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.05)
 
     def stop(self) -> None:
-        self.server.should_exit = True
+        if self.server is not None:
+            self.server.should_exit = True
         self.thread.join(30)
         self.loop.close()
 
@@ -84,6 +93,7 @@ class LiveServer:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 
     async def seed(self) -> None:
+        assert self.app is not None
         pool = self.app.state.db.primary
         admin = await users.create(pool, username="root", email="root@example.com",
                                    password_hash=password_hash(), role="admin")  # fmt: skip
@@ -94,6 +104,7 @@ class LiveServer:
                 await lives.mark_live(pool, live["id"])
 
     async def admin_token(self) -> str:
+        assert self.app is not None
         _, digest = new_secret_token()
         session = await auth_db.create_session(
             self.app.state.db.primary, user_id=self.admin_id, token_hash=digest, ttl=600,

@@ -6,37 +6,28 @@ The forwarded-header tests serve the real app with the uvicorn config ``streamd 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from api_helpers import Api
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from config.settings import Settings
-from streamd.server import http_config
+from packager.storage.base import known_object_headers
+from tests.app_helpers import served_app
 from tests.helpers import free_port
-from web.app import ENDPOINTS, create_app
+from web.app import ENDPOINTS
 from web.docs import CSP
 from web.hls import hls_routes
 from web.openapi import build_document
-
-
-class _InLoopServer(uvicorn.Server):
-    """uvicorn inside the test's event loop: the test runner keeps its signal handlers."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @contextlib.asynccontextmanager
@@ -46,22 +37,11 @@ async def serving(
     """The app on loopback under streamd's own uvicorn config; a client for it."""
     settings = Settings(**{"jwt_secret": "s" * 40, "http_host": "127.0.0.1",
                            "http_port": free_port(), **overrides})  # fmt: skip
-    app = create_app(settings, database_url, extra_routes=extra_routes)
-    server = _InLoopServer(http_config(settings, app))
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(1000):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        base = f"http://127.0.0.1:{settings.http_port}"
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 30)
+    async with (
+        served_app(settings, database_url, extra_routes=extra_routes) as (_, base),
+        httpx.AsyncClient(base_url=base, timeout=10) as client,
+    ):
+        yield client
 
 
 async def _failed_logins_from_spoofed_addresses(client: httpx.AsyncClient, n: int) -> list[int]:
@@ -171,7 +151,7 @@ async def test_every_response_carries_nosniff_and_a_referrer_policy(
     (tmp_path / "hls" / "1").mkdir(parents=True)
     (tmp_path / "hls" / "1" / "master.m3u8").write_text("#EXTM3U\n")
     (tmp_path / "hls" / "1" / "seg_1.m4s").write_bytes(b"segment")
-    routes = [*hls_routes(tmp_path), Route("/boom", _boom)]
+    routes = [*hls_routes(tmp_path, known_object_headers), Route("/boom", _boom)]
     async with serving(database_url, routes, cors_origins=("https://app.example.com",)) as c:
         preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
         answers = {
