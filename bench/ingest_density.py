@@ -6,7 +6,7 @@ publishers (a ~4.5 Mbit/s 1080p30 H.264/AAC file generated once into bench/.cach
 - ``streamd``: bench/ingest_server.py, the production ingest path (pools, PublishGate with its
   advisory locks, RtmpServer, one consumer per session that discards every item), on uvloop;
 - ``nginx-rtmp``: nginx with Debian's libnginx-mod-rtmp, ``live on``, one worker, HLS off;
-- ``nginx-rtmp-hls``: the same with ``hls on`` (the setting of the issue's reference figure);
+- ``nginx-rtmp-hls``: the same with ``hls on`` (the usual nginx-rtmp HLS set-up);
 - ``ffmpeg-listen``: one ``ffmpeg -listen 1 -i rtmp://... -c copy -f null -`` per stream;
 - ``streamd-ladder-coalescing``: ``streamd`` with the read coalescing ``streamd serve`` uses
   when the transcoded ladder is on (``LADDER_COALESCE_S``, 25 ms instead of 100 ms).

@@ -7,7 +7,7 @@ publishers (the ~4.5 Mbit/s 1080p30 file of ingest_density.py) send to:
   production packager (source rendition only: no ladder), CMAF segments of 2 s and live
   playlists written to a temporary directory, recording off;
 - ``nginx-rtmp-hls``: nginx + Debian's libnginx-mod-rtmp with ``hls on; hls_fragment 2s;``
-  (MPEG-TS segments and playlists), the baseline of the issue;
+  (MPEG-TS segments and playlists), the baseline;
 - ``streamd`` (optional reference): ingest alone, bench/ingest_server.py, so the packager's own
   share of the CPU shows.
 

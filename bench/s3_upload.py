@@ -15,7 +15,7 @@ ladder's renditions close aligned segments together), repeated every ``--interva
   the media segment and then the rendition's live playlist (``put_object``: headers per
   kind). Measured: closed -> segment uploaded (``segment``), and closed -> playlist uploaded
   (``listed``: what a player can see).
-- ``plain-loop``: the baseline of the issue: ``client.put_object`` of the same four segment
+- ``plain-loop``: the baseline, ``client.put_object`` of the same four segment
   files one after the other in a plain loop (one boto3 client, no playlists). Measured:
   closed -> each put returned.
 
