@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from api_helpers import Api, User
 
+from tests.web.api_helpers import Api, User
 from web.app import ENDPOINTS
 
 # (method, path template, body, status for a stranger who is a creator)
