@@ -3,7 +3,7 @@ client whose queue overflows is dropped without ever blocking the caller.
 
 The "socket" here is an asyncio coroutine function standing in for uvicorn's ``send`` with the
 same contract (it returns at once while writable, waits while not): the real one is exercised
-end to end in test_chat_ws.py and test_chat_slow_client.py.
+end to end in test_websocket.py and test_slow_client.py.
 """
 
 from __future__ import annotations

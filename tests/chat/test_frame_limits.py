@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 
 from chat.events import MAX_CLIENT_FRAME
 from streamd.server import WEBSOCKET_OPTIONS
 from tests.chat.chat_helpers import ChatServer
+from tests.helpers import REPO
 
 MESSAGE_TOO_BIG = 1009
 WS_MAX_SIZE: int = WEBSOCKET_OPTIONS["ws_max_size"]
-DOC = Path(__file__).resolve().parents[2] / "docs" / "chat.md"
+DOC = REPO / "docs" / "chat.md"
 
 
 def _frame(size: int) -> str:

@@ -16,7 +16,6 @@ import shutil
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -31,6 +30,7 @@ from ingest.rtmp.client import RtmpClient
 from ingest.server import MAX_LOW_WATER, RtmpLimits, RtmpProtocol, RtmpServer
 from ingest.session import PublishSession
 from media.types import AudioConfig, MediaPacket, VideoConfig
+from tests.flv_samples import DATA_DIR
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 SYSTEM_FFMPEG = shutil.which("ffmpeg")
@@ -721,7 +721,7 @@ async def test_read_coalescing_takes_a_due_keyframe_and_the_frame_before_it(
 
 def _avc_sequence_header(name: str) -> bytes:
     """The AVC sequence header tag body of a sample file in tests/data/flv."""
-    data = (Path(__file__).resolve().parents[1] / "data" / "flv" / name).read_bytes()
+    data = (DATA_DIR / name).read_bytes()
     offset = int.from_bytes(data[5:9], "big") + 4
     while offset + 11 <= len(data):
         size = int.from_bytes(data[offset + 1 : offset + 4], "big")
