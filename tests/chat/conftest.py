@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import uvicorn
-from chat_helpers import ChatServer, MakeServer, start_uvicorn
 
 from config.settings import Settings
 from tests.app_helpers import web_app
+from tests.chat.chat_helpers import ChatServer, MakeServer, start_uvicorn
 
 
 @pytest.fixture

@@ -15,13 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-from chat_helpers import ChatServer, make_user
 
 from chat.hub import Hub
 from chat.viewers import Beat, Heartbeats, PlayerIds, address_group, socket_viewers
 from config.settings import ConfigError, Settings, load_settings
 from db import lives
 from tests.app_helpers import served_app
+from tests.chat.chat_helpers import ChatServer, make_user
 from tests.helpers import free_port
 
 Served = tuple[httpx.AsyncClient, Hub, int, int]

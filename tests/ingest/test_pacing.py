@@ -1,5 +1,5 @@
 """ingest.pacing without sockets or sleeps: time and the chunk decoder's partial messages are
-passed in. (test_ingest_server.py proves the same rules through the kernel's SO_RCVLOWAT.)"""
+passed in. (test_server.py proves the same rules through the kernel's SO_RCVLOWAT.)"""
 
 from __future__ import annotations
 

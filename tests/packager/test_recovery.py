@@ -17,12 +17,12 @@ from pathlib import Path
 import asyncpg
 import m3u8
 import pytest
-from hls_helpers import packager_options
 
 from db import live_media, lives, users
 from packager.packager import RECOVERY_STALE_MARGIN_S, Packager, _Live
 from packager.pipeline import LivePipeline
 from packager.storage.local import LocalStorage
+from tests.packager.hls_helpers import packager_options
 
 RECONNECT_WINDOW_S = 30.0
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
-from api_helpers import Api, MakeApi
 from argon2 import PasswordHasher
 from starlette.applications import Starlette
 
 from config.settings import Settings
 from tests.app_helpers import web_app
+from tests.web.api_helpers import Api, MakeApi
 from web import accounts
 
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)

@@ -7,9 +7,9 @@ import re
 
 import httpx
 import pytest
-from api_helpers import PASSWORD, Api, MakeApi
 
 from db import outbox, throttle, users
+from tests.web.api_helpers import PASSWORD, Api, MakeApi
 from web import accounts, housekeeping
 
 GOOD = "a quiet harbour at dawn"

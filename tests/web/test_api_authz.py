@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from api_helpers import Api, User
 
+from tests.web.api_helpers import Api, User
 from web.app import ENDPOINTS
 
 # (method, path template, body, status for a stranger who is a creator)
@@ -36,7 +36,7 @@ async def _call(api: Api, method: str, path: str, user: User | None,
 
 
 def test_the_matrix_covers_every_owner_endpoint() -> None:
-    # Chat endpoints (/chat/..., /heartbeat) have their own matrix: tests/chat/test_chat_authz.py.
+    # Chat endpoints (/chat/..., /heartbeat) have their own matrix: tests/chat/test_authz.py.
     templated = {(e.method, e.path.replace("{live_id:int}", "{id}")) for e in ENDPOINTS
                  if ((e.path.startswith("/api/lives/{") and e.method != "GET") or
                      e.path.endswith(("/stream-key", "/ingest")))

@@ -16,11 +16,11 @@ from typing import Any
 
 import jwt
 import pytest
-from api_helpers import Api, MakeApi
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from db import users
+from tests.web.api_helpers import Api, MakeApi
 
 
 def _b64(data: bytes) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from api_helpers import Api, MakeApi
 
 from db import lives
+from tests.web.api_helpers import Api, MakeApi
 
 
 async def test_create_read_update_delete(api: Api) -> None:

@@ -11,10 +11,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SmtpServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
-from api_helpers import Api, MakeApi
 
 from db import outbox
 from tests.helpers import free_port
+from tests.web.api_helpers import Api, MakeApi
 from web.mail import OutboxMailer, SmtpMailer
 
 GOOD = "a quiet harbour at dawn"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from api_helpers import Api, MakeApi
 from starlette.routing import Route
 
+from tests.web.api_helpers import Api, MakeApi
 from web.app import ENDPOINTS
 
 

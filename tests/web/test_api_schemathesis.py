@@ -23,7 +23,6 @@ import asyncpg
 import pytest
 import schemathesis
 import uvicorn
-from api_helpers import password_hash
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from starlette.applications import Starlette
@@ -34,6 +33,7 @@ from db import lives, users
 from db.embedded import EmbeddedPostgres
 from tests.app_helpers import web_app
 from tests.helpers import free_port, with_database
+from tests.web.api_helpers import password_hash
 from web.app import ENDPOINTS
 from web.authn import new_secret_token
 from web.openapi import build_document

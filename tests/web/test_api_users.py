@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from api_helpers import PASSWORD, Api
-
 from db import lives
 from ingest.gate import PublishGate, Rejected
+from tests.web.api_helpers import PASSWORD, Api
 
 
 async def test_me_and_public_profiles(api: Api) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from api_helpers import Api
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -24,6 +23,7 @@ from config.settings import Settings
 from packager.storage.base import known_object_headers
 from tests.app_helpers import served_app
 from tests.helpers import free_port
+from tests.web.api_helpers import Api
 from web.app import ENDPOINTS
 from web.docs import CSP
 from web.hls import hls_routes

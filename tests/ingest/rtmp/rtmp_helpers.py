@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from pathlib import Path
 
 from ingest.rtmp import (
     ConnectionClosed,
@@ -16,8 +15,9 @@ from ingest.rtmp import (
     RtmpServerConnection,
 )
 from ingest.rtmp.client import RtmpClient
+from tests.helpers import REPO
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "rtmp"
+DATA_DIR = REPO / "tests" / "data" / "rtmp"
 CAPTURE = DATA_DIR / "ffmpeg_publish_h264_aac.bin"
 
 
