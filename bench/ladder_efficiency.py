@@ -338,7 +338,8 @@ async def _serve(database_url: str, port: int, preset: str, shedding: bool) -> N
     from ingest.server import RtmpLimits, RtmpServer
     from ingest.session import PublishSession
     from media.types import MediaPacket, VideoConfig
-    from packager.ladder.ladder import Ladder, LadderMetrics, LadderPolicy
+    from packager.ladder.ladder import Ladder, LadderMetrics
+    from packager.options import PackagerOptions
     from packager.types import LadderItem
 
     loop = asyncio.get_running_loop()
@@ -361,7 +362,9 @@ async def _serve(database_url: str, port: int, preset: str, shedding: bool) -> N
     def on_session(session: PublishSession) -> None:
         # Without shedding (the default here) a ladder that falls behind on a busy machine
         # lags, as the ffmpeg CLI does, so both do the same work and their CPU compares.
-        policy = LadderPolicy() if shedding else LadderPolicy(queue_packets=10**6, shedding=False)
+        policy = PackagerOptions.from_settings(settings).ladder_policy  # serve's
+        if not shedding:
+            policy = dataclasses.replace(policy, queue_packets=10**6, shedding=False)
         ladder = Ladder(
             LADDER, preset, on_output=on_output, loop=loop, metrics=metrics, policy=policy
         )

@@ -96,13 +96,13 @@ class Ladder:
     def __init__(
         self,
         rungs: Sequence[Rung],
-        preset: str = "veryfast",
+        preset: str,
         *,
         on_output: OutputCallback,
         loop: asyncio.AbstractEventLoop,
+        policy: LadderPolicy,
         metrics: LadderMetrics | None = None,
         thumbnailer: PosterWriter | None = None,
-        policy: LadderPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         name: str = "",
         decode_threads: int = 2,
@@ -114,7 +114,7 @@ class Ladder:
         self.loop = loop
         self.metrics = metrics
         self.thumbnailer = thumbnailer
-        self.policy = policy or LadderPolicy()
+        self.policy = policy
         self.clock = clock
         self.name = name or "ladder"
         self.decode_threads = decode_threads

@@ -5,7 +5,7 @@ Sans-IO: the ladder's decode thread calls `Shedder.tick` once per source packet 
 and the depth of its packet queue, and acts on the answer (stop that rung's encoder, start a
 fresh one at this keyframe). No clock is read here, so tests drive it with plain numbers.
 
-The rules (the numbers are `LadderPolicy`'s defaults):
+The rules (the numbers: `LadderPolicy`'s thresholds, with STREAMD_HLS_LADDER_BACKLOG at its 3 s):
 
 - Overload is the packet queue holding more than `shed_at` of its bound (1.5 s of video)
   without a break for `shed_after_s` (2 s): a hiccup of a shared machine is not enough.
@@ -31,10 +31,12 @@ RungState = Literal["waiting", "active", "shed"]
 
 @dataclass(frozen=True, slots=True)
 class LadderPolicy:
-    """Queue bounds and the shedding/restoring thresholds."""
+    """Queue bounds and the shedding/restoring thresholds. The first two come from settings
+    (STREAMD_HLS_LADDER_BACKLOG, STREAMD_HLS_LADDER_SHEDDING: PackagerOptions.ladder_policy);
+    the thresholds are tuning constants."""
 
-    queue_packets: int = 90  # 3 s of 30 fps video waiting to be decoded, at most
-    shedding: bool = True  # off: a slow ladder only lags (then drops at the queue bound)
+    queue_packets: int  # source video packets waiting to be decoded, at most
+    shedding: bool  # off: a slow ladder only lags (then drops at the queue bound)
     rung_queue_frames: int = 3  # scaled frames waiting for each encoder
     shed_at: float = 0.5  # queue fill (fraction) at which the ladder is behind
     shed_after_s: float = 2.0  # ... for this long without a break: not a passing hiccup

@@ -60,7 +60,7 @@ class Thumbnailer:
         write: WriteCallback,
         loop: asyncio.AbstractEventLoop | None = None,
         *,
-        interval_s: float = 10.0,
+        interval_s: float,  # STREAMD_HLS_THUMBNAIL_INTERVAL
         width: int = 640,
         queue_size: int = 2,
         name: str = "",

@@ -19,11 +19,18 @@ from typing import Any
 import av
 import imageio_ffmpeg
 
+from config.settings import Settings
 from ingest.flv import VideoSequenceStart, parse_video_tag
 from media.types import MediaPacket, VideoConfig
 from packager.ladder.codec import to_av_packet
 from packager.ladder.ladder import Ladder
+from packager.options import PackagerOptions
 from packager.types import LadderItem
+
+# What `streamd serve` runs the ladder with on default settings (preset, shedding policy).
+SERVE = PackagerOptions.from_settings(Settings())
+PRESET = SERVE.x264_preset
+POLICY = SERVE.ladder_policy
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 TAG_VIDEO = 9

@@ -35,7 +35,7 @@ from packager.ladder.codec import (
     runs_for_source,
     split_annexb,
 )
-from packager.ladder.ladder import Ladder, LadderMetrics, LadderPolicy
+from packager.ladder.ladder import Ladder, LadderMetrics
 from packager.ladder.shedding import RungLoad, Shedder
 from packager.metrics import PackagerMetrics
 from packager.options import to_rungs
@@ -47,6 +47,8 @@ from tests.packager.hls_harness import open_segment
 from tests.packager.hls_helpers import demux, make_media, packager_options
 from tests.packager.ladder.ladder_samples import (
     FFMPEG,
+    POLICY,
+    PRESET,
     Collected,
     Source,
     assert_timing,
@@ -92,9 +94,8 @@ async def run_ladder(
 ) -> tuple[Ladder, Collected]:
     out = Collected()
     metrics = LadderMetrics(registry or CollectorRegistry())
-    ladder = Ladder(
-        rungs, on_output=out, loop=asyncio.get_running_loop(), metrics=metrics, name="test"
-    )
+    ladder = Ladder(rungs, PRESET, on_output=out, loop=asyncio.get_running_loop(),
+                    policy=POLICY, metrics=metrics, name="test")  # fmt: skip
     ladder.start(source.config)
     await feed(ladder, source.packets)
     ladder.end()
@@ -183,9 +184,11 @@ async def test_shedding_under_overload_then_restoring(
     now = [1000.0]
     registry = CollectorRegistry()
     out = Collected()
-    policy = LadderPolicy(queue_packets=6, shed_after_s=0, settle_s=1, restore_after_s=5)
+    policy = dataclasses.replace(POLICY, queue_packets=6, shed_after_s=0, settle_s=1,
+                                 restore_after_s=5)  # fmt: skip
     ladder = Ladder(
         (R240, R180),
+        PRESET,
         on_output=out,
         loop=asyncio.get_running_loop(),
         metrics=LadderMetrics(registry),
@@ -254,11 +257,12 @@ async def test_a_restored_rung_marks_its_hole_with_one_discontinuity(
     video, audio, packets = demux(make_media(media_dir / "av_10s.mp4", seconds=10, gop=60))
     now = [1000.0]
     loop = asyncio.get_running_loop()
-    policy = LadderPolicy(queue_packets=6, shed_after_s=0, settle_s=1, restore_after_s=5)
+    policy = dataclasses.replace(POLICY, queue_packets=6, shed_after_s=0, settle_s=1,
+                                 restore_after_s=5)  # fmt: skip
     ladders: list[Ladder] = []
 
     def ladder_factory(on_output: OutputCallback, thumbnailer: object) -> Ladder:
-        ladder = Ladder((R180,), on_output=on_output, loop=loop, policy=policy,
+        ladder = Ladder((R180,), PRESET, on_output=on_output, loop=loop, policy=policy,
                         clock=lambda: now[0], name="test")  # fmt: skip
         ladders.append(ladder)
         return ladder
@@ -326,10 +330,11 @@ async def test_a_short_burst_drops_packets_but_sheds_nothing(src_360p: Source) -
     out = Collected()
     ladder = Ladder(
         (R180,),
+        PRESET,
         on_output=out,
         loop=asyncio.get_running_loop(),
         metrics=LadderMetrics(registry),
-        policy=LadderPolicy(queue_packets=6),
+        policy=dataclasses.replace(POLICY, queue_packets=6),
         clock=lambda: 1000.0,
     )
     ladder.start(src_360p.config)
@@ -351,7 +356,7 @@ async def test_a_new_source_config_switches_decoders(src_360p: Source, src_hevc:
     """A new sequence header mid-stream (here H.264 -> HEVC, same size): the ladder drains the
     old decoder, starts the new one at its first keyframe, and the rung goes on."""
     out = Collected()
-    ladder = Ladder((R180,), on_output=out, loop=asyncio.get_running_loop())
+    ladder = Ladder((R180,), PRESET, on_output=out, loop=asyncio.get_running_loop(), policy=POLICY)
     ladder.start(src_360p.config)
     first = src_360p.packets[:60]
     await feed(ladder, first)
@@ -394,13 +399,13 @@ async def test_bad_packets_are_counted_and_skipped(
 async def test_end_and_wait_closed_without_start_or_rungs(src_360p: Source) -> None:
     loop = asyncio.get_running_loop()
     out = Collected()
-    idle = Ladder(DEFAULT_RUNGS, on_output=out, loop=loop)
+    idle = Ladder(DEFAULT_RUNGS, PRESET, on_output=out, loop=loop, policy=POLICY)
     idle.end()
     idle.end()  # idempotent
     await asyncio.wait_for(idle.wait_closed(), timeout=5)
 
     # A 360p source is not above any rung of the default ladder: nothing to do.
-    small = Ladder(DEFAULT_RUNGS, on_output=out, loop=loop)
+    small = Ladder(DEFAULT_RUNGS, PRESET, on_output=out, loop=loop, policy=POLICY)
     small.start(src_360p.config)
     for packet in src_360p.packets[:10]:
         small.push(packet)
@@ -486,7 +491,8 @@ async def test_ladder_behind_a_real_rtmp_publish(database_url: str) -> None:
     ladders: list[tuple[Ladder, asyncio.Task[None]]] = []
 
     def on_session(session: PublishSession) -> None:
-        ladder = Ladder((R240,), on_output=out, loop=asyncio.get_running_loop(), name="rtmp")
+        ladder = Ladder((R240,), PRESET, on_output=out, loop=asyncio.get_running_loop(),
+                        policy=POLICY, name="rtmp")  # fmt: skip
         sub = session.subscribe("ladder")
 
         async def consume() -> None:
@@ -535,7 +541,8 @@ async def test_ladder_behind_a_real_rtmp_publish(database_url: str) -> None:
 
 
 def test_shedder_waits_for_sustained_overload_then_sheds_the_costliest() -> None:
-    shedder = Shedder(LadderPolicy(queue_packets=100))  # behind: >= 50 packets for 2 s
+    # Behind: >= 50 packets for 2 s.
+    shedder = Shedder(dataclasses.replace(POLICY, queue_packets=100))
     big, small = RungLoad("720p", 3, 10.0, "active"), RungLoad("360p", 1, 10.0, "active")
     rungs = [big, small]
     assert shedder.tick(0.0, 60, rungs, None) == (None, None)
@@ -551,7 +558,7 @@ def test_shedder_waits_for_sustained_overload_then_sheds_the_costliest() -> None
 
 
 def test_shedder_restores_one_rung_per_calm_period_at_keyframes() -> None:
-    shedder = Shedder(LadderPolicy(queue_packets=100, shed_after_s=0, settle_s=0))
+    shedder = Shedder(dataclasses.replace(POLICY, queue_packets=100, shed_after_s=0, settle_s=0))
     big, small = RungLoad("720p", 3, 10.0, "active"), RungLoad("360p", 1, 10.0, "active")
     rungs = [big, small]
     assert shedder.tick(0.0, 50, rungs, None) == (big, None)
@@ -565,7 +572,7 @@ def test_shedder_restores_one_rung_per_calm_period_at_keyframes() -> None:
 
 
 def test_shedder_backs_off_a_flapping_rung() -> None:
-    policy = LadderPolicy(queue_packets=100, shed_after_s=0, settle_s=0)
+    policy = dataclasses.replace(POLICY, queue_packets=100, shed_after_s=0, settle_s=0)
     shedder = Shedder(policy)
     rung = RungLoad("720p", 3, policy.restore_after_s, "active")
     cooldowns = []
@@ -581,5 +588,5 @@ def test_shedder_backs_off_a_flapping_rung() -> None:
     now += policy.stable_s  # ran long enough: back to the base cool-down
     shedder.tick(now, 90, [rung], None)
     assert rung.cooldown == 10
-    off = Shedder(LadderPolicy(shedding=False))
+    off = Shedder(dataclasses.replace(POLICY, shedding=False))
     assert off.tick(0.0, 10**6, [rung], None) == (None, None)

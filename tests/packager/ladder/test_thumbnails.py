@@ -12,7 +12,16 @@ import pytest
 from packager.ladder.ladder import Ladder
 from packager.ladder.thumbnails import Thumbnailer, thumbnail_size
 from packager.types import Rung
-from tests.packager.ladder.ladder_samples import Collected, Source, feed, make_flv, read_source
+from tests.packager.ladder.ladder_samples import (
+    POLICY,
+    PRESET,
+    SERVE,
+    Collected,
+    Source,
+    feed,
+    make_flv,
+    read_source,
+)
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +76,8 @@ async def test_alone_it_decodes_one_keyframe_per_interval(
 
 async def test_default_interval_writes_once_for_a_short_stream(thumb_source: Source) -> None:
     store = Store()
-    thumbs = Thumbnailer(store)  # 10 s, 640 px: a 640x360 source is not scaled up
+    # serve's default interval (10 s); 640 px: a 640x360 source is not scaled up
+    thumbs = Thumbnailer(store, interval_s=SERVE.thumbnail_interval)
     thumbs.start(thumb_source.config)
     await feed_thumbs(thumbs, thumb_source)
     assert len(store.jpegs) == 1
@@ -87,8 +97,10 @@ async def test_behind_a_ladder_it_takes_decoded_frames(thumb_source: Source) -> 
     out = Collected()
     ladder = Ladder(
         (Rung("180p", 320, 180, 30, 250_000),),
+        PRESET,
         on_output=out,
         loop=asyncio.get_running_loop(),
+        policy=POLICY,
         thumbnailer=thumbs,
     )
     ladder.start(thumb_source.config)  # starts the thumbnailer too
