@@ -1,4 +1,4 @@
-"""A chat ticket dies with the login session it was issued to (issue #14)."""
+"""A chat ticket dies with the login session it was issued to."""
 
 from __future__ import annotations
 

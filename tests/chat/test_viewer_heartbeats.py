@@ -1,4 +1,4 @@
-"""HLS player heartbeats cannot make up viewers (issue #14).
+"""HLS player heartbeats cannot make up viewers.
 
 Player ids are issued by the server (signed, per live) and the players counted per client
 address and live are bounded (STREAMD_CHAT_VIEWERS_PER_ADDRESS). The HTTP tests serve the real
@@ -51,7 +51,7 @@ async def _beat(client: httpx.AsyncClient, live: int, player_id: str | None = No
 
 async def test_random_player_ids_from_one_address_are_not_viewers(database_url: str) -> None:
     async with serving(database_url) as (client, hub, live, _):
-        # The attack of the issue: 120 made-up ids from one address.
+        # The attack a review made: 120 made-up ids from one address.
         for _ in range(120):
             await _beat(client, live, secrets.token_urlsafe(12))
         assert hub.local_counts().get(live, 0) == 0

@@ -228,7 +228,7 @@ async def player_errors(url: str, *, level: str = "error") -> str:
 
 
 def check_media_playlist(playlist: m3u8.M3U8, *, target: float, vod: bool = False) -> None:
-    """The Apple/RFC 8216 clauses the issue lists."""
+    """The Apple HLS authoring and RFC 8216 clauses a live playlist must meet."""
     assert playlist.target_duration >= max(rounded(s.duration) for s in playlist.segments)
     assert playlist.media_sequence is not None
     assert playlist.is_independent_segments

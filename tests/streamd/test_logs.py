@@ -1,4 +1,4 @@
-"""streamd.logs: what a client controls cannot forge, split or colour a log line (issue #14).
+"""streamd.logs: what a client controls cannot forge, split or colour a log line.
 
 Requests and RTMP publishes go through the real app and the real RTMP server with logging
 configured as ``streamd serve`` configures it; the test reads the text those handlers wrote.

@@ -1,4 +1,4 @@
-"""The issue's end-to-end test of the transcoded ladder, through `streamd serve` as an operator
+"""End to end: the transcoded ladder through `streamd serve` as an operator
 runs it: 20 s of 1080p30 OBS-like input (H.264 High with B-frames, 2 s GOP, AAC) published
 with the real ffmpeg CLI (`-re -c copy`) -> master + source + 720p/480p/360p rungs, checked
 against what PyAV reads from the segments and played by the ffmpeg CLI over HTTP.

@@ -340,7 +340,7 @@ async def test_deactivated_account_answers_as_a_wrong_password(api: Api) -> None
     assert r.status_code == 429
 
 
-# --- registration probing (issue #14) ---
+# --- registration probing ---
 
 
 def _client_at(api: Api, address: str) -> httpx.AsyncClient:
@@ -420,7 +420,7 @@ async def test_the_owner_of_a_taken_email_is_told_once_per_window(
     assert await outbox.latest_for(api.pool, "fresh@example.com") is None
 
 
-# --- lockout as a weapon (issue #14) ---
+# --- lockout as a weapon ---
 
 
 async def _login_status(client: httpx.AsyncClient, username: str, password: str) -> int:
@@ -530,7 +530,7 @@ async def test_password_guesses_with_a_stolen_token_end_that_session_only(
         assert await _login_status(elsewhere, owner.username, PASSWORD) == 200
 
 
-# --- refresh retries (issue #14) ---
+# --- refresh retries ---
 
 
 async def test_concurrent_uses_of_one_refresh_token_get_the_same_pair(api: Api) -> None:

@@ -1,4 +1,4 @@
-"""HTTP hardening (issue #14): forwarded headers, content types, security headers.
+"""HTTP hardening: forwarded headers, content types, security headers.
 
 The forwarded-header tests serve the real app with the uvicorn config ``streamd serve`` builds
 (streamd.server.http_config) on a loopback port, so what is checked is what runs.
