@@ -19,8 +19,9 @@ OUTBOX_KEEP_S = 7 * 86400.0
 
 async def clean_once(pool: asyncpg.Pool, settings: Settings) -> int:
     deleted = await auth.delete_expired(pool, grace_s=settings.refresh_reuse_grace)
-    # One sweep for every counter: the longest window, so no live window loses its count.
-    window = max(settings.login_window, settings.register_window)
+    # One sweep for every counter: the longest window, so no live window loses its count
+    # (password guesses through a session count for as long as a session can live).
+    window = max(settings.login_window, settings.register_window, settings.refresh_token_ttl)
     deleted += await throttle.delete_expired(pool, window_s=window)
     deleted += await outbox.delete_older_than(pool, OUTBOX_KEEP_S)
     return deleted

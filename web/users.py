@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import NoReturn
 
 from db import auth as auth_db
 from db import lives, throttle, users
@@ -61,20 +62,20 @@ async def _change_password(call: Call, current: str | None, new: str) -> None:
         raise field_error("current_password", "needed to change the password")
     # Guesses with a stolen access token are counted against its session, which the limit
     # ends: a lock on the account would lock its owner out of every other session and login.
+    # The count spans the session's whole life (a stolen session gets no fresh guesses by
+    # waiting), and it is checked before the hash: guesses sent at once all got past
+    # authentication before the one at the limit ended the session.
     key = f"session:{me.session_id}"
     settings = call.settings
     (attempts, _), = (await throttle.count_attempt(
-        call.db.primary, [key], window_s=settings.login_window
+        call.db.primary, [key], window_s=settings.refresh_token_ttl
     )).values()  # fmt: skip
+    if attempts > settings.login_max_failures:
+        await _end_guessed_session(call, attempts)
     password_hash = await users.get_password_hash(call.db.primary, me.id)
     if not await verify_password_off_loop(password_hash, current):
         if attempts >= settings.login_max_failures:
-            await auth_db.revoke_session(
-                call.db.primary, me.session_id, user_id=me.id, reason="password_guesses"
-            )
-            log.warning("session %s of user %d ended after %d wrong current passwords",
-                        me.session_id, me.id, attempts)  # fmt: skip
-            raise unauthorized("too many wrong passwords: this session has ended; log in again")
+            await _end_guessed_session(call, attempts)
         raise field_error("current_password", "is not your current password")
     try:
         check_password(new, username=me.username, email=me.email, field="new_password")
@@ -86,6 +87,16 @@ async def _change_password(call: Call, current: str | None, new: str) -> None:
         await auth_db.revoke_user_sessions(conn, me.id, reason="password_changed")
         await auth_db.forget_devices(conn, me.id)
     await throttle.forgive(call.db.primary, clear=[key], give_back=[])
+
+
+async def _end_guessed_session(call: Call, attempts: int) -> NoReturn:
+    me = call.user
+    await auth_db.revoke_session(
+        call.db.primary, me.session_id, user_id=me.id, reason="password_guesses"
+    )
+    log.warning("session %s of user %d ended after %d wrong current passwords",
+                me.session_id, me.id, attempts)  # fmt: skip
+    raise unauthorized("too many wrong passwords: this session has ended; log in again")
 
 
 async def my_lives(call: Call) -> LiveListOut:

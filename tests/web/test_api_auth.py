@@ -530,6 +530,46 @@ async def test_password_guesses_with_a_stolen_token_end_that_session_only(
         assert await _login_status(elsewhere, owner.username, PASSWORD) == 200
 
 
+async def test_a_burst_of_guesses_cannot_race_past_the_limit(make_api: MakeApi) -> None:
+    """Guesses sent at once all pass authentication before the first one at the limit ends
+    the session: the count itself must stop the ones past it, before any hash is checked, or
+    the right password in the burst changes it (a review found that: 20 wrong guesses and the
+    right one in one gather, limit 3, and the password was changed)."""
+    api = await make_api(login_max_failures=3)
+    owner = await api.make_user()
+    stolen = await api.login(owner.username, PASSWORD)
+    headers = {"Authorization": f"Bearer {stolen['access_token']}"}
+    wrong = {"current_password": "is it this", "new_password": GOOD}
+    right = {"current_password": PASSWORD, "new_password": GOOD}
+    answers = await asyncio.gather(
+        *[api.client.patch("/api/users/me", json=wrong, headers=headers) for _ in range(20)],
+        api.client.patch("/api/users/me", json=right, headers=headers),
+    )
+    statuses = [r.status_code for r in answers]
+    assert statuses[-1] != 200, statuses
+    assert statuses.count(422) <= 2 and set(statuses) <= {401, 422}, statuses
+    assert await _login_status(api.client, owner.username, PASSWORD) == 200  # unchanged
+
+
+async def test_guesses_through_one_session_add_up_across_login_windows(
+    make_api: MakeApi,
+) -> None:
+    """A session is counted for as long as it can live: waiting out the login window does not
+    buy a stolen session fresh guesses."""
+    api = await make_api(login_max_failures=3, login_window=0.5)
+    owner = await api.make_user()
+    stolen = await api.login(owner.username, PASSWORD)
+    headers = {"Authorization": f"Bearer {stolen['access_token']}"}
+    wrong = {"current_password": "is it this", "new_password": GOOD}
+    for _ in range(2):
+        assert (
+            await api.client.patch("/api/users/me", json=wrong, headers=headers)
+        ).status_code == 422
+    await asyncio.sleep(0.6)
+    r = await api.client.patch("/api/users/me", json=wrong, headers=headers)
+    assert r.status_code == 401
+
+
 # --- refresh retries ---
 
 
