@@ -6,8 +6,8 @@ flv rtmp://...``, the file bench/ingest_density.py generates into bench/.cache) 
 
 - ``streamd``: this script with ``--serve``: the production ingest path (asyncpg pools,
   PublishGate on an embedded PostgreSQL, RtmpServer, uvloop) whose session consumer runs
-  ``packager.ladder.Ladder`` with DEFAULT_LADDER (720p/480p/360p) at ``--preset``; outputs are
-  counted and discarded;
+  ``packager.ladder.ladder.Ladder`` with DEFAULT_LADDER (720p/480p/360p) at ``--preset``;
+  outputs are counted and discarded;
 - ``ffmpeg``: ``ffmpeg -listen 1 -i rtmp://... -filter_complex split/scale -map ... -f null -``
   with the same rungs, preset, bitrates/VBV, x264 parameters (no B-frames, IDRs only at source
   keyframes) and the same decoder (2 threads) and scaler (bilinear, 1 thread) settings, each

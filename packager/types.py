@@ -5,7 +5,7 @@ remuxed without decoding) or a *rung* of the transcoded ladder. Every rendition 
 source's audio (copied when it is AAC), so each variant playlist is self-contained (muxed
 audio+video fMP4 segments).
 
-Renditions are fed the ingest media types: a `VideoConfig`/`AudioConfig` whenever the codec
+Renditions are fed the `media.types` items: a `VideoConfig`/`AudioConfig` whenever the codec
 configuration changes, then `MediaPacket`s with millisecond `dts_ms`/`pts_ms`. Transcoded rungs
 produce the same types (libx264 output in AVCC form with its avcC as `VideoConfig.extradata`),
 so one segmenter serves every rendition.

@@ -21,7 +21,9 @@ from typing import Any
 from config.settings import Settings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Controls split or colour a line; bidirectional overrides, isolates and invisible characters
+# reorder or hide what a terminal shows of it.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 # Attributes every LogRecord has; anything else was passed with extra= and belongs in the JSON.

@@ -10,6 +10,7 @@ import asyncpg
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse
 
+from chat.viewers import address_group
 from db import auth as auth_db
 from db import throttle, users
 from web.accounts import (
@@ -112,7 +113,10 @@ async def register(call: Call) -> JSONResponse:
     settings = call.settings
     # Counted before the argon2 hash and before the "taken" answer, per client address and per
     # target address: probing which emails have accounts costs hours, not seconds.
-    ip_key, email_key = f"register-ip:{call.client_ip}", f"register-email:{body.email.lower()}"
+    # An IPv6 client counts by its /64 (chat.viewers.address_group): one subscriber's devices
+    # pick addresses inside it at will.
+    client = address_group(call.client_ip)
+    ip_key, email_key = f"register-ip:{client}", f"register-email:{body.email.lower()}"
     counts = await throttle.count_attempt(
         call.db.primary, [ip_key, email_key], window_s=settings.register_window
     )
@@ -185,7 +189,7 @@ async def login(call: Call) -> JSONResponse:
         account_key = f"device:{token_digest(device).hex()}"
     else:
         account_key = f"user:{user['id']}" if user else f"login:{body.username.lower()}"
-    ip_key = f"ip:{call.client_ip}"
+    ip_key = f"ip:{address_group(call.client_ip)}"
     counts = await throttle.count_attempt(
         call.db.primary, [account_key, ip_key], window_s=settings.login_window
     )

@@ -66,7 +66,7 @@ def _is_playlist(path: str) -> bool:
 
 
 class ObjectReader(Protocol):
-    """What /hls needs of a storage backend (``packager.storage.Storage`` has it)."""
+    """What /hls needs of a storage backend (``packager.storage.base.Storage`` has it)."""
 
     async def get(self, key: str) -> bytes | None: ...
 

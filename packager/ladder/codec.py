@@ -173,7 +173,7 @@ def avc_config(annexb_extradata: bytes) -> VideoConfig:
     """The rung's `VideoConfig`, from libx264's global header (Annex B SPS and PPS).
 
     The avcC is built here (libx264 gives none) with the High-profile extension FFmpeg's MP4
-    muxer writes, then parsed back by ingest's parser so the codec string and size come from
+    muxer writes, then parsed back by `media.avc` so the codec string and size come from
     the same code that reads publishers' records.
     """
     nals = split_annexb(annexb_extradata)

@@ -4,7 +4,7 @@ Threads (PyAV releases the GIL in FFmpeg, so they run in parallel; the event loo
 
     push() (loop) -> bounded packet queue -> decode thread: decode (FFmpeg frame+slice threads,
         2 by default), decimate, scale (cascaded) -> small bounded frame queue per rung -> one
-        encoder thread per rung (`ladder_rung.py`): libx264 (sliced threads, one per core up
+        encoder thread per rung (`rung.py`): libx264 (sliced threads, one per core up
         to 4), Annex B -> AVCC -> loop.call_soon_threadsafe(on_output)
 
 Decisions (see the packager/types.py docstring for the alignment rule they serve):
@@ -32,7 +32,7 @@ Decisions (see the packager/types.py docstring for the alignment rule they serve
   its scaled frame (480p and 360p from 720p, not from 1080p): ~10-20% less scaler CPU in a
   (noisy) microbenchmark, unlike the ffmpeg CLI ladder's split/scale; against a Lanczos scale
   of the source, 480p keeps ~39 dB PSNR (luma) and 360p ~44 dB (direct bilinear: 39 and 48).
-- Shedding (`ladder_shedding.py`): the packet queue is the one overload signal (the decode
+- Shedding (`shedding.py`): the packet queue is the one overload signal (the decode
   thread blocks on a full rung queue, so any slow stage backs up into it). Under sustained
   overload the most expensive running rung stops: its encoder is flushed (every frame handed to
   it comes out) and it emits nothing more. After a calm cool-down it restarts at the next

@@ -148,3 +148,14 @@ def test_tracebacks_keep_their_lines_but_none_can_pass_for_a_record() -> None:
     assert rest and all(line.startswith("  ") for line in rest)
     assert rest[0] == "  Traceback (most recent call last):"
     assert "  " + FORGED + "\\x1b[2J" in rest
+
+
+def test_bidirectional_and_invisible_characters_are_shown_not_obeyed() -> None:
+    """A right-to-left override (or an isolate, a zero-width space) reorders or hides what a
+    terminal shows of the rest of the line: "user alice\u202e..." could read as another name."""
+    formatter = TextFormatter("%(message)s")
+    record = logging.LogRecord("streamd", logging.INFO, __file__, 1, "user %s logged in",
+                               ("eve\u202etxt.exe\u2066x\u2069\u200b\ufeff",), None)  # fmt: skip
+    assert formatter.format(record) == (
+        "user eve\\u202etxt.exe\\u2066x\\u2069\\u200b\\ufeff logged in"
+    )

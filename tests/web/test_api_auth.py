@@ -644,3 +644,25 @@ async def test_housekeeping_keeps_open_windows_and_drops_what_is_over(make_api: 
     assert "register-ip:192.0.2.1" in keys
     assert await api.pool.fetchval("SELECT count(successor) FROM refresh_tokens") == 0
     assert await api.pool.fetchval("SELECT count(*) FROM trusted_devices") == 0
+
+
+async def test_an_ipv6_subscriber_is_one_address_for_the_throttles(make_api: MakeApi) -> None:
+    """One subscriber holds a whole /64 and its devices pick addresses inside it freely: the
+    per-address limits count the /64, or rotating the source address would lift them."""
+    api = await make_api(register_max_per_ip=2, login_max_failures_per_ip=2)
+    statuses = []
+    for n in range(3):
+        async with _client_at(api, f"2001:db8:0:7::{n + 1:x}") as client:
+            body = {"username": f"six{n}", "email": f"six{n}@example.com", "password": GOOD}
+            r = await client.post("/api/auth/register", json=body)
+            statuses.append(r.status_code)
+    assert statuses == [201, 201, 429]
+    async with _client_at(api, "2001:db8:0:8::1") as neighbour:  # another /64: its own count
+        body = {"username": "six9", "email": "six9@example.com", "password": GOOD}
+        r = await neighbour.post("/api/auth/register", json=body)
+        assert r.status_code == 201
+    failures = []
+    for n in range(3):
+        async with _client_at(api, f"2001:db8:0:9::{n + 1:x}") as client:
+            failures.append(await _login_status(client, "six0", "not the password"))
+    assert failures == [401, 401, 429]
