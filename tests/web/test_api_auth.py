@@ -614,6 +614,30 @@ async def test_the_successor_is_not_readable_from_the_database(api: Api) -> None
     )
 
 
+@pytest.mark.parametrize("end", ["logout", "password_change", "deactivation"])
+async def test_no_grace_once_the_session_has_ended(api: Api, end: str) -> None:
+    """The grace answers a retry, not a session that is over: within it, a used token of an
+    ended session gets 401 and never the pair."""
+    user = await api.make_user(login=True)
+    c = api.client
+    r = await c.post("/api/auth/refresh", json={"refresh_token": user.refresh})
+    assert r.status_code == 200
+    new = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    if end == "logout":
+        assert (await c.post("/api/auth/logout", headers=new)).status_code == 204
+    elif end == "password_change":
+        body = {"current_password": PASSWORD, "new_password": GOOD}
+        assert (await c.patch("/api/users/me", json=body, headers=new)).status_code == 200
+    else:
+        admin = await api.make_user("admin")
+        r = await c.patch(f"/api/admin/users/{user.id}", json={"is_active": False},
+                          headers=admin.auth)  # fmt: skip
+        assert r.status_code == 200
+    again = await c.post("/api/auth/refresh", json={"refresh_token": user.refresh})
+    assert again.status_code == 401
+    assert "access_token" not in again.text
+
+
 async def test_no_grace_when_it_is_zero(make_api: MakeApi) -> None:
     api = await make_api(refresh_reuse_grace=0)
     user = await api.make_user(login=True)

@@ -124,6 +124,18 @@ async def test_application_json_with_parameters_is_accepted(api: Api, content_ty
     assert r.status_code == 201, r.text
 
 
+async def test_a_chunked_body_without_a_content_type_is_415(api: Api) -> None:
+    # No Content-Length to say "there is a body": the transfer encoding says it instead.
+    async def body() -> AsyncIterator[bytes]:
+        yield json.dumps(REGISTER).encode()
+
+    r = await api.client.post("/api/auth/register", content=body())
+    assert r.request.headers.get("transfer-encoding") == "chunked"
+    assert "content-type" not in r.request.headers
+    assert r.status_code == 415, r.text
+    assert await api.pool.fetchval("SELECT count(*) FROM users") == 0
+
+
 async def test_an_empty_body_needs_no_content_type(api: Api) -> None:
     # An endpoint whose body is all optional may be called with no body at all.
     user = await api.make_user()
