@@ -14,47 +14,19 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import imageio_ffmpeg
 
 from config.settings import Settings
 from db import lives
 from tests.chat.chat_helpers import make_user
-from tests.helpers import ServeProcess, cli_env
+from tests.ingest.two_servers import SECRET, publish, serve, stop_publishers, wait_status
 from web.tokens import load_key_set
-
-SECRET = "s" * 40
-
-
-def _serve(tmp_path: Path, name: str, url: str) -> ServeProcess:
-    return ServeProcess(cli_env(
-        tmp_path / name, DATABASE_URL=url, STREAMD_JWT_SECRET=SECRET, STREAMD_HLS_LADDER="none",
-    ))  # fmt: skip
-
-
-def _publish(port: str, key: str, seconds: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error",
-         "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15",
-         "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "30",
-         "-f", "flv", f"rtmp://127.0.0.1:{port}/live/{key}"],
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-
-async def _wait_status(conn: asyncpg.Connection, live_id: int, want: str) -> str:
-    for _ in range(200):
-        status = str(await conn.fetchval("SELECT status FROM lives WHERE id = $1", live_id))
-        if status == want:
-            break
-        await asyncio.sleep(0.1)
-    return status
 
 
 async def test_demotion_on_one_process_cuts_the_publisher_on_another(
     tmp_path: Path, database_url: str
 ) -> None:
-    holder = _serve(tmp_path, "holder", database_url)
-    api = _serve(tmp_path, "api", database_url)
+    holder = serve(tmp_path, "holder", database_url)
+    api = serve(tmp_path, "api", database_url)
     conn = await asyncpg.connect(database_url)
     publishers: list[subprocess.Popen[str]] = []
     try:
@@ -65,8 +37,8 @@ async def test_demotion_on_one_process_cuts_the_publisher_on_another(
         admin = await make_user(conn, keys, "admin")
         live = await lives.create(conn, user_id=owner.id, title="demote me")
         port = holder.env["STREAMD_RTMP_PORT"]
-        publishers.append(_publish(port, live["stream_key"], 120))
-        assert await _wait_status(conn, live["id"], "live") == "live"
+        publishers.append(publish(port, live["stream_key"], 120))
+        assert await wait_status(conn, live["id"], "live") == "live"
 
         async with httpx.AsyncClient(base_url=api.base_url, timeout=10) as client:
             r = await client.patch(f"/api/admin/users/{owner.id}", json={"role": "viewer"},
@@ -78,10 +50,10 @@ async def test_demotion_on_one_process_cuts_the_publisher_on_another(
             # The server closed the stream under it, long before its 120 s.
             assert publishers[0].returncode != 0, stderr
             assert took < 20, took
-            assert await _wait_status(conn, live["id"], "ended") == "ended"
+            assert await wait_status(conn, live["id"], "ended") == "ended"
 
             # The same key again, on the process that held it: refused at publish time.
-            publishers.append(_publish(port, live["stream_key"], 20))
+            publishers.append(publish(port, live["stream_key"], 20))
             _, stderr = await asyncio.to_thread(publishers[1].communicate, None, 30)
             assert publishers[1].returncode != 0, stderr
             assert await conn.fetchval("SELECT status FROM lives WHERE id = $1",
@@ -90,10 +62,7 @@ async def test_demotion_on_one_process_cuts_the_publisher_on_another(
             r = await client.get("/api/users/me", headers=owner.auth)
             assert r.status_code == 200 and r.json()["role"] == "viewer"
     finally:
-        for publisher in publishers:
-            if publisher.poll() is None:
-                publisher.kill()
-                publisher.communicate()
+        stop_publishers(publishers)
         await conn.close()
         code, _, err = holder.stop()
         api.stop()

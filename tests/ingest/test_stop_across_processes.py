@@ -12,28 +12,19 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import imageio_ffmpeg
 
 from config.settings import Settings
 from db import lives
 from tests.chat.chat_helpers import make_user
-from tests.helpers import ServeProcess, cli_env
+from tests.ingest.two_servers import SECRET, publish, serve, stop_publishers, wait_status
 from web.tokens import load_key_set
-
-SECRET = "s" * 40
-
-
-def _serve(tmp_path: Path, name: str, url: str) -> ServeProcess:
-    return ServeProcess(cli_env(
-        tmp_path / name, DATABASE_URL=url, STREAMD_JWT_SECRET=SECRET, STREAMD_HLS_LADDER="none",
-    ))  # fmt: skip
 
 
 async def test_stop_on_one_process_cuts_the_publisher_on_another(
     tmp_path: Path, database_url: str
 ) -> None:
-    holder = _serve(tmp_path, "holder", database_url)
-    api = _serve(tmp_path, "api", database_url)
+    holder = serve(tmp_path, "holder", database_url)
+    api = serve(tmp_path, "api", database_url)
     conn = await asyncpg.connect(database_url)
     publisher: subprocess.Popen[str] | None = None
     try:
@@ -41,20 +32,8 @@ async def test_stop_on_one_process_cuts_the_publisher_on_another(
         api.wait_healthy()
         owner = await make_user(conn, load_key_set(Settings(jwt_secret=SECRET)), "creator")
         live = await lives.create(conn, user_id=owner.id, title="cut me")
-        publisher = subprocess.Popen(
-            [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error",
-             "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15",
-             "-t", "120", "-c:v", "libx264", "-preset", "ultrafast", "-g", "30",
-             "-f", "flv", f"rtmp://127.0.0.1:{holder.env['STREAMD_RTMP_PORT']}/live/"
-             + live["stream_key"]],
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        for _ in range(200):
-            status = await conn.fetchval("SELECT status FROM lives WHERE id = $1", live["id"])
-            if status == "live":
-                break
-            await asyncio.sleep(0.1)
-        assert status == "live"
+        publisher = publish(holder.env["STREAMD_RTMP_PORT"], live["stream_key"], 120)
+        assert await wait_status(conn, live["id"], "live") == "live"
 
         async with httpx.AsyncClient(base_url=api.base_url, timeout=10) as client:
             r = await client.post(f"/api/lives/{live['id']}/stop", headers=owner.auth)
@@ -69,9 +48,8 @@ async def test_stop_on_one_process_cuts_the_publisher_on_another(
         assert publisher.returncode != 0, stderr
         assert took < 20, took
     finally:
-        if publisher is not None and publisher.poll() is None:
-            publisher.kill()
-            publisher.communicate()
+        if publisher is not None:
+            stop_publishers([publisher])
         await conn.close()
         code, _, err = holder.stop()
         api.stop()
