@@ -187,9 +187,7 @@ class RtmpProtocol(asyncio.BufferedProtocol):
     def _after_read(self) -> None:
         self._pump()
         if self._pacing.coalescing:  # checked after each read: it changes around keyframes
-            self._set_read_low_water(
-                self._pacing.low_water(self.conn.chunk_decoder.partial_messages())
-            )
+            self._apply_pacing()
 
     def pause_writing(self) -> None:
         # A client that does not read our acks and statuses must not make us buffer for it:
@@ -441,12 +439,13 @@ class RtmpProtocol(asyncio.BufferedProtocol):
             self._reject("idle_timeout", f"no data for {idle:.0f}s")
             self.abort("idle timeout")
             return
-        self._set_read_low_water(self._pacing.low_water(self.conn.chunk_decoder.partial_messages()))
+        self._apply_pacing()
         self._schedule(TICK_S, self._on_tick)
 
-    def _set_read_low_water(self, nbytes: int) -> None:
-        """Ask the kernel to wake us only once ``nbytes`` are buffered (SO_RCVLOWAT; the
-        policy is ingest.pacing's)."""
+    def _apply_pacing(self) -> None:
+        """Ask the kernel to wake us only once the bytes ingest.pacing wants now are buffered
+        (SO_RCVLOWAT)."""
+        nbytes = self._pacing.low_water(self.conn.chunk_decoder.partial_messages())
         if nbytes == self._low_water or self.transport is None:
             return
         if self._sock is None:
