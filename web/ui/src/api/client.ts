@@ -1,0 +1,145 @@
+// The one place that talks HTTP to streamd's API.
+//
+// The access token lives in memory only (never in storage a script injected later could read);
+// the refresh token is an HttpOnly cookie the browser sends to /api/auth alone, selected by the
+// X-Token-Transport header (which also makes another site's forged request need a CORS
+// preflight it cannot pass). A 401 on a call retries once after a refresh; concurrent 401s share
+// one refresh, since each refresh token works once.
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: { field: string; message: string }[] = [],
+    readonly retryAfter: number | null = null,
+  ) {
+    super(message)
+  }
+}
+
+export const TRANSPORT_HEADER = { 'X-Token-Transport': 'cookie' }
+
+interface Session {
+  token: string | null
+  expiresAt: number // ms since the epoch
+}
+
+const session: Session = { token: null, expiresAt: 0 }
+let refreshing: Promise<boolean> | null = null
+let refreshTimer: ReturnType<typeof setTimeout> | null = null
+type Listener = (token: string | null, user: unknown) => void
+const listeners = new Set<Listener>()
+
+/** Called with the new token (and user, when the server sent one) after every change. */
+export function onSession(listener: Listener): () => void {
+  listeners.add(listener)
+  return () => listeners.delete(listener)
+}
+
+export function accessToken(): string | null {
+  return session.token
+}
+
+export function setSession(token: string | null, expiresIn = 0, user: unknown = null): void {
+  session.token = token
+  session.expiresAt = token ? Date.now() + expiresIn * 1000 : 0
+  if (refreshTimer) clearTimeout(refreshTimer)
+  refreshTimer = null
+  if (token && expiresIn > 0) {
+    // Renew at 80 % of the lifetime, so requests rarely meet an expired token.
+    const due = Math.max(5_000, expiresIn * 800)
+    refreshTimer = setTimeout(() => void refresh(), due)
+  }
+  for (const listener of listeners) listener(token, user)
+}
+
+async function parseError(response: Response): Promise<ApiError> {
+  let code = 'http_' + response.status
+  let message = response.statusText || 'request failed'
+  let details: { field: string; message: string }[] = []
+  try {
+    const body = await response.json()
+    if (body && body.error) {
+      code = body.error.code ?? code
+      message = body.error.message ?? message
+      details = body.error.details ?? []
+    }
+  } catch {
+    // not JSON: keep the status line
+  }
+  const retry = Number(response.headers.get('Retry-After'))
+  return new ApiError(response.status, code, message, details, Number.isFinite(retry) && retry > 0 ? retry : null)
+}
+
+/** Trade the refresh cookie for a new access token; false when there is no valid session. */
+export function refresh(): Promise<boolean> {
+  if (refreshing) return refreshing
+  refreshing = (async () => {
+    try {
+      const response = await fetch('/api/auth/refresh', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: TRANSPORT_HEADER,
+      })
+      if (!response.ok) {
+        setSession(null)
+        return false
+      }
+      const body = await response.json()
+      setSession(body.access_token, body.expires_in, body.user)
+      return true
+    } catch {
+      return false // offline: keep what we have, the next call retries
+    } finally {
+      refreshing = null
+    }
+  })()
+  return refreshing
+}
+
+export interface RequestOptions {
+  method?: string
+  body?: unknown
+  query?: Record<string, string | number | boolean | null | undefined>
+  auth?: boolean // send the access token (default: when there is one)
+  signal?: AbortSignal
+  headers?: Record<string, string>
+}
+
+let onUnauthorized: (() => void) | null = null
+
+/** What to do when a call still gets 401 after a refresh (the router sends the user to login). */
+export function setUnauthorizedHandler(handler: () => void): void {
+  onUnauthorized = handler
+}
+
+export async function api<T>(path: string, options: RequestOptions = {}): Promise<T> {
+  const url = new URL(path, window.location.origin)
+  for (const [key, value] of Object.entries(options.query ?? {})) {
+    if (value !== null && value !== undefined && value !== '') url.searchParams.set(key, String(value))
+  }
+  const send = async (): Promise<Response> => {
+    const headers: Record<string, string> = { Accept: 'application/json', ...options.headers }
+    if (options.body !== undefined) headers['Content-Type'] = 'application/json'
+    if (options.auth !== false && session.token) headers.Authorization = `Bearer ${session.token}`
+    return fetch(url.pathname + url.search, {
+      method: options.method ?? 'GET',
+      headers,
+      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+      credentials: 'same-origin',
+      signal: options.signal,
+    })
+  }
+  let response = await send()
+  if (response.status === 401 && session.token && options.auth !== false) {
+    if (await refresh()) response = await send()
+    if (response.status === 401) {
+      setSession(null)
+      onUnauthorized?.()
+    }
+  }
+  if (!response.ok) throw await parseError(response)
+  if (response.status === 204) return undefined as T
+  return (await response.json()) as T
+}
