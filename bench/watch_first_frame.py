@@ -1,0 +1,251 @@
+"""Watch page: time from navigation to the first video frame, and the JavaScript it ships.
+
+One ``streamd serve`` with its default settings (embedded PostgreSQL, the default ladder,
+recording, posters) takes one OBS-like publisher (``ffmpeg -re``, 1280x720 30 fps H.264 with a
+2 s GOP and AAC). Headless Chromium (Debian's) then opens, each time in a fresh browser context
+(a first visit: empty cache):
+
+- ``app``: the web app's watch page ``/lives/{id}`` as a viewer opens it from a link;
+- ``plain-hls-light``: a bare page with a ``<video>`` and hls.js's light build (the one the app
+  uses) playing the same master playlist: the least a page can do;
+- ``plain-hls-full``: the same with the full hls.js build, the page most people write.
+
+Both plain pages are served from streamd's own origin (Playwright answers their two URLs from
+memory), so the HLS requests are the same same-origin requests as the app's. First frame: the
+first ``requestVideoFrameCallback`` of the page's video element, in ms since navigation start
+(``performance.now()``). Systems alternate within each round (the first one of a round changes
+every round). Reported: per system the runs and the median, the ratio app / plain (target
+<= 1.3), and the JavaScript each app route ships: encoded (gzip) bytes of every script response
+the page loaded, as the browser received them from streamd (target <= 300 kB for the watch
+page).
+
+    .venv/bin/python bench/watch_first_frame.py --runs 9 \
+        --output bench/results/watch_first_frame.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import imageio_ffmpeg
+from _util import free_port, log, median
+from playwright.sync_api import Browser, Route, sync_playwright
+
+REPO = Path(__file__).resolve().parent.parent
+UI = REPO / "web" / "ui"
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required", "--disable-dev-shm-usage",
+]  # fmt: skip
+PASSWORD = "correct horse battery staple"
+
+FIRST_FRAME_HOOK = """
+window.__firstFrame = null;
+const hook = (v) => {
+  if (v.__hooked) return;
+  v.__hooked = true;
+  v.requestVideoFrameCallback(() => {
+    if (window.__firstFrame === null) window.__firstFrame = performance.now();
+  });
+};
+new MutationObserver(() => document.querySelectorAll('video').forEach(hook))
+  .observe(document, { childList: true, subtree: true });
+"""
+
+PLAIN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>plain</title></head>
+<body><video id="v" playsinline controls style="width:100%"></video>
+<script src="/__bench/hls.js"></script>
+<script>
+  const v = document.getElementById('v');
+  const h = new Hls({ lowLatencyMode: true, backBufferLength: 30 });
+  h.on(Hls.Events.MANIFEST_PARSED, () => v.play());
+  h.loadSource('MASTER');
+  h.attachMedia(v);
+</script></body></html>"""
+
+HLS_BUILDS = {
+    "plain-hls-light": UI / "node_modules" / "hls.js" / "dist" / "hls.light.min.js",
+    "plain-hls-full": UI / "node_modules" / "hls.js" / "dist" / "hls.min.js",
+}
+
+
+def streamd_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMD_", "DATABASE_"))}
+    env.update(STREAMD_DATA_DIR=str(data_dir), STREAMD_HTTP_HOST="127.0.0.1",
+               STREAMD_RTMP_HOST="127.0.0.1", STREAMD_HTTP_PORT=str(free_port()),
+               STREAMD_RTMP_PORT=str(free_port()))  # fmt: skip
+    return env
+
+
+def cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
+    done = subprocess.run([sys.executable, "-m", "streamd", *args], input=stdin, env=env,
+                          capture_output=True, text=True, cwd=REPO, timeout=120)  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"streamd {' '.join(args)}: {done.stderr}")
+    return done.stdout
+
+
+def wait_for(what: str, check: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def first_frame(browser: Browser, base: str, url: str, plain: Path | None, master: str) -> float:
+    context = browser.new_context(base_url=base, viewport={"width": 1440, "height": 900})
+    try:
+        if plain is not None:
+            page_html = PLAIN_PAGE.replace("MASTER", master)
+            script = plain.read_bytes()
+
+            def serve(route: Route) -> None:
+                if route.request.url.endswith("/__bench/hls.js"):
+                    route.fulfill(body=script, content_type="text/javascript")
+                else:
+                    route.fulfill(body=page_html, content_type="text/html")
+
+            context.route(re.compile(r".*/__bench/.*"), serve)
+        context.add_init_script(FIRST_FRAME_HOOK)
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_function("() => window.__firstFrame !== null", timeout=60_000)
+        return float(page.evaluate("() => window.__firstFrame"))
+    finally:
+        context.close()
+
+
+def scripts_shipped(browser: Browser, base: str, path: str) -> dict[str, Any]:
+    context = browser.new_context(base_url=base, viewport={"width": 1440, "height": 900})
+    try:
+        page = context.new_page()
+        responses = []
+        page.on("response", responses.append)
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+        scripts = [r for r in responses if r.request.resource_type == "script"]
+        files = {}
+        for response in scripts:
+            sizes = response.request.sizes()
+            files[response.url.rsplit("/", 1)[-1]] = {
+                "encoded_bytes": sizes["responseBodySize"],
+                "encoding": response.headers.get("content-encoding", "identity"),
+            }
+        return {"scripts": files, "gzip_bytes": sum(f["encoded_bytes"] for f in files.values())}
+    finally:
+        context.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="rounds (each system once per round)")
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="streamd-bench-watch-") as tmp:
+        env = streamd_env(Path(tmp) / "var")
+        cli(env, "user", "create", "--username", "bench", "--email", "bench@example.com",
+            "--password-stdin", "--role", "creator", stdin=PASSWORD + "\n")  # fmt: skip
+        live = json.loads(cli(env, "live", "create", "--user", "bench", "--title", "bench"))
+        base = f"http://127.0.0.1:{env['STREAMD_HTTP_PORT']}"
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "streamd", "serve"], env=env, cwd=REPO,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        errors: list[str] = []
+        threading.Thread(target=lambda: errors.extend(serve.stderr or []), daemon=True).start()
+        seconds = 60 + args.runs * 3 * 12
+        publisher = subprocess.Popen(
+            [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+             "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=30:duration={seconds}",
+             "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+             "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-keyint_min", "60",
+             "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-b:v", "2500k",
+             "-c:a", "aac", "-b:a", "128k", "-f", "flv",
+             f"rtmp://127.0.0.1:{env['STREAMD_RTMP_PORT']}/live/{live['stream_key']}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            wait_for("serve", lambda: httpx.get(f"{base}/health").status_code == 200, 60)
+            master = f"/hls/{live['id']}/master.m3u8"
+            source = f"{base}/hls/{live['id']}/" + "{}"
+
+            def ready() -> bool:
+                text = httpx.get(base + master).text
+                variants = [line for line in text.splitlines() if line and line[0] != "#"]
+                if len(variants) < 2:
+                    return False
+                playlist = httpx.get(source.format(variants[0])).text
+                return playlist.count("#EXTINF") >= 3
+
+            wait_for("the ladder's playlists", ready, 120)
+            log("live is on air; measuring")
+            results: dict[str, list[float]] = {"app": [], **{name: [] for name in HLS_BUILDS}}
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                                     args=CHROMIUM_ARGS)  # fmt: skip
+                order = list(results)
+                for round_ in range(args.runs):
+                    shift = round_ % len(order)
+                    for name in order[shift:] + order[:shift]:
+                        plain = HLS_BUILDS.get(name)
+                        url = f"/lives/{live['id']}" if plain is None else "/__bench/plain.html"
+                        ms = first_frame(browser, base, url, plain, master)
+                        results[name].append(round(ms, 1))
+                        log(f"round {round_ + 1}: {name} first frame {ms:.0f} ms")
+                shipped = {path: scripts_shipped(browser, base, path)
+                           for path in ("/", f"/lives/{live['id']}")}  # fmt: skip
+                browser.close()
+        finally:
+            publisher.kill()
+            serve.terminate()
+            serve.wait(timeout=60)
+            publisher.wait()
+
+    medians = {name: median(runs) for name, runs in results.items()}
+    app = medians["app"] or 0.0
+    watch_js = shipped[f"/lives/{live['id']}"]["gzip_bytes"]
+    report = {
+        "benchmark": "watch_first_frame",
+        "settings": "streamd serve defaults (default ladder, recording, posters); 1280x720p30 "
+        "2.5 Mbit/s H.264 + AAC publisher; headless Chromium, fresh context per load",
+        "first_frame_ms": {
+            name: {"median": medians[name], "runs": runs} for name, runs in results.items()
+        },
+        "ratio_app_vs": {
+            name: round(app / m, 3) for name, m in medians.items() if name != "app" and m
+        },
+        "target_ratio": 1.3,
+        "js_gzip_bytes": {"/": shipped["/"]["gzip_bytes"], "/lives/:id": watch_js},
+        "js_target_watch_page_bytes": 300_000,
+        "scripts": {
+            "/": shipped["/"]["scripts"],
+            "/lives/:id": shipped[f"/lives/{live['id']}"]["scripts"],
+        },
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
