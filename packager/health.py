@@ -21,9 +21,9 @@ from typing import Any
 
 class HealthMeter:
     __slots__ = (
-        "_audio_bytes", "_audio_packets", "_codec", "_height", "_key_dts", "_key_interval",
-        "_last_dts", "_order", "_rungs", "_shed", "_since", "_span_frames", "_span_start",
-        "_video_bytes", "_width",
+        "_audio_bytes", "_audio_packets", "_closed_frames", "_closed_ms", "_codec", "_height",
+        "_key_dts", "_key_interval", "_last_dts", "_order", "_rungs", "_shed", "_since",
+        "_span_frames", "_span_start", "_video_bytes", "_width",
     )  # fmt: skip
 
     def __init__(self, now: float, ladder: Sequence[str] = ()) -> None:
@@ -38,6 +38,9 @@ class HealthMeter:
         self._span_start: int | None = None
         self._span_frames = 0
         self._last_dts: int | None = None
+        # Spans of this interval closed by a gap: their frame intervals and milliseconds.
+        self._closed_frames = 0
+        self._closed_ms = 0
         self._key_dts: int | None = None  # dts of the last video keyframe, this session
         self._key_interval: int | None = None  # ms between the last two keyframes
         self._codec: str | None = None
@@ -78,6 +81,9 @@ class HealthMeter:
         scratch (the timestamps across the hole say nothing of the encoder's settings; a new
         session starts its own timeline)."""
         self._key_dts = None
+        if self._span_frames and self._last_dts is not None and self._span_start is not None:
+            self._closed_frames += self._span_frames  # what this interval measured so far
+            self._closed_ms += self._last_dts - self._span_start
         self._span_start = None
         self._span_frames = 0
         self._last_dts = None
@@ -108,9 +114,12 @@ class HealthMeter:
             return round(size * 8 / 1000 / seconds, 1) if seconds else 0.0
 
         fps: float | None = 0.0  # no video frame in this interval
+        frames, ms = self._closed_frames, self._closed_ms
         if self._span_frames:
-            span = (self._last_dts or 0) - (self._span_start or 0)
-            fps = round(self._span_frames * 1000 / span, 2) if span > 0 else None
+            frames += self._span_frames
+            ms += (self._last_dts or 0) - (self._span_start or 0)
+        if frames:
+            fps = round(frames * 1000 / ms, 2) if ms > 0 else None
         elif self._video_bytes:
             fps = None  # one frame, the first of a span: no rate yet
         rungs = sorted(self._rungs, key=lambda n: (self._order.get(n, len(self._order)), n))
@@ -132,5 +141,5 @@ class HealthMeter:
         self._video_bytes = self._audio_bytes = self._audio_packets = 0
         # The next span starts at this one's last frame: its frames are all new intervals.
         self._span_start = self._last_dts
-        self._span_frames = 0
+        self._span_frames = self._closed_frames = self._closed_ms = 0
         return out

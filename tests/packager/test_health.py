@@ -111,9 +111,25 @@ def test_a_gap_starts_the_measures_afresh() -> None:
     meter.video(133, False, 1)
     sample = meter.sample(1.0)
     assert sample["keyframe_interval_s"] == 2.0  # the last one measured before the gap
-    assert sample["fps"] == pytest.approx(1000 / 33, abs=0.01)
+    # Two frame intervals: 2000 ms before the gap and 33 ms after; none across it.
+    assert sample["fps"] == pytest.approx(2 * 1000 / 2033, abs=0.01)
     meter.video(1100, True, 1)
     assert meter.sample(2.0)["keyframe_interval_s"] == 1.0
+
+
+def test_a_gap_keeps_what_the_interval_measured_before_it() -> None:
+    # The publisher leaves mid-interval (the session ends) and comes back: the frame rate is
+    # that of both stretches, not lost with the first.
+    meter = HealthMeter(0.0)
+    feed(meter, 2, fps=25, audio=False)
+    meter.gap()
+    assert meter.sample(2.0)["fps"] == pytest.approx(25, abs=0.1)
+    feed(meter, 1, fps=25, audio=False)
+    meter.gap()
+    feed(meter, 1, fps=25, audio=False)
+    assert meter.sample(4.0)["fps"] == pytest.approx(25, abs=0.1)
+    meter.gap()
+    assert meter.sample(5.0)["fps"] == 0  # nothing since
 
 
 def test_rungs_active_and_shed() -> None:
