@@ -43,7 +43,7 @@ from chat.writer import MessageWriter, WriterBusy
 from config.secrets import jwt_secret
 from config.settings import ConfigError, Settings
 from db import chat as chat_db
-from db import probe
+from db import live_health, probe
 from db.errors import DB_ERRORS
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class Hub:
         self.stats = {"slow_disconnects": 0, "reconnects": 0, "bad_notifications": 0}
         self._writer: MessageWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._channels: dict[str, Callable[[str], object]] = {}
+        self._channels: dict[str, Callable[[str], object]] = {live_health.CHANNEL: self._on_health}
 
     def listen(self, channel: str, callback: Callable[[str], object]) -> None:
         """Also hand this channel's NOTIFY payloads to ``callback`` (before :meth:`start`):
@@ -474,6 +474,27 @@ class Hub:
             event = system_event("slow_mode", text)
             event["seconds"] = slow_mode_s
             room.broadcast(frame(event))
+
+    # --- stream health (from the packager process of each live) ---
+
+    def _on_health(self, payload: str) -> None:
+        """A ``live_health`` sample: to the owner's and admins' clients of the room, never to
+        viewers (what a studio page shows is the streamer's business)."""
+        try:
+            event = json.loads(payload)
+            room = self._rooms.get(int(event["live_id"]))
+            sample = event["sample"]
+            if not isinstance(sample, dict):
+                raise TypeError("the sample is not an object")
+        except (ValueError, KeyError, TypeError) as exc:
+            self.stats["bad_notifications"] += 1
+            log.warning("chat: ignored a malformed health notification (%s)", exc)
+            return
+        if room is None or not (managers := room.managers()):
+            return
+        message = frame({"type": "health", "sample": sample})
+        for client in managers:
+            client.push(message)
 
     # --- viewer counts ---
 

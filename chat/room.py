@@ -87,6 +87,11 @@ class Room:
         for client in list(self.clients):
             client.push(message)
 
+    def managers(self) -> list[ChatClient]:
+        """The clients of the live's owner and of admins: those who see its stream health."""
+        return [c for c in self.clients
+                if c.user is not None and self.manages(c.user.id, c.user.role)]  # fmt: skip
+
     # --- who may do what ---
 
     def sanctioned(self, user_id: int, kind: str, now: float) -> float | None:
@@ -98,6 +103,9 @@ class Room:
             del self.sanctions[(user_id, kind)]
             return None
         return until - now
+
+    def manages(self, user_id: int, role: str) -> bool:
+        return user_id == self.owner_id or role == "admin"
 
     def can_moderate(self, user_id: int, role: str) -> bool:
         return user_id == self.owner_id or role == "admin" or user_id in self.moderators

@@ -94,6 +94,7 @@ class Settings:
     hls_ladder_shedding: bool = True
     hls_ladder_backlog: float = 3.0
     hls_recovery_interval: float = 60.0
+    health_interval: float = 5.0
     storage: str = "local"
     s3_bucket: str | None = None
     s3_prefix: str = ""
@@ -276,6 +277,8 @@ SPECS: tuple[_Spec, ...] = (
           "seconds of source video that may wait for the ladder before packets are dropped"),
     _Spec("hls_recovery_interval", "STREAMD_HLS_RECOVERY_INTERVAL", p.float_range(0, 86400),
           "seconds between passes finalising recordings a dead process left; 0 = at start only"),
+    _Spec("health_interval", "STREAMD_HEALTH_INTERVAL", p.float_range(1, 60),
+          "seconds between stream-health samples of each live on air (the studio's graphs)"),
     _Spec("storage", "STREAMD_STORAGE", p.choice("local", "s3"),
           "where segments and playlists go: local (DATA_DIR/media, served at /hls) or s3"),
     _Spec("s3_bucket", "STREAMD_S3_BUCKET", p.bucket, "S3 bucket (STREAMD_STORAGE=s3)"),

@@ -106,9 +106,11 @@ async def list_by_owner(
 
 
 async def get_owner_and_key(db: Executor, live_id: int) -> asyncpg.Record | None:
-    """(id, user_id, status, stream_key, owner_active): what permission checks need."""
+    """(id, user_id, status, viewer_count, stream_key, owner_active): what permission checks
+    need, and what the owner's health view shows."""
     return await db.fetchrow(
-        """SELECT l.id, l.user_id, l.status, l.stream_key, u.is_active AS owner_active
+        """SELECT l.id, l.user_id, l.status, l.viewer_count, l.stream_key,
+                  u.is_active AS owner_active
            FROM lives l JOIN users u ON u.id = l.user_id WHERE l.id = $1""",
         live_id,
     )

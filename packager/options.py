@@ -54,6 +54,7 @@ class PackagerOptions:
     #: Seconds between passes finalising recordings nobody has written to for
     #: ``reconnect_window`` + 60 s (another node died); 0: only at start-up.
     recovery_interval: float
+    health_interval: float  # seconds between stream-health samples of each live on air
     # The constants above, as fields so that a benchmark or test can vary them (replace()):
     fragment_duration: float
     audio_wait: float
@@ -74,6 +75,7 @@ class PackagerOptions:
             ladder_shedding=settings.hls_ladder_shedding,
             ladder_backlog=settings.hls_ladder_backlog,
             recovery_interval=settings.hls_recovery_interval,
+            health_interval=settings.health_interval,
             fragment_duration=FRAGMENT_DURATION,
             audio_wait=AUDIO_WAIT,
             keep_after_window=KEEP_AFTER_WINDOW,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import time
@@ -30,7 +31,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from db import live_media, lives
+from db import live_health, live_media, lives
 from db.errors import DB_ERRORS
 from packager.metrics import PackagerMetrics
 from packager.options import PackagerOptions
@@ -91,6 +92,7 @@ class Packager:
         self.lives: dict[int, _Live] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._recovery: asyncio.Task[None] | None = None
+        self._health: asyncio.Task[None] | None = None
         self._closing = False
 
     # --- sessions ---
@@ -99,6 +101,10 @@ class Packager:
         """Give the publish session a pipeline (RtmpServer's ``on_session``)."""
         if self._closing:
             return
+        if self._health is None and self.pool is not None:
+            # One task samples every live of this packager, from its first publish on.
+            self._health = asyncio.get_running_loop().create_task(self._report_health_forever())
+            self._health.add_done_callback(self._task_done)
         subscription = session.subscribe("packager", self.options.queue_items)
         live = self.lives.get(session.live_id)
         if live is not None and live.finishing is None:
@@ -228,6 +234,30 @@ class Packager:
         except DB_ERRORS as exc:
             log.warning("packager: database update failed: %s", exc)
 
+    # --- stream health (the studio page; any API process reads it from the database) ---
+
+    async def report_health(self) -> int:
+        """Sample every live on air (waiting for its publisher included: a drop-out shows as
+        0 kbps), store the samples with each live's viewer count and NOTIFY them
+        (db.live_health). A database error is logged; the next tick tries again with a new
+        sample. Returns how many were stored."""
+        on_air = [live.pipeline for live in self.lives.values() if live.finishing is None]
+        if self.pool is None or not on_air:
+            return 0
+        now = time.monotonic()
+        samples = [json.dumps(p.health.sample(now), separators=(",", ":")) for p in on_air]
+        try:
+            return await live_health.record(self.pool, [p.live_id for p in on_air], samples)
+        except DB_ERRORS as exc:
+            log.warning("packager: stream health not stored, next try in %.0f s: %s",
+                        self.options.health_interval, exc)  # fmt: skip
+            return 0
+
+    async def _report_health_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.health_interval)
+            await self.report_health()
+
     # --- process lifecycle ---
 
     async def recover(self) -> list[Finalised]:
@@ -275,6 +305,10 @@ class Packager:
             self._recovery.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recovery
+        if self._health is not None:
+            self._health.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # logged when it failed
+                await self._health
         for live in list(self.lives.values()):
             if live.timer is not None:
                 live.timer.cancel()

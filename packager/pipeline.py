@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from media.types import AudioConfig, MediaPacket, VideoConfig
+from packager.health import HealthMeter
 from packager.hls.playlists import SegmentEntry, render_master
 from packager.hls.rendition import Journal, Rendition, RenditionKind, WallClock, muxer_factory
 from packager.hls.segment import Segment
@@ -139,6 +140,8 @@ class LivePipeline:
         self._master_lock = asyncio.Lock()
         self._warned_gop = False
         self.finished = False
+        # What the streamer's studio page graphs; the Packager samples it (packager/health.py).
+        self.health = HealthMeter(time.monotonic(), [rung.name for rung in options.ladder])
 
     def _rendition(self, name: str, kind: RenditionKind) -> Rendition:
         o = self.options
@@ -175,6 +178,7 @@ class LivePipeline:
                 if subscription.dropped != dropped:
                     dropped = subscription.dropped
                     self.source.gap()  # what was lost cannot be decoded: cut before the hole
+                    self.health.gap()
                 self.feed(item)
         finally:
             self.end_session()
@@ -195,6 +199,7 @@ class LivePipeline:
         if config == self._video:
             return  # the configs a resync re-sends
         self._video = config
+        self.health.video_config(config.codec, config.width, config.height)
         self._end_ladder()  # a new source config: new decoders behind it
         thumbnailer = None
         if self.thumbnailer_factory is not None:
@@ -213,6 +218,11 @@ class LivePipeline:
             self._thumbnailer = thumbnailer
 
     def _feed_packet(self, packet: MediaPacket) -> None:
+        # Everything that came in counts toward the ingest's health, what is skipped below too.
+        if packet.kind == "video":
+            self.health.video(packet.dts_ms, packet.keyframe, len(packet.data))
+        else:
+            self.health.audio(len(packet.data))
         if self._offset is None:
             # A session starts at its first video keyframe (or its first audio frame when it
             # has no video), placed right after what the previous session left.
@@ -243,6 +253,7 @@ class LivePipeline:
         """The publisher left: publish what is buffered; the next session is a discontinuity."""
         self.source.end_session()
         self._end_ladder()
+        self.health.gap()  # the next session has a timeline of its own
         self._video = None  # the next session announces its configs again
         self._offset = None
 
@@ -271,6 +282,11 @@ class LivePipeline:
     def _on_ladder_output(self, gen: int, name: str, item: LadderItem) -> None:
         if self.finished:
             return
+        if gen == self._generation:  # the current ladder's rungs, not a late older one's
+            if isinstance(item, RungPaused):
+                self.health.rung_shed(name)
+            else:
+                self.health.rung_output(name)
         rung = self.rungs.get(name)
         if isinstance(item, RungPaused):
             if rung is not None and rung.generation == gen:

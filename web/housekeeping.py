@@ -1,6 +1,7 @@
 """Deleting what the accounts API leaves behind: ended sessions, used or expired tokens, old
-login and registration counters and old outbox mail. A background task of the app; failures are
-logged only."""
+login and registration counters and old outbox mail; also stream-health samples past their 10
+minutes (those of lives no longer on air, which no new sample sweeps). A background task of the
+app; failures are logged only."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import logging
 import asyncpg
 
 from config.settings import Settings
-from db import auth, outbox, throttle
+from db import auth, live_health, outbox, throttle
 from db.errors import DB_ERRORS
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ async def clean_once(pool: asyncpg.Pool, settings: Settings) -> int:
     window = max(settings.login_window, settings.register_window, settings.refresh_token_ttl)
     deleted += await throttle.delete_expired(pool, window_s=window)
     deleted += await outbox.delete_older_than(pool, OUTBOX_KEEP_S)
+    deleted += await live_health.delete_old(pool)
     return deleted
 
 

@@ -3,8 +3,8 @@
 Who may do what:
 - anyone reads lives of active accounts (lists never show ``offline`` lives);
 - creators and admins create lives;
-- the owner or an admin updates, deletes and stops a live (others: 403, since the live is
-  public anyway; 404 when its owner is deactivated);
+- the owner or an admin updates, deletes and stops a live and reads its stream health
+  (others: 403, since the live is public anyway; 404 when its owner is deactivated);
 - only the owner sees or rotates its stream key and ingest settings (anyone else: 404, as if
   there were nothing there), and only while its role may stream (creator or admin, as the
   ingest gate checks at each publish): an owner demoted to viewer gets 403, since whoever holds
@@ -17,18 +17,21 @@ computed on the read pool; changes made here drop the live's cached copy at once
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 from starlette.responses import JSONResponse
 
-from db import cache, lives
+from db import cache, live_health, lives
 from web.api import Call, Endpoint, decode_cursor, paginate
 from web.errors import ApiError
 from web.schemas import (
+    HealthSampleOut,
     IngestOut,
     LiveCreateIn,
+    LiveHealthOut,
     LiveListOut,
     LiveListQuery,
     LiveOut,
@@ -205,6 +208,20 @@ async def stop_live(call: Call) -> StopOut:
                    disconnected=disconnected)  # fmt: skip
 
 
+async def get_health(call: Call) -> LiveHealthOut:
+    live_id = call.path_id("live_id")
+    row = await _managed(call, live_id, admin_too=True)
+    # Written by the packager process of the live, whichever it is (db.live_health).
+    samples = [
+        HealthSampleOut.model_validate({**json.loads(r["sample"]), "at": r["at"]})
+        for r in await live_health.recent(call.db.read, live_id)
+    ]
+    return LiveHealthOut(
+        live_id=live_id, status=row["status"], viewer_count=row["viewer_count"],
+        interval=call.settings.health_interval, samples=samples,
+    )  # fmt: skip
+
+
 LIVE = "/api/lives/{live_id:int}"
 ENDPOINTS = [
     Endpoint("POST", "/api/lives", create_live, "Create a live (creators and admins)", "lives",
@@ -228,4 +245,7 @@ ENDPOINTS = [
              auth="creator", response=IngestOut),
     Endpoint("POST", LIVE + "/stop", stop_live, "Stop the publish of a live (owner or admin)",
              "lives", auth="user", response=StopOut, errors=(403,)),
+    Endpoint("GET", LIVE + "/health", get_health,
+             "Stream health of the last 10 minutes, for the studio page (owner or admin)",
+             "lives", auth="user", response=LiveHealthOut, errors=(403,)),
 ]  # fmt: skip

@@ -323,6 +323,37 @@ class IngestOut(BaseModel):
     whip_url: str | None = Field(description="WHIP endpoint (not available yet)")
 
 
+class HealthSampleOut(BaseModel):
+    """One stream-health sample: the interval since the previous one (packager/health.py)."""
+
+    at: datetime = Field(description="when the sample was taken (ISO 8601)")
+    bitrate_kbps: float = Field(description="ingest bitrate, video and audio, in kbit/s")
+    video_kbps: float
+    audio_kbps: float
+    fps: float | None = Field(
+        description="video frames per second of media time; null when not measurable yet"
+    )
+    keyframe_interval_s: float | None = Field(
+        description="the last distance between two keyframes (media time); null until two "
+        "were seen. Above 2 s, segments grow: the streamer should set a 2 s interval"
+    )
+    audio: bool = Field(description="audio arrived in the interval")
+    video_codec: str | None
+    width: int | None
+    height: int | None
+    rungs: list[str] = Field(description="transcoded rungs being produced")
+    rungs_shed: list[str] = Field(description="rungs stopped because the machine fell behind")
+    viewer_count: int = Field(description="the live's viewers when the sample was stored")
+
+
+class LiveHealthOut(BaseModel):
+    live_id: int
+    status: LiveStatus
+    viewer_count: int
+    interval: float = Field(description="seconds between samples (STREAMD_HEALTH_INTERVAL)")
+    samples: list[HealthSampleOut] = Field(description="the last 10 minutes, oldest first")
+
+
 class StopOut(BaseModel):
     live: LiveOut
     disconnected: bool = Field(description="a publisher on this server was disconnected")

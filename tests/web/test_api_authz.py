@@ -21,6 +21,7 @@ LIVE_CALLS: list[tuple[str, str, dict[str, Any] | None, int]] = [
     ("PATCH", "/api/lives/{id}", {"title": "hijacked"}, 403),
     ("DELETE", "/api/lives/{id}", None, 403),
     ("POST", "/api/lives/{id}/stop", None, 403),
+    ("GET", "/api/lives/{id}/health", None, 403),
     ("GET", "/api/lives/{id}/stream-key", None, 404),
     ("POST", "/api/lives/{id}/stream-key/rotate", None, 404),
     ("GET", "/api/lives/{id}/ingest", None, 404),
@@ -39,7 +40,7 @@ def test_the_matrix_covers_every_owner_endpoint() -> None:
     # Chat endpoints (/chat/..., /heartbeat) have their own matrix: tests/chat/test_authz.py.
     templated = {(e.method, e.path.replace("{live_id:int}", "{id}")) for e in ENDPOINTS
                  if ((e.path.startswith("/api/lives/{") and e.method != "GET") or
-                     e.path.endswith(("/stream-key", "/ingest")))
+                     e.path.endswith(("/stream-key", "/ingest", "/health")))
                  and "/chat/" not in e.path and not e.path.endswith("/heartbeat")}  # fmt: skip
     assert templated == {(m, p) for m, p, _, _ in LIVE_CALLS}
 
