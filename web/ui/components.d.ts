@@ -32,6 +32,7 @@ declare module 'vue' {
     HlsPlayer: typeof import('./src/components/HlsPlayer.vue')['default']
     LiveCard: typeof import('./src/components/LiveCard.vue')['default']
     LoadState: typeof import('./src/components/LoadState.vue')['default']
+    PlayerIcon: typeof import('./src/components/PlayerIcon.vue')['default']
     RouterLink: typeof import('vue-router')['RouterLink']
     RouterView: typeof import('vue-router')['RouterView']
     StatusTag: typeof import('./src/components/StatusTag.vue')['default']
