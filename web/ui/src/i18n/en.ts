@@ -4,7 +4,7 @@ export default {
     home: 'Home', lives: 'Lives', go_live: 'Go live', dashboard: 'Dashboard', admin: 'Users',
     profile: 'Profile', language: 'Language', main: 'Main', skip: 'Skip to content',
   },
-  common: { retry: 'Try again', cancel: 'Cancel', save: 'Save', loading: 'Loading…', continue: 'Continue' },
+  common: { retry: 'Try again', cancel: 'Cancel', save: 'Save', loading: 'Loading…', yes: 'Yes', no: 'No', continue: 'Continue' },
   status: { live: 'Live', scheduled: 'Scheduled', ended: 'Ended', offline: 'Offline' },
   roles: { viewer: 'Viewer', creator: 'Creator', admin: 'Admin' },
   home: {

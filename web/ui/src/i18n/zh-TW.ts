@@ -6,7 +6,7 @@ const zhTW: typeof en = {
     home: '首頁', lives: '直播', go_live: '開始直播', dashboard: '儀表板', admin: '使用者',
     profile: '個人資料', language: '語言', main: '主選單', skip: '跳到主要內容',
   },
-  common: { retry: '再試一次', cancel: '取消', save: '儲存', loading: '載入中…', continue: '繼續' },
+  common: { retry: '再試一次', cancel: '取消', save: '儲存', loading: '載入中…', yes: '有', no: '無', continue: '繼續' },
   status: { live: '直播中', scheduled: '已排程', ended: '已結束', offline: '離線' },
   roles: { viewer: '觀眾', creator: '創作者', admin: '管理員' },
   home: {
