@@ -139,12 +139,18 @@ class LoginIn(Body):
 
 
 class RefreshIn(Body):
-    refresh_token: Token
+    refresh_token: Token | None = Field(
+        default=None,
+        description="required, unless X-Token-Transport: cookie (then leave it out: the token "
+        "comes from the streamd_refresh cookie)",
+    )
 
 
 class LogoutIn(Body):
     refresh_token: Token | None = Field(
-        default=None, description="end the session of this refresh token (default: this one)"
+        default=None,
+        description="end the session of this refresh token (default: this one); not with "
+        "X-Token-Transport: cookie",
     )
     everywhere: bool = Field(default=False, description="end every session of the account")
 
@@ -185,7 +191,10 @@ class UserOut(BaseModel):
 
 class TokenOut(BaseModel):
     access_token: str
-    refresh_token: str
+    refresh_token: str | None = Field(
+        description="null with X-Token-Transport: cookie: the refresh token is then only in "
+        "the HttpOnly cookie streamd_refresh"
+    )
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type
     expires_in: int = Field(description="seconds the access token is valid")
     user: UserOut
