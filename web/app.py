@@ -19,7 +19,7 @@ from chat.metrics import HubCollector
 from config.settings import Settings
 from db import cache
 from db.pools import Database
-from web import auth, chat, housekeeping, lives, users
+from web import auth, chat, housekeeping, lives, users, videos
 from web.api import Endpoint, StopLive, to_routes
 from web.docs import docs_page, docs_script
 from web.errors import EXCEPTION_HANDLERS
@@ -33,7 +33,13 @@ from web.tokens import load_key_set
 log = logging.getLogger(__name__)
 
 # Every API route, in matching order (/api/users/me before /api/users/{username}).
-ENDPOINTS: list[Endpoint] = [*auth.ENDPOINTS, *users.ENDPOINTS, *lives.ENDPOINTS, *chat.ENDPOINTS]
+ENDPOINTS: list[Endpoint] = [
+    *auth.ENDPOINTS,
+    *users.ENDPOINTS,
+    *lives.ENDPOINTS,
+    *chat.ENDPOINTS,
+    *videos.ENDPOINTS,
+]
 
 
 def cache_slots(db: Database, settings: Settings) -> asyncio.Semaphore | None:
