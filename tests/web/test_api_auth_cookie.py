@@ -224,3 +224,16 @@ async def test_json_mode_is_unchanged(api: Api) -> None:
     r = await post(api, "/api/auth/refresh", transport=False, json={})
     assert r.status_code == 422
     assert r.json()["error"]["details"] == [{"field": "refresh_token", "message": "Field required"}]
+
+
+async def test_other_origins_cannot_send_the_header(make_api: MakeApi) -> None:
+    """The CSRF defence of cookie mode: the header forces a preflight, which CORS refuses even
+    to an origin it lets call the API."""
+    api = await make_api(cors_origins=("https://app.example.com",))
+    preflight = await api.client.options("/api/auth/refresh", headers={
+        "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "x-token-transport"})  # fmt: skip
+    # A preflight that is not a 2xx fails in the browser, and the header is not allowed.
+    assert preflight.status_code == 400
+    allowed = preflight.headers.get("access-control-allow-headers", "").lower()
+    assert "x-token-transport" not in allowed
