@@ -35,6 +35,11 @@ DEFAULT_LADDER: tuple[RungSpec, ...] = (
 )
 
 
+# The web app's build (Vite writes web/ui/dist), found beside the web package without importing
+# it: config/ imports nothing of streamd's.
+DEFAULT_UI_DIR = Path(__file__).resolve().parent.parent / "web" / "ui" / "dist"
+
+
 class ConfigError(Exception):
     """A setting has a value streamd cannot use; the message is one line for the operator."""
 
@@ -113,6 +118,7 @@ class Settings:
     chat_ticket_ttl: float = 60.0
     trusted_proxies: tuple[str, ...] = ()
     chat_viewers_per_address: int = 4
+    ui_dir: Path = DEFAULT_UI_DIR
 
     @property
     def pg_dir(self) -> Path:
@@ -300,6 +306,8 @@ SPECS: tuple[_Spec, ...] = (
           "proxies (IPs or networks, or *) whose X-Forwarded-For is believed; unset = none"),
     _Spec("chat_viewers_per_address", "STREAMD_CHAT_VIEWERS_PER_ADDRESS", p.int_range(1, 100_000),
           "HLS players and anonymous chat sockets counted per address (IPv6: /64) and live"),
+    _Spec("ui_dir", "STREAMD_UI_DIR", p.directory,
+          "the web app's build (index.html, assets/) served at /; unset = web/ui/dist"),
 )  # fmt: skip
 
 

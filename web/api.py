@@ -40,6 +40,16 @@ StopLive = Callable[[int, str], bool]
 
 
 @dataclass(frozen=True, slots=True)
+class HeaderParam:
+    """An optional request header an endpoint reads (listed in the OpenAPI document; the
+    handler reads and checks it)."""
+
+    name: str
+    values: tuple[str, ...]
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     method: str
     path: str  # Starlette syntax: /api/lives/{live_id:int}
@@ -52,6 +62,7 @@ class Endpoint:
     response: type[BaseModel] | None = None  # None: 204 No Content
     status: int = 200
     errors: tuple[int, ...] = field(default=())  # statuses beyond the ones implied above
+    headers: tuple[HeaderParam, ...] = field(default=())
 
     @property
     def operation_id(self) -> str:

@@ -19,7 +19,7 @@ from chat.metrics import HubCollector
 from config.settings import Settings
 from db import cache
 from db.pools import Database
-from web import auth, chat, housekeeping, lives, users
+from web import auth, chat, housekeeping, lives, users, videos
 from web.api import Endpoint, StopLive, to_routes
 from web.docs import docs_page, docs_script
 from web.errors import EXCEPTION_HANDLERS
@@ -29,11 +29,18 @@ from web.metrics import HttpMetrics, metrics_endpoint
 from web.middleware import RequestContextMiddleware
 from web.openapi import build_document, openapi_endpoint
 from web.tokens import load_key_set
+from web.ui_routes import WebAppRoute, warn_if_not_built
 
 log = logging.getLogger(__name__)
 
 # Every API route, in matching order (/api/users/me before /api/users/{username}).
-ENDPOINTS: list[Endpoint] = [*auth.ENDPOINTS, *users.ENDPOINTS, *lives.ENDPOINTS, *chat.ENDPOINTS]
+ENDPOINTS: list[Endpoint] = [
+    *auth.ENDPOINTS,
+    *users.ENDPOINTS,
+    *lives.ENDPOINTS,
+    *chat.ENDPOINTS,
+    *videos.ENDPOINTS,
+]
 
 
 def cache_slots(db: Database, settings: Settings) -> asyncio.Semaphore | None:
@@ -61,7 +68,8 @@ def create_app(
     caller opened and will close (``streamd.resources``: the app is not a composition root).
     ``registry``: where metrics go. ``stop_live(live_id, reason) -> bool``: cuts a publish held
     by this process (``serve`` passes the RTMP server's); without it, stopping a live only marks
-    it ended and NOTIFYs.
+    it ended and NOTIFYs. ``extra_routes`` (/hls) come before the web app's catch-all GET
+    route, which is last: a route added to the app afterwards is never reached by GET.
     """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = HttpMetrics(registry)
@@ -69,6 +77,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.keys = load_key_set(settings)  # reads (or creates) the JWT secret/key files
+        warn_if_not_built(settings.ui_dir)
         app.state.db = db
         app.state.cache = cache.Cache(db.primary)
         app.state.cache_slots = cache_slots(db, settings)
@@ -102,6 +111,8 @@ def create_app(
         Route("/docs/app.js", docs_script, methods=["GET"]),
         *to_routes(ENDPOINTS),
         *extra_routes,
+        # Last: every other GET is a page of the web app (history mode).
+        WebAppRoute(settings.ui_dir),
     ]
     # Chat sockets first: outside every other wrapper (see web.chat.ChatSocketMiddleware).
     middleware = [

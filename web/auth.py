@@ -1,4 +1,15 @@
-"""``/api/auth``: register, login, refresh, logout, email verification, password reset."""
+"""``/api/auth``: register, login, refresh, logout, email verification, password reset.
+
+Two ways to carry the refresh token, chosen per request by ``X-Token-Transport``:
+
+- ``json`` (the default; API clients, apps): in the JSON bodies, as ``refresh_token``;
+- ``cookie`` (the browser app): never in JSON (``"refresh_token": null``), only in the HttpOnly
+  cookie ``streamd_refresh`` (``SameSite=Strict``, path /api/auth), so no script on the page,
+  an injected one included, can read it. A refresh from the cookie needs the header: a custom
+  header makes a cross-origin request preflighted, which CORS refuses, so no other site (not
+  even a sibling subdomain, which SameSite counts as the same site) can make the browser
+  spend the cookie with a bodiless no-cors POST.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +19,7 @@ import math
 
 import asyncpg
 from starlette.background import BackgroundTask
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from chat.viewers import address_group
 from db import auth as auth_db
@@ -20,19 +31,23 @@ from web.accounts import (
     hash_password_off_loop,
     verify_password_off_loop,
 )
-from web.api import Call, Endpoint
+from web.api import Call, Endpoint, HeaderParam
 from web.authn import (
+    DEVICE_COOKIE,
     DEVICE_TTL_S,
     DEVICES_PER_USER,
+    REFRESH_COOKIE,
     device_cookie,
+    is_https,
     new_secret_token,
     open_pair,
+    refresh_cookie,
     seal_pair,
-    set_device_cookie,
+    set_auth_cookie,
     token_digest,
     unauthorized,
 )
-from web.errors import ApiError, field_error
+from web.errors import ApiError, error_response, field_error
 from web.mail import Mail, MailError
 from web.schemas import (
     Accepted,
@@ -52,12 +67,54 @@ log = logging.getLogger(__name__)
 VERIFY_EMAIL_TTL_S = 48 * 3600.0
 RESET_PASSWORD_TTL_S = 3600.0
 
+TOKEN_TRANSPORT = HeaderParam(
+    "X-Token-Transport", ("json", "cookie"),
+    "cookie: the refresh token travels only in the HttpOnly cookie streamd_refresh "
+    '(JSON bodies carry "refresh_token": null); json (the default): in the JSON bodies',
+)  # fmt: skip
+
+
+def cookie_mode(call: Call) -> bool:
+    """The request chose cookie mode (``X-Token-Transport: cookie``); 422 for other values
+    than ``cookie`` and ``json``, before anything is counted or changed."""
+    value = call.request.headers.get(TOKEN_TRANSPORT.name)
+    if value is None or value.strip().lower() == "json":
+        return False
+    if value.strip().lower() == "cookie":
+        return True
+    raise field_error(TOKEN_TRANSPORT.name, "must be cookie or json")
+
+
+def _set_refresh_cookie(call: Call, response: Response, token: str) -> None:
+    secure = is_https(call.request, call.settings.http_base_url())
+    set_auth_cookie(response, REFRESH_COOKIE, token,
+                    max_age=int(call.settings.refresh_token_ttl), secure=secure)  # fmt: skip
+
+
+def _clear_refresh_cookie(call: Call, response: Response) -> None:
+    secure = is_https(call.request, call.settings.http_base_url())
+    set_auth_cookie(response, REFRESH_COOKIE, "", max_age=0, secure=secure)
+
+
+def _token_response(call: Call, tokens: TokenOut, *, cookie: bool, status: int = 200
+                    ) -> JSONResponse:  # fmt: skip
+    """``tokens`` as JSON; in cookie mode without the refresh token, which goes in the cookie."""
+    refresh = tokens.refresh_token
+    if cookie:
+        tokens = tokens.model_copy(update={"refresh_token": None})
+    response = JSONResponse(tokens.model_dump(mode="json"), status_code=status)
+    if cookie:
+        assert refresh is not None
+        _set_refresh_cookie(call, response, refresh)
+    return response
+
 
 async def start_session(
-    call: Call, user: asyncpg.Record, *, known_device: str | None = None, status: int = 200
-) -> JSONResponse:
+    call: Call, user: asyncpg.Record, *, known_device: str | None = None, status: int = 200,
+    cookie: bool = False,
+) -> JSONResponse:  # fmt: skip
     """A new login session for ``user`` (its first refresh token and an access token), and
-    the device cookie: ``known_device``'s renewed, or a new one."""
+    the device cookie: ``known_device``'s renewed, or a new one. ``cookie``: cookie mode."""
     refresh, digest = new_secret_token()
     session_id = await auth_db.create_session(
         call.db.primary, user_id=user["id"], token_hash=digest,
@@ -75,9 +132,9 @@ async def start_session(
         device, device_digest = new_secret_token()
         await auth_db.add_device(call.db.primary, digest=device_digest, user_id=user["id"],
                                  ttl=DEVICE_TTL_S, keep=DEVICES_PER_USER)  # fmt: skip
-    response = JSONResponse(tokens.model_dump(mode="json"), status_code=status)
-    secure = call.settings.http_base_url().startswith("https://")
-    set_device_cookie(response, call.request, device, secure=secure)
+    response = _token_response(call, tokens, cookie=cookie, status=status)
+    secure = is_https(call.request, call.settings.http_base_url())
+    set_auth_cookie(response, DEVICE_COOKIE, device, max_age=int(DEVICE_TTL_S), secure=secure)
     return response
 
 
@@ -109,6 +166,7 @@ def _refuse_over_limits(
 
 
 async def register(call: Call) -> JSONResponse:
+    cookie = cookie_mode(call)
     body = await call.body(RegisterIn)
     settings = call.settings
     # Counted before the argon2 hash and before the "taken" answer, per client address and per
@@ -142,7 +200,7 @@ async def register(call: Call) -> JSONResponse:
         await send_verification(call, user["id"], user["email"])
     except MailError:
         log.warning("user %s registered, but the verification mail failed", user["username"])
-    return await start_session(call, user, status=201)
+    return await start_session(call, user, status=201, cookie=cookie)
 
 
 async def _tell_owner_of_taken_email(call: Call, email: str) -> None:
@@ -172,6 +230,7 @@ async def _tell_owner_of_taken_email(call: Call, email: str) -> None:
 
 
 async def login(call: Call) -> JSONResponse:
+    cookie = cookie_mode(call)
     body = await call.body(LoginIn)
     settings = call.settings
     user = await users.get_login(call.db.primary, body.username)
@@ -202,7 +261,7 @@ async def login(call: Call) -> JSONResponse:
     if not verified or user is None or not user["is_active"]:
         raise ApiError(401, "invalid_credentials", "wrong username or password")
     await throttle.forgive(call.db.primary, clear=[account_key], give_back=[ip_key])
-    return await start_session(call, user, known_device=device)
+    return await start_session(call, user, known_device=device, cookie=cookie)
 
 
 _REFRESH_REFUSED = {
@@ -214,9 +273,38 @@ _REFRESH_REFUSED = {
 }
 
 
-async def refresh(call: Call) -> TokenOut:
+async def refresh(call: Call) -> Response:
+    cookie = cookie_mode(call)
     body = await call.body(RefreshIn)
-    used, used_digest = body.refresh_token, token_digest(body.refresh_token)
+    if not cookie:
+        if body.refresh_token is not None:
+            return _token_response(call, await _rotate(call, body.refresh_token), cookie=False)
+        if REFRESH_COOKIE in call.request.cookies:
+            # Refused without a trace: a request that did not choose cookie mode may be one
+            # another site made the browser send (see the module's docstring).
+            raise ApiError(403, "token_transport_required", f"a refresh from the {REFRESH_COOKIE} "
+                           "cookie needs the header X-Token-Transport: cookie")  # fmt: skip
+        raise field_error("refresh_token", "Field required")
+    if body.refresh_token is not None:
+        raise field_error("refresh_token", f"leave it out in cookie mode: the {REFRESH_COOKIE} "
+                          "cookie carries the token")  # fmt: skip
+    used = refresh_cookie(call.request)
+    try:
+        if used is None:
+            raise unauthorized(f"no {REFRESH_COOKIE} cookie; log in again")
+        tokens = await _rotate(call, used)
+    except ApiError as exc:
+        # A cookie that failed once fails for good (used, expired, session ended): drop it.
+        response = error_response(exc.status, exc.code, exc.message, exc.headers, exc.details)
+        _clear_refresh_cookie(call, response)
+        return response
+    return _token_response(call, tokens, cookie=True)
+
+
+async def _rotate(call: Call, used: str) -> TokenOut:
+    """Trade the refresh token ``used`` for a new pair (again within the grace: the same
+    pair); 401 when it cannot be."""
+    used_digest = token_digest(used)
     grace = call.settings.refresh_reuse_grace
     new_token, new_digest = new_secret_token()
     pair: tuple[str, str] | None = None
@@ -256,24 +344,39 @@ async def refresh(call: Call) -> TokenOut:
     )  # fmt: skip
 
 
-async def logout(call: Call) -> None:
+async def logout(call: Call) -> Response | None:
+    cookie = cookie_mode(call)
     body = await call.body(LogoutIn)
     me = call.user
+    if cookie and body.refresh_token is not None:
+        raise field_error("refresh_token", f"leave it out in cookie mode: the {REFRESH_COOKIE} "
+                          "cookie names the session")  # fmt: skip
     if body.everywhere:
         await auth_db.revoke_user_sessions(call.db.primary, me.id, reason="logout_everywhere")
-        return
-    session_id = me.session_id
-    if body.refresh_token is not None:
-        found = await auth_db.session_of_refresh_token(
-            call.db.primary, token_digest(body.refresh_token)
-        )
-        if found is None:
-            raise field_error("refresh_token", "unknown refresh token")
-        session_id = found
-    if not await auth_db.revoke_session(call.db.primary, session_id, user_id=me.id,
-                                        reason="logout"):  # fmt: skip
-        # Not this user's session, or already ended: say nothing about other people's tokens.
-        log.info("logout of user %s named a session that is not theirs or ended", me.id)
+    else:
+        sessions = {me.session_id}
+        named = body.refresh_token if not cookie else refresh_cookie(call.request)
+        if named is not None:
+            found = await auth_db.session_of_refresh_token(call.db.primary, token_digest(named))
+            if found is None and not cookie:
+                raise field_error("refresh_token", "unknown refresh token")
+            if not cookie:
+                sessions = set()
+            if found is not None:
+                sessions.add(found)
+        # Cookie mode: the browser is done with both the session of its access token and the
+        # one of its cookie (the same one, unless something went astray).
+        for session_id in sessions:
+            if not await auth_db.revoke_session(call.db.primary, session_id, user_id=me.id,
+                                                reason="logout"):  # fmt: skip
+                # Not this user's session, or already ended: say nothing about other people's
+                # tokens.
+                log.info("logout of user %s named a session that is not theirs or ended", me.id)
+    if not cookie:
+        return None
+    response = Response(status_code=204)
+    _clear_refresh_cookie(call, response)
+    return response
 
 
 async def verify_email(call: Call) -> UserOut:
@@ -358,16 +461,21 @@ async def confirm_password_reset(call: Call) -> UserOut:
 
 ENDPOINTS = [
     Endpoint("POST", "/api/auth/register", register, "Create an account (role viewer) and log in",
-             "auth", body=RegisterIn, response=TokenOut, status=201, errors=(409, 429)),
+             "auth", body=RegisterIn, response=TokenOut, status=201, errors=(409, 429),
+             headers=(TOKEN_TRANSPORT,)),
     Endpoint("POST", "/api/auth/login", login,
              "Log in with username or email and password (sets the device cookie)",
-             "auth", body=LoginIn, response=TokenOut, errors=(401, 429)),
+             "auth", body=LoginIn, response=TokenOut, errors=(401, 429),
+             headers=(TOKEN_TRANSPORT,)),
     Endpoint("POST", "/api/auth/refresh", refresh,
-             "Trade a refresh token for a new pair (each refresh token works once)",
-             "auth", body=RefreshIn, response=TokenOut, errors=(401,)),
+             "Trade a refresh token (JSON, or the cookie with X-Token-Transport: cookie) for a "
+             "new pair (each refresh token works once)",
+             "auth", body=RefreshIn, response=TokenOut, errors=(401, 403),
+             headers=(TOKEN_TRANSPORT,)),
     Endpoint("POST", "/api/auth/logout", logout,
-             "End this session (or the one of a refresh token, or every session)",
-             "auth", auth="user", body=LogoutIn),
+             "End this session (or the one of a refresh token, or every session); clears the "
+             "refresh cookie in cookie mode", "auth", auth="user", body=LogoutIn,
+             headers=(TOKEN_TRANSPORT,)),
     Endpoint("POST", "/api/auth/verify-email", verify_email,
              "Confirm an email address with the token sent by mail", "auth",
              body=VerifyEmailIn, response=UserOut, errors=(400,)),

@@ -22,6 +22,9 @@ from web.tokens import KeySet, TokenError
 
 # OWASP "device cookies": set on each successful login, sent back to the auth routes only.
 DEVICE_COOKIE = "streamd_device"
+# The refresh token of browser clients (cookie mode, web.auth): never readable by scripts.
+REFRESH_COOKIE = "streamd_refresh"
+AUTH_COOKIE_PATH = "/api/auth"
 DEVICE_TTL_S = 180 * 86400.0  # a device unused this long is a stranger again
 DEVICES_PER_USER = 20
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -108,18 +111,38 @@ def open_pair(used_token: str, sealed: bytes) -> tuple[str, str] | None:
     return refresh_token, access_token
 
 
-def device_cookie(request: Request) -> str | None:
-    """The device cookie the client sent, when it is shaped like one streamd issues."""
-    value = request.cookies.get(DEVICE_COOKIE)
+def _token_cookie(request: Request, name: str) -> str | None:
+    """The cookie ``name`` the client sent, when it is shaped like a token streamd issues."""
+    value = request.cookies.get(name)
     if value is None or not 0 < len(value) <= 100 or not set(value) <= _TOKEN_CHARS:
         return None
     return value
 
 
-def set_device_cookie(response: Response, request: Request, value: str, *, secure: bool) -> None:
+def device_cookie(request: Request) -> str | None:
+    """The device cookie the client sent, when it is shaped like one streamd issues."""
+    return _token_cookie(request, DEVICE_COOKIE)
+
+
+def refresh_cookie(request: Request) -> str | None:
+    """The refresh-token cookie the client sent, when it is shaped like one streamd issues."""
+    return _token_cookie(request, REFRESH_COOKIE)
+
+
+def is_https(request: Request, public_url: str) -> bool:
+    """The client reached streamd over https: the public URL says so, or the request came over
+    TLS (its scheme honours X-Forwarded-Proto from STREAMD_TRUSTED_PROXIES only, see
+    streamd.server.http_config). Secure cookies are then safe to set."""
+    return public_url.startswith("https://") or request.url.scheme == "https"
+
+
+def set_auth_cookie(
+    response: Response, name: str, value: str, *, max_age: int, secure: bool
+) -> None:
     """HttpOnly (no script reads it), SameSite=Strict (no other site sends it), Secure over
-    https, and only sent to /api/auth."""
+    https, and only sent to /api/auth. ``max_age`` 0 clears it (with the same attributes, or
+    browsers keep the old one)."""
     response.set_cookie(
-        DEVICE_COOKIE, value, max_age=int(DEVICE_TTL_S), path="/api/auth",
-        secure=secure or request.url.scheme == "https", httponly=True, samesite="strict",
+        name, value, max_age=max_age, path=AUTH_COOKIE_PATH, secure=secure, httponly=True,
+        samesite="strict",
     )  # fmt: skip

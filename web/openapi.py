@@ -98,6 +98,10 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
         if convertor == "int":
             kind = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
         params.append({"name": name, "in": "path", "required": True, "schema": kind})
+    for header in endpoint.headers:
+        params.append({"name": header.name, "in": "header", "required": False,
+                       "schema": {"type": "string", "enum": list(header.values)},
+                       "description": header.description})  # fmt: skip
     if endpoint.query is not None:
         schema: dict[str, Any] = endpoint.query.model_json_schema(mode="validation")
         required = set(schema.get("required", []))

@@ -139,12 +139,18 @@ class LoginIn(Body):
 
 
 class RefreshIn(Body):
-    refresh_token: Token
+    refresh_token: Token | None = Field(
+        default=None,
+        description="required, unless X-Token-Transport: cookie (then leave it out: the token "
+        "comes from the streamd_refresh cookie)",
+    )
 
 
 class LogoutIn(Body):
     refresh_token: Token | None = Field(
-        default=None, description="end the session of this refresh token (default: this one)"
+        default=None,
+        description="end the session of this refresh token (default: this one); not with "
+        "X-Token-Transport: cookie",
     )
     everywhere: bool = Field(default=False, description="end every session of the account")
 
@@ -185,7 +191,10 @@ class UserOut(BaseModel):
 
 class TokenOut(BaseModel):
     access_token: str
-    refresh_token: str
+    refresh_token: str | None = Field(
+        description="null with X-Token-Transport: cookie: the refresh token is then only in "
+        "the HttpOnly cookie streamd_refresh"
+    )
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type
     expires_in: int = Field(description="seconds the access token is valid")
     user: UserOut
@@ -357,6 +366,61 @@ class LiveHealthOut(BaseModel):
 class StopOut(BaseModel):
     live: LiveOut
     disconnected: bool = Field(description="a publisher on this server was disconnected")
+
+
+# --- videos ---
+
+
+def media_url(base_url: str, stored: str) -> str:
+    """A stored media URL as players should fetch it: one relative to the site (local storage,
+    S3 without a CDN) is resolved against ``base_url`` (``Settings.hls_base_url()``); an
+    absolute one (a CDN's) is kept."""
+    if stored.startswith("/") and not stored.startswith("//"):
+        return f"{base_url}{stored}"
+    return stored
+
+
+class VideoOut(BaseModel):
+    id: int
+    title: str
+    description: str | None
+    user_id: int
+    username: str
+    live_id: int | None = Field(description="the live this is a recording of; null otherwise")
+    thumbnail_url: str | None
+    playback_url: str = Field(description="the HLS master playlist (the CDN's, when one is set)")
+    duration: float = Field(description="seconds")
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record, base_url: str) -> VideoOut:
+        """``base_url``: ``Settings.hls_base_url()``, as for lives. The playlist's URL is built
+        from its storage key when there is one, so it follows today's CDN setting rather than
+        the one of the day it was recorded."""
+        key = row["hls_key"]
+        playback = (
+            f"{base_url}/{key.lstrip('/')}" if key else media_url(base_url, row["hls_master_url"])
+        )
+        thumbnail = row["thumbnail_url"]
+        return cls(
+            id=row["id"], title=row["title"], description=row["description"],
+            user_id=row["user_id"], username=row["username"], live_id=row["live_id"],
+            thumbnail_url=media_url(base_url, thumbnail) if thumbnail else None,
+            playback_url=playback, duration=row["duration"], created_at=row["created_at"],
+        )  # fmt: skip
+
+
+class VideoListQuery(Query):
+    user: Annotated[Text, Field(max_length=50)] | None = Field(
+        default=None, description="only this user's videos (username)"
+    )
+    cursor: Cursor | None = None
+    limit: Limit = 20
+
+
+class VideoListOut(BaseModel):
+    items: list[VideoOut]
+    next_cursor: str | None
 
 
 # --- errors (documented on every operation) ---

@@ -29,10 +29,11 @@ from streamd.logs import TextFormatter, configure_logging
 from tests.app_helpers import web_app
 
 # A request path that, written raw, ends the access line and forges a WARNING of its own, then
-# clears the terminal of whoever tails the log; %00 and DEL ride along.
+# clears the terminal of whoever tails the log; %00 and DEL ride along. Under /api: an unknown
+# path there is a 404 (elsewhere a GET is a page of the web app).
 FORGED = "2026-01-01 00:00:00,000 WARNING streamd.access: forged"
-EVIL_PATH = "/x%0a" + FORGED.replace(" ", "%20") + "%1b[2J%00%7f%c2%85end"
-EVIL_DECODED = "/x\n" + FORGED + "\x1b[2J\x00\x7f\x85end"
+EVIL_PATH = "/api/x%0a" + FORGED.replace(" ", "%20") + "%1b[2J%00%7f%c2%85end"
+EVIL_DECODED = "/api/x\n" + FORGED + "\x1b[2J\x00\x7f\x85end"
 RAW_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")  # all but \t and \n
 
 
@@ -81,8 +82,8 @@ async def test_the_text_access_log_escapes_control_characters(
     assert not RAW_CONTROLS.search(text)
     lines = text.splitlines()
     assert not [line for line in lines if line.startswith(FORGED)]  # no forged record
-    (access,) = [line for line in lines if "streamd.access" in line and "GET /x" in line]
-    assert "GET /x\\n" + FORGED + "\\x1b[2J\\x00\\x7f\\x85end 404 " in access
+    (access,) = [line for line in lines if "streamd.access" in line and "GET /api/x" in line]
+    assert "GET /api/x\\n" + FORGED + "\\x1b[2J\\x00\\x7f\\x85end 404 " in access
 
 
 async def test_the_json_access_log_keeps_one_object_per_line(

@@ -40,10 +40,13 @@ async def test_health_and_ready(client: httpx.AsyncClient) -> None:
 
 
 async def test_errors_are_json_for_404_and_405(client: httpx.AsyncClient) -> None:
-    r = await client.get("/no/such/page")
+    # (Other GETs outside /api are pages of the web app: tests/web/test_ui_routes.py.)
+    r = await client.get("/api/no/such/page")
     assert r.status_code == 404
     assert r.headers["content-type"] == "application/json"
-    assert r.json() == {"error": {"code": "not_found", "message": "no route for GET /no/such/page"}}
+    assert r.json() == {
+        "error": {"code": "not_found", "message": "no route for GET /api/no/such/page"}
+    }
     r = await client.post("/health")
     assert r.status_code == 405
     assert r.json()["error"]["code"] == "method_not_allowed"
@@ -63,8 +66,10 @@ async def test_request_id_is_generated_or_kept(client: httpx.AsyncClient) -> Non
 async def test_metrics_by_route_template(client: httpx.AsyncClient) -> None:
     for _ in range(3):
         await client.get("/health")
-    await client.get("/missing/1")
-    await client.get("/missing/2")
+    await client.get("/api/missing/1")
+    await client.get("/api/missing/2")
+    await client.get("/page/1")  # pages of the web app
+    await client.get("/page/2")
     r = await client.get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
@@ -73,6 +78,7 @@ async def test_metrics_by_route_template(client: httpx.AsyncClient) -> None:
     # Unknown paths collapse into one label value instead of one series per path.
     assert 'route="<unmatched>",status="404"} 2.0' in text
     assert "/missing/1" not in text
+    assert 'method="GET",route="/{web app}"' in text and "/page/1" not in text
     assert (
         'streamd_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/health"}'
         in (text)
@@ -125,12 +131,15 @@ async def test_read_pool_uses_replica_when_configured(database_url: str) -> None
 async def test_unexpected_errors_are_json_500_without_details(database_url: str) -> None:
     from starlette.requests import Request
     from starlette.responses import Response
+    from starlette.routing import Route
 
     async def broken(request: Request) -> Response:
         raise RuntimeError("secret internals")
 
-    async with web_app(Settings(), database_url) as application:
-        application.add_route("/broken", broken)
+    # Through extra_routes: a route added after create_app would come after the web app's
+    # catch-all GET route.
+    routes = [Route("/broken", broken)]
+    async with web_app(Settings(), database_url, extra_routes=routes) as application:
         transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
         async with (
             application.router.lifespan_context(application),
