@@ -56,8 +56,8 @@ async def create(
 # caller hide the lives of deactivated accounts.
 PUBLIC_COLUMNS = (
     "l.id, l.title, l.description, l.user_id, u.username, l.status, l.scheduled_start, "
-    "l.start_time, l.end_time, l.viewer_count, l.chat_enabled, l.created_at, l.updated_at, "
-    "u.is_active AS owner_active"
+    "l.start_time, l.end_time, l.viewer_count, l.chat_enabled, l.thumbnail_url, l.created_at, "
+    "l.updated_at, u.is_active AS owner_active"
 )
 
 

@@ -295,7 +295,9 @@ class LiveOut(BaseModel):
             scheduled_start=row["scheduled_start"], start_time=row["start_time"],
             end_time=row["end_time"], viewer_count=row["viewer_count"],
             chat_enabled=row["chat_enabled"], playback_url=f"{hls}/master.m3u8",
-            thumbnail_url=f"{hls}/poster.jpg" if row["status"] == "live" else None,
+            # The poster the packager wrote (set once it exists): of the broadcast on air only.
+            thumbnail_url=media_url(base_url, row["thumbnail_url"])
+            if row["status"] == "live" and row["thumbnail_url"] else None,
             created_at=row["created_at"], updated_at=row["updated_at"],
         )  # fmt: skip
 

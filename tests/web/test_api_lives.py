@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from db import lives
+from db import live_media, lives
 from tests.web.api_helpers import Api, MakeApi
 
 
@@ -94,7 +94,11 @@ async def test_list_filters_and_cursor_pagination(make_api: MakeApi) -> None:
 
     r = await c.get("/api/lives", params={"status": "live"})
     assert [i["id"] for i in r.json()["items"]] == [ids[0]]
-    assert r.json()["items"][0]["thumbnail_url"].endswith(f"/hls/{ids[0]}/poster.jpg")
+    # No poster written yet: no URL (a made-up one answered 404 in every browser).
+    assert r.json()["items"][0]["thumbnail_url"] is None
+    await live_media.set_thumbnail_url(api.pool, ids[0], f"/hls/{ids[0]}/b1/poster.jpg")
+    r = await c.get("/api/lives", params={"status": "live"})
+    assert r.json()["items"][0]["thumbnail_url"].endswith(f"/hls/{ids[0]}/b1/poster.jpg")
     r = await c.get("/api/lives", params={"status": "ended"})
     assert [i["id"] for i in r.json()["items"]] == [ids[1]]
     r = await c.get("/api/lives", params={"user": alice.username.upper()})
