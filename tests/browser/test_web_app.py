@@ -112,7 +112,8 @@ def test_sign_up_go_live_watch_chat_and_stop(browser: Browser, platform: Platfor
         assert 20 < fps < 40, fps
         keyframes = streamer.locator("[data-test=chart-keyframes]").get_attribute("data-value")
         assert keyframes and 1.5 <= float(keyframes) <= 2.5, keyframes
-        assert streamer.locator("[data-test=chart-audio]").get_attribute("data-value") == "1"  # present
+        audio = streamer.locator("[data-test=chart-audio]")
+        assert audio.get_attribute("data-value") == "1"  # present
         expect(streamer.locator("[data-test=keyframe-hint]")).to_have_count(0)
         points = int(bitrate.get_attribute("data-points") or 0)
         expect(bitrate).not_to_have_attribute("data-points", str(points), timeout=15_000)  # moving
