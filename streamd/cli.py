@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the password from the first line of standard input",
     )  # fmt: skip
     create_user.add_argument("--role", choices=("viewer", "creator", "admin"), default="viewer")
+    set_role = user.add_parser(
+        "role", help="change a user's role (make someone who signed up in the browser a creator)"
+    )
+    set_role.add_argument("--username", required=True)
+    set_role.add_argument("--role", choices=("viewer", "creator", "admin"), required=True)
 
     live = sub.add_parser("live", help="manage lives").add_subparsers(
         dest="live_command", required=True, metavar="ACTION"
@@ -115,4 +120,6 @@ def _command(args: argparse.Namespace) -> Command:
         "live": commands.live_create,
         "mail": commands.mail_show,
     }
+    if args.command == "user" and args.user_command == "role":
+        return commands.user_role
     return table[args.command]

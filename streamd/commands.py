@@ -14,6 +14,7 @@ import asyncpg
 from config.settings import Settings
 from db import lives, outbox, probe, users
 from db import migrate as migrations
+from ingest.gate import STREAMING_ROLES
 from streamd.runtime import database_url, serve_lock
 from web.accounts import AccountError, create_user
 from web.tokens import load_key_set
@@ -65,6 +66,29 @@ async def user_create(settings: Settings, args: argparse.Namespace) -> int:
             print(f"streamd: invalid {exc}", file=sys.stderr)
             return 1
     _print_json({k: row[k] for k in ("id", "username", "email", "role")})
+    return 0
+
+
+async def user_role(settings: Settings, args: argparse.Namespace) -> int:
+    """As an admin's PATCH /api/admin/users/{id}: a role that may no longer stream has its
+    publishes on air cut (NOTIFY live_control reaches the serving process)."""
+    async with _connect(settings) as conn:
+        await _require_migrated(conn)
+        user = await users.get_by_username(conn, args.username)
+        if user is None:
+            print(f"streamd: no user named {_printable(args.username)}", file=sys.stderr)
+            return 1
+        row = await users.set_role_and_active(conn, user["id"], role=args.role, is_active=None)
+        if row is None:  # deleted meanwhile
+            print(f"streamd: no user named {_printable(args.username)}", file=sys.stderr)
+            return 1
+        stopped = 0
+        if args.role not in STREAMING_ROLES:
+            for live_id in await lives.live_ids_of_user(conn, user["id"]):
+                await lives.request_stop(conn, live_id, "account may no longer stream")
+                stopped += 1
+    _print_json({"id": row["id"], "username": row["username"], "role": row["role"],
+                 "publishes_stopped": stopped})  # fmt: skip
     return 0
 
 

@@ -184,10 +184,12 @@ def banner(settings: Settings) -> str:
         [
             "",
             "streamd is running",
+            f"  browser:  {web}/   sign up; a creator clicks Go live: the studio shows OBS's"
+            " Server and Stream Key",
             f"  OBS:      Server {settings.rtmp_base_url()}/{settings.rtmp_app}"
-            "   Stream Key: printed by `streamd live create`",
-            f"  watch:    {settings.hls_base_url()}/hls/LIVE_ID/master.m3u8"
-            "   (VLC, Safari, ffplay, hls.js)",
+            "   Stream Key: in the studio (or `streamd live create`)",
+            f"  watch:    {web}/lives/LIVE_ID   or"
+            f" {settings.hls_base_url()}/hls/LIVE_ID/master.m3u8 (VLC, Safari, ffplay)",
             f"  API:      {web}/docs   health: {web}/health   metrics: {web}/metrics",
             f"  database: {database}",
             "  stop:     Ctrl+C",

@@ -185,7 +185,7 @@ def test_sign_up_go_live_watch_chat_and_stop(browser: Browser, platform: Platfor
         viewer_ctx.close()
     finally:
         ffmpeg.kill()
-        ffmpeg.wait()
+        ffmpeg.communicate()
     streamer_ctx.close()
     watch.check()
 

@@ -100,6 +100,19 @@ def test_viewer_cannot_own_a_live(data_dir: Path) -> None:
     assert result.returncode == 1
     assert "lives need an active creator or admin" in result.stderr
 
+    # Someone who signed up in the browser is made a creator by the operator.
+    promoted = run_cli("user", "role", "--username", "victor", "--role", "creator", env=env)
+    assert promoted.returncode == 0, promoted.stderr
+    assert json.loads(promoted.stdout) == {
+        "id": json.loads(made.stdout)["id"], "username": "victor", "role": "creator",
+        "publishes_stopped": 0,
+    }  # fmt: skip
+    assert run_cli("live", "create", "--user", "victor", "--title", "t", env=env).returncode == 0
+    missing = run_cli("user", "role", "--username", "nobody", "--role", "creator", env=env)
+    assert missing.returncode == 1 and "no user named nobody" in missing.stderr
+    bad = run_cli("user", "role", "--username", "victor", "--role", "root", env=env)
+    assert bad.returncode == 2
+
 
 def test_bad_role_is_a_usage_error(data_dir: Path) -> None:
     result = run_cli(

@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from config.settings import Settings
-from db import lives, users
+from db import live_media, lives, users
 from packager.storage.base import (
     CACHE_IMMUTABLE,
     CACHE_LIVE_PLAYLIST,
@@ -21,6 +22,7 @@ from packager.storage.base import (
     put_object,
 )
 from packager.storage.s3 import S3Storage
+from streamd.media import build_storage
 from streamd.server import hls_routes_for
 from tests.app_helpers import web_app
 from tests.s3_fixtures import FaultProxy, make_storage
@@ -136,13 +138,19 @@ async def test_api_playback_urls_point_at_the_cdn(database_url: str) -> None:
             )
             row = await lives.create(pool, user_id=owner["id"], title="on the CDN")
             await lives.mark_live(pool, row["id"])
+            # The poster URL the packager stores: its storage's URL for the poster's key.
+            storage = build_storage(settings, CollectorRegistry())
+            assert isinstance(storage, S3Storage)
+            poster = storage.url_for(f"hls/{row['id']}/b1/poster.jpg")
+            storage.close()
+            await live_media.set_thumbnail_url(pool, row["id"], poster)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
                 one = (await client.get(f"/api/lives/{row['id']}")).json()
                 listed = (await client.get("/api/lives")).json()["items"]
             expected = f"https://d111111abcdef8.cloudfront.net/media/hls/{row['id']}/master.m3u8"
             assert one["playback_url"] == expected
-            assert one["thumbnail_url"] == expected.replace("master.m3u8", "poster.jpg")
+            assert one["thumbnail_url"] == expected.replace("master.m3u8", "b1/poster.jpg")
             assert [live["playback_url"] for live in listed] == [expected]
             assert "private-bucket" not in str(one) + str(listed)
         finally:
