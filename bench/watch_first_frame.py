@@ -10,8 +10,10 @@ recording, posters) takes one OBS-like publisher (``ffmpeg -re``, 1280x720 30 fp
   uses) playing the same master playlist: the least a page can do;
 - ``plain-hls-full``: the same with the full hls.js build, the page most people write.
 
-Both plain pages are served from streamd's own origin (Playwright answers their two URLs from
-memory), so the HLS requests are the same same-origin requests as the app's. First frame: the
+streamd serves the plain pages too, the same way as the app: its ``STREAMD_UI_DIR`` is a copy of
+``web/ui/dist`` with the two pages and the two hls.js builds (and their gzip twins) added, so
+both load their scripts from the same server with the same compression and their HLS requests
+are the same same-origin requests. First frame: the
 first ``requestVideoFrameCallback`` of the page's video element, in ms since navigation start
 (``performance.now()``). Systems alternate within each round (the first one of a round changes
 every round). Reported: per system the runs and the median, the ratio app / plain (target
@@ -26,9 +28,10 @@ page).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
-import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,7 +43,7 @@ from typing import Any
 import httpx
 import imageio_ffmpeg
 from _util import free_port, log, median
-from playwright.sync_api import Browser, Route, sync_playwright
+from playwright.sync_api import Browser, sync_playwright
 
 REPO = Path(__file__).resolve().parent.parent
 UI = REPO / "web" / "ui"
@@ -67,14 +70,13 @@ new MutationObserver(() => document.querySelectorAll('video').forEach(hook))
 
 PLAIN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>plain</title></head>
 <body><video id="v" playsinline controls style="width:100%"></video>
-<script src="/__bench/hls.js"></script>
-<script>
-  const v = document.getElementById('v');
-  const h = new Hls({ lowLatencyMode: true, backBufferLength: 30 });
-  h.on(Hls.Events.MANIFEST_PARSED, () => v.play());
-  h.loadSource('MASTER');
-  h.attachMedia(v);
-</script></body></html>"""
+<script src="/HLS"></script><script src="/NAME.js"></script></body></html>"""
+PLAIN_SCRIPT = """const v = document.getElementById('v');
+const h = new Hls({ lowLatencyMode: true, backBufferLength: 30 });
+h.on(Hls.Events.MANIFEST_PARSED, () => v.play());
+h.loadSource(location.search.slice(1));
+h.attachMedia(v);
+"""
 
 HLS_BUILDS = {
     "plain-hls-light": UI / "node_modules" / "hls.js" / "dist" / "hls.light.min.js",
@@ -110,20 +112,24 @@ def wait_for(what: str, check: Any, timeout: float) -> None:
     raise SystemExit(f"timed out waiting for {what}")
 
 
-def first_frame(browser: Browser, base: str, url: str, plain: Path | None, master: str) -> float:
+def ui_dir_with_plain_pages(target: Path) -> Path:
+    """web/ui/dist plus, at its root, each plain page, its script and its hls.js build."""
+    shutil.copytree(UI / "dist", target)
+    for name, build in HLS_BUILDS.items():
+        files = {
+            f"{name}.html": PLAIN_PAGE.replace("HLS", build.name).replace("NAME", name),
+            f"{name}.js": PLAIN_SCRIPT,
+            build.name: build.read_text(),
+        }
+        for file, text in files.items():
+            (target / file).write_text(text)
+            (target / f"{file}.gz").write_bytes(gzip.compress(text.encode(), 9))
+    return target
+
+
+def first_frame(browser: Browser, base: str, url: str) -> float:
     context = browser.new_context(base_url=base, viewport={"width": 1440, "height": 900})
     try:
-        if plain is not None:
-            page_html = PLAIN_PAGE.replace("MASTER", master)
-            script = plain.read_bytes()
-
-            def serve(route: Route) -> None:
-                if route.request.url.endswith("/__bench/hls.js"):
-                    route.fulfill(body=script, content_type="text/javascript")
-                else:
-                    route.fulfill(body=page_html, content_type="text/html")
-
-            context.route(re.compile(r".*/__bench/.*"), serve)
         context.add_init_script(FIRST_FRAME_HOOK)
         page = context.new_page()
         page.goto(url)
@@ -138,7 +144,7 @@ def scripts_shipped(browser: Browser, base: str, path: str) -> dict[str, Any]:
     try:
         page = context.new_page()
         responses = []
-        page.on("response", responses.append)
+        page.on("response", lambda response: responses.append(response))
         page.goto(path)
         page.wait_for_load_state("networkidle")
         scripts = [r for r in responses if r.request.resource_type == "script"]
@@ -162,6 +168,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="streamd-bench-watch-") as tmp:
         env = streamd_env(Path(tmp) / "var")
+        env["STREAMD_UI_DIR"] = str(ui_dir_with_plain_pages(Path(tmp) / "ui"))
         cli(env, "user", "create", "--username", "bench", "--email", "bench@example.com",
             "--password-stdin", "--role", "creator", stdin=PASSWORD + "\n")  # fmt: skip
         live = json.loads(cli(env, "live", "create", "--user", "bench", "--title", "bench"))
@@ -172,23 +179,26 @@ def main() -> None:
         )  # fmt: skip
         errors: list[str] = []
         threading.Thread(target=lambda: errors.extend(serve.stderr or []), daemon=True).start()
-        seconds = 60 + args.runs * 3 * 12
-        publisher = subprocess.Popen(
-            [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-             "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=30:duration={seconds}",
-             "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
-             "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-keyint_min", "60",
-             "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-b:v", "2500k",
-             "-c:a", "aac", "-b:a", "128k", "-f", "flv",
-             f"rtmp://127.0.0.1:{env['STREAMD_RTMP_PORT']}/live/{live['stream_key']}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        publisher: subprocess.Popen[bytes] | None = None
         try:
             wait_for("serve", lambda: httpx.get(f"{base}/health").status_code == 200, 60)
+            seconds = 60 + args.runs * 3 * 12
+            publisher = subprocess.Popen(
+                [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+                 "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=30:duration={seconds}",
+                 "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+                 "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-keyint_min", "60",
+                 "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-b:v", "2500k",
+                 "-c:a", "aac", "-b:a", "128k", "-f", "flv",
+                 f"rtmp://127.0.0.1:{env['STREAMD_RTMP_PORT']}/live/{live['stream_key']}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
             master = f"/hls/{live['id']}/master.m3u8"
             source = f"{base}/hls/{live['id']}/" + "{}"
 
             def ready() -> bool:
+                if publisher is not None and publisher.poll() is not None:
+                    raise SystemExit(f"the publisher exited ({publisher.returncode})")
                 text = httpx.get(base + master).text
                 variants = [line for line in text.splitlines() if line and line[0] != "#"]
                 if len(variants) < 2:
@@ -206,19 +216,20 @@ def main() -> None:
                 for round_ in range(args.runs):
                     shift = round_ % len(order)
                     for name in order[shift:] + order[:shift]:
-                        plain = HLS_BUILDS.get(name)
-                        url = f"/lives/{live['id']}" if plain is None else "/__bench/plain.html"
-                        ms = first_frame(browser, base, url, plain, master)
+                        app = f"/lives/{live['id']}"
+                        url = app if name == "app" else f"/{name}.html?{master}"
+                        ms = first_frame(browser, base, url)
                         results[name].append(round(ms, 1))
                         log(f"round {round_ + 1}: {name} first frame {ms:.0f} ms")
                 shipped = {path: scripts_shipped(browser, base, path)
                            for path in ("/", f"/lives/{live['id']}")}  # fmt: skip
                 browser.close()
         finally:
-            publisher.kill()
+            if publisher is not None:
+                publisher.kill()
+                publisher.wait()
             serve.terminate()
             serve.wait(timeout=60)
-            publisher.wait()
 
     medians = {name: median(runs) for name, runs in results.items()}
     app = medians["app"] or 0.0

@@ -53,8 +53,11 @@ PAGE_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": CSP,
                 "X-Frame-Options": "DENY"}  # fmt: skip
 # Paths that are streamd's, never the app's: /api/ and /ws/ below them, /hls and /docs with
 # anything after them, the rest exactly.
-_OWN_PREFIXES = ("/api/", "/ws/", "/hls", "/docs")
-_OWN_PATHS = frozenset(("/api", "/ws", "/health", "/ready", "/metrics", "/openapi.json"))
+# Whole path segments: /hls.js or /docsy are the app's (a root file or a page).
+_OWN_PREFIXES = ("/api/", "/ws/", "/hls/", "/docs/")
+_OWN_PATHS = frozenset(
+    ("/api", "/ws", "/hls", "/docs", "/health", "/ready", "/metrics", "/openapi.json")
+)
 _PART = re.compile(r"[A-Za-z0-9_@~+-][A-Za-z0-9_.@~+-]{0,199}")
 _MAX_DEPTH = 8
 # Compressed twins, best first: (file suffix, Content-Encoding).

@@ -89,7 +89,7 @@ async def test_assets_are_served_immutable_with_their_types(ui: Api) -> None:
 
 @pytest.mark.parametrize("path", ["/", "/index.html", "/lives/12", "/u/alice/videos",
                                   "/settings/", "/assets", "/apis", "/healthz", "/wsx",
-                                  "/no/such/page.js"])  # fmt: skip
+                                  "/no/such/page.js", "/hlsx", "/hls.html", "/docsy"])  # fmt: skip
 async def test_every_other_page_is_index_html(ui: Api, path: str) -> None:
     assert_index(await ui.client.get(path))
 

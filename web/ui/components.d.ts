@@ -33,6 +33,7 @@ declare module 'vue' {
     LiveCard: typeof import('./src/components/LiveCard.vue')['default']
     LoadState: typeof import('./src/components/LoadState.vue')['default']
     PlayerIcon: typeof import('./src/components/PlayerIcon.vue')['default']
+    PosterThumb: typeof import('./src/components/PosterThumb.vue')['default']
     RouterLink: typeof import('vue-router')['RouterLink']
     RouterView: typeof import('vue-router')['RouterView']
     StatusTag: typeof import('./src/components/StatusTag.vue')['default']

@@ -6,6 +6,7 @@ import { readdirSync, readFileSync, writeFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { gzipSync, constants } from 'node:zlib'
 import { defineConfig, type Plugin } from 'vite'
+import type { OutputBundle, OutputChunk } from 'rolldown'
 import vue from '@vitejs/plugin-vue'
 import Components from 'unplugin-vue-components/vite'
 import { ElementPlusResolver } from 'unplugin-vue-components/resolvers'
@@ -34,6 +35,78 @@ function precompress(): Plugin {
   }
 }
 
+function chunkOf(id: string): string | null {
+  if (/node_modules[\\/]hls\.js[\\/]/.test(id)) return 'hls'
+  if (/node_modules[\\/](@vue|vue|vue-router|pinia|vue-i18n|@intlify)[\\/]/.test(id)) return 'vue'
+  // Element Plus's core and the components the watch and home pages show go together; the
+  // others (forms, dialogs, pickers) load with the pages that use them.
+  const component = /node_modules[\\/]element-plus[\\/]es[\\/]components[\\/]([a-z-]+)/.exec(id)
+  if (component) return WATCH_COMPONENTS.has(component[1]) ? 'element' : null
+  if (/node_modules[\\/]dayjs[\\/]/.test(id)) return null
+  if (/node_modules[\\/]/.test(id)) return 'element'
+  if (/src[\\/](api|composables|stores|i18n)[\\/]/.test(id)) return 'app'
+  if (/src[\\/]components[\\/](?!HlsPlayer|PlayerIcon)/.test(id)) return 'app'
+  return null
+}
+const WATCH_COMPONENTS = new Set(['button', 'tag', 'alert', 'skeleton', 'skeleton-item', 'result',
+  'icon', 'empty', 'config-provider', 'base'])
+
+// /boot.js: a few hundred bytes of classic script that index.html runs first. On a watch page
+// it asks for the live and preloads the page's code (hls.js included) while the app's own code
+// is still loading: the route's code would otherwise be discovered only once the app has run,
+// and its live fetched only once that code has run (two waits before the player can start).
+const BOOT = `(function () {
+  var m = /^\\/lives\\/(\\d+)\\/?$/.exec(location.pathname);
+  if (!m) return;
+  var path = '/api/lives/' + m[1];
+  var request = fetch(path, { headers: { Accept: 'application/json' }, credentials: 'same-origin' });
+  request.catch(function () {});
+  window.__streamdPrefetch = {};
+  window.__streamdPrefetch[path] = request;
+  FILES.forEach(function (href) {
+    var link = document.createElement('link');
+    if (/\\.css$/.test(href)) { link.rel = 'preload'; link.as = 'style'; }
+    else { link.rel = 'modulepreload'; link.crossOrigin = ''; }
+    link.href = href;
+    document.head.appendChild(link);
+  });
+})();
+`
+
+function routeFiles(bundle: OutputBundle, view: string): string[] {
+  const chunks = Object.values(bundle).filter((c): c is OutputChunk => c.type === 'chunk')
+  const byName = new Map(chunks.map((c) => [c.fileName, c]))
+  const start = chunks.find((c) => c.facadeModuleId?.endsWith(view))
+  if (!start) throw new Error(`no chunk for ${view}`)
+  const files = new Set<string>()
+  const visit = (chunk: OutputChunk): void => {
+    if (files.has(chunk.fileName)) return
+    files.add(chunk.fileName)
+    for (const css of (chunk as OutputChunk & { viteMetadata?: { importedCss: Set<string> } }).viteMetadata?.importedCss ?? []) files.add(css)
+    for (const name of chunk.imports) {
+      const next = byName.get(name)
+      if (next) visit(next)
+    }
+  }
+  visit(start)
+  return [...files].map((f) => '/' + f)
+}
+
+function boot(): Plugin {
+  return {
+    name: 'streamd-boot',
+    apply: 'build',
+    generateBundle(_options, bundle) {
+      const files = routeFiles(bundle, 'src/views/LiveWatchView.vue')
+      this.emitFile({ type: 'asset', fileName: 'boot.js', source: BOOT.replace('FILES', JSON.stringify(files)) })
+    },
+    transformIndexHtml: {
+      order: 'pre',
+      handler: () => [{ tag: 'script', attrs: { src: '/boot.js' }, injectTo: 'head-prepend' }],
+    },
+  }
+}
+
 export default defineConfig({
   plugins: [
     vue(),
@@ -41,6 +114,7 @@ export default defineConfig({
       resolvers: [ElementPlusResolver({ importStyle: 'css' })],
       dts: 'components.d.ts',
     }),
+    boot(),
     precompress(),
   ],
   resolve: { alias: { '@': fileURLToPath(new URL('./src', import.meta.url)) } },
@@ -50,12 +124,11 @@ export default defineConfig({
     chunkSizeWarningLimit: 600,
     rolldownOptions: {
       output: {
-        // hls.js only on pages with a player; vue and the router on every page.
+        // Few requests on the way to a first frame: every page needs vue, Element Plus and the
+        // app's shared code (one chunk each); hls.js only where there is a player; the date
+        // picker (with dayjs) only where a date is picked; each view its own small chunk.
         codeSplitting: {
-          groups: [
-            { name: 'hls', test: /node_modules[\\/]hls\.js/ },
-            { name: 'vue', test: /node_modules[\\/](@vue|vue|vue-router|pinia|vue-i18n|@intlify)[\\/]/ },
-          ],
+          groups: [{ name: chunkOf }],
         },
       },
     },

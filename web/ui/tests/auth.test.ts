@@ -22,6 +22,7 @@ function serve(handler: (url: string, init: RequestInit) => Response): void {
 beforeEach(() => {
   setActivePinia(createPinia())
   setSession(null)
+  localStorage.clear()
 })
 afterEach(() => {
   vi.unstubAllGlobals()
@@ -38,11 +39,14 @@ describe('auth store', () => {
     expect(auth.isAdmin).toBe(false)
     expect(accessToken()).toBe('tok')
     expect((calls[0].init.headers as Record<string, string>)['X-Token-Transport']).toBe('cookie')
-    expect(localStorage.length).toBe(0)
+    // Only the hint that this browser signed in; never a token.
+    expect(Object.keys(localStorage)).toEqual(['streamd.signed-in'])
+    expect(localStorage.getItem('streamd.signed-in')).toBe('1')
     expect(sessionStorage.length).toBe(0)
   })
 
   it('restores a session from the refresh cookie once per page load', async () => {
+    localStorage.setItem('streamd.signed-in', '1')
     serve(() => json(200, { access_token: 'r', expires_in: 900, user: alice }))
     const auth = useAuth()
     await Promise.all([auth.restore(), auth.restore()])
@@ -51,11 +55,21 @@ describe('auth store', () => {
     expect(auth.signedIn).toBe(true)
   })
 
-  it('stays signed out when there is no cookie', async () => {
+  it('stays signed out when the cookie is gone, and forgets that it signed in', async () => {
+    localStorage.setItem('streamd.signed-in', '1')
     serve(() => json(401, { error: { code: 'unauthorized', message: 'no session' } }))
     const auth = useAuth()
     await auth.restore()
     expect(auth.signedIn).toBe(false)
+    expect(localStorage.getItem('streamd.signed-in')).toBeNull()
+  })
+
+  it('does not ask for a session in a browser that never signed in', async () => {
+    serve(() => json(500, {}))
+    const auth = useAuth()
+    await auth.restore()
+    expect(calls).toHaveLength(0)
+    expect(auth.restored).toBe(true)
   })
 
   it('forgets the user on logout even when the server cannot be reached', async () => {

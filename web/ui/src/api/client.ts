@@ -26,6 +26,26 @@ interface Session {
 }
 
 const session: Session = { token: null, expiresAt: 0 }
+// Whether this browser signed in (not a secret: the cookie is the credential). Most visitors
+// never did, and their page need not ask the server for a session it does not have.
+const HINT_KEY = 'streamd.signed-in'
+
+function setHint(on: boolean): void {
+  try {
+    if (on) localStorage.setItem(HINT_KEY, '1')
+    else localStorage.removeItem(HINT_KEY)
+  } catch {
+    // storage unavailable: refresh() then always asks
+  }
+}
+
+export function maybeSignedIn(): boolean {
+  try {
+    return localStorage.getItem(HINT_KEY) !== null
+  } catch {
+    return true
+  }
+}
 let refreshing: Promise<boolean> | null = null
 let refreshTimer: ReturnType<typeof setTimeout> | null = null
 type Listener = (token: string | null, user: unknown) => void
@@ -43,6 +63,7 @@ export function accessToken(): string | null {
 
 export function setSession(token: string | null, expiresIn = 0, user: unknown = null): void {
   session.token = token
+  setHint(token !== null)
   session.expiresAt = token ? Date.now() + expiresIn * 1000 : 0
   if (refreshTimer) clearTimeout(refreshTimer)
   refreshTimer = null
@@ -139,6 +160,11 @@ export async function api<T>(path: string, options: RequestOptions = {}): Promis
       onUnauthorized?.()
     }
   }
+  return readResponse<T>(response)
+}
+
+/** A response's JSON, or its JSON error as an ApiError. */
+export async function readResponse<T>(response: Response): Promise<T> {
   if (!response.ok) throw await parseError(response)
   if (response.status === 204) return undefined as T
   return (await response.json()) as T

@@ -111,6 +111,7 @@ export function useChat(liveId: number, options: ChatOptions = {}) {
 
   async function open(): Promise<void> {
     if (stopped) return
+    await auth.restore() // a public page renders before the session is known
     let ticket: string | null = null
     if (auth.signedIn) {
       try {

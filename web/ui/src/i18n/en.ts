@@ -17,7 +17,7 @@ export default {
   auth: {
     login: 'Sign in', logout: 'Sign out', register: 'Sign up', create_account: 'Create account',
     username: 'Username', username_or_email: 'Username or email', email: 'Email', password: 'Password',
-    new_password: 'New password', fill_both: 'Enter your username and password.',
+    new_password: 'New password',
     username_hint: '3 to 50 letters, digits, dots, dashes or underscores.',
     password_hint: 'At least 10 characters, not your username or email.',
     forgot: 'Forgot your password?', no_account: 'No account? Sign up', have_account: 'Already have an account? Sign in',

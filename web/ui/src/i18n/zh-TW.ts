@@ -19,7 +19,7 @@ const zhTW: typeof en = {
   auth: {
     login: '登入', logout: '登出', register: '註冊', create_account: '建立帳號',
     username: '使用者名稱', username_or_email: '使用者名稱或電子郵件', email: '電子郵件', password: '密碼',
-    new_password: '新密碼', fill_both: '請輸入使用者名稱和密碼。',
+    new_password: '新密碼',
     username_hint: '3 到 50 個英文字母、數字、句點、連字號或底線。',
     password_hint: '至少 10 個字元，且不能是使用者名稱或電子郵件。',
     forgot: '忘記密碼？', no_account: '沒有帳號？註冊', have_account: '已經有帳號？登入',

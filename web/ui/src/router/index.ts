@@ -39,7 +39,11 @@ export const router = createRouter({
 
 router.beforeEach(async (to) => {
   const auth = useAuth()
-  await auth.restore()
+  // A public page renders at once (the header catches up when the session is restored); only
+  // pages that depend on who you are wait for the refresh cookie's answer.
+  const restoring = auth.restore()
+  if (!to.meta.auth && !to.meta.roles && !to.meta.guestOnly) return true
+  await restoring
   if (to.meta.auth && !auth.signedIn) return { name: 'login', query: { next: to.fullPath } }
   if (to.meta.guestOnly && auth.signedIn) return { name: 'dashboard' }
   if (to.meta.roles && auth.user && !to.meta.roles.includes(auth.user.role)) {

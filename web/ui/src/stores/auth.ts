@@ -1,6 +1,6 @@
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
-import { api, onSession, refresh, setSession, TRANSPORT_HEADER } from '@/api/client'
+import { api, maybeSignedIn, onSession, refresh, setSession, TRANSPORT_HEADER } from '@/api/client'
 import type { TokenResponse, User } from '@/api/types'
 
 export const useAuth = defineStore('auth', () => {
@@ -20,7 +20,7 @@ export const useAuth = defineStore('auth', () => {
   /** Once per page load: the refresh cookie, if any, becomes a session. */
   function restore(): Promise<void> {
     restoring ??= (async () => {
-      await refresh()
+      if (maybeSignedIn()) await refresh()
       restored.value = true
     })()
     return restoring

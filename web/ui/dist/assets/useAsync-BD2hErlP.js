@@ -1,1 +1,0 @@
-import{dt as e,mt as t}from"./vue-DsS4vXz-.js";function n(n,{immediate:r=!0}={}){let i=t(null),a=e(!1),o=t(null),s=0;async function c(){let e=++s;a.value=!0,o.value=null;try{let t=await n();e===s&&(i.value=t)}catch(t){e===s&&(o.value=t)}finally{e===s&&(a.value=!1)}}return r&&c(),{data:i,loading:a,error:o,run:c}}export{n as t};
