@@ -51,15 +51,15 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=300"
 PAGE_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": CSP,
                 "X-Frame-Options": "DENY"}  # fmt: skip
-# Paths that are streamd's, never the app's: /api/ and /ws/ below them, /hls and /docs with
-# anything after them, the rest exactly.
-# Whole path segments: /hls.js or /docsy are the app's (a root file or a page).
+# Paths that are streamd's, never the app's: /api, /ws, /hls and /docs and what is below them
+# (whole path segments: /hls.js or /docsy are the app's), the rest exactly.
 _OWN_PREFIXES = ("/api/", "/ws/", "/hls/", "/docs/")
 _OWN_PATHS = frozenset(
     ("/api", "/ws", "/hls", "/docs", "/health", "/ready", "/metrics", "/openapi.json")
 )
 _PART = re.compile(r"[A-Za-z0-9_@~+-][A-Za-z0-9_.@~+-]{0,199}")
 _MAX_DEPTH = 8
+_WATCH_PAGE = re.compile(r"/lives/([0-9]{1,18})/?")
 # Compressed twins, best first: (file suffix, Content-Encoding).
 _ENCODINGS = ((".br", "br"), (".gz", "gzip"))
 # Types spelled out: the platform's mimetypes table lacks some (woff2) on some systems.
@@ -175,7 +175,13 @@ class WebAppFiles:
             found = await self._file(request, relative, {"Cache-Control": SHORT})
             if found is not None:
                 return found
-        page = await self._file(request, "index.html", PAGE_HEADERS)
+        headers = PAGE_HEADERS
+        if watch := _WATCH_PAGE.fullmatch(path):
+            # The watch page's first frame waits for its live: the browser fetches it with the
+            # app's code instead of after it (the app's /boot.js takes the answer).
+            link = f"</api/lives/{watch[1]}>; rel=preload; as=fetch; crossorigin"
+            headers = {**PAGE_HEADERS, "Link": link}
+        page = await self._file(request, "index.html", headers)
         if page is None:
             return HTMLResponse(NOT_BUILT, status_code=503, headers={"Cache-Control": "no-store"})
         return page

@@ -94,6 +94,15 @@ async def test_every_other_page_is_index_html(ui: Api, path: str) -> None:
     assert_index(await ui.client.get(path))
 
 
+async def test_a_watch_page_preloads_its_live(ui: Api) -> None:
+    for path in ("/lives/12", "/lives/12/"):
+        r = await ui.client.get(path)
+        assert_index(r)
+        assert r.headers["link"] == "</api/lives/12>; rel=preload; as=fetch; crossorigin"
+    for path in ("/lives/12/stream", "/lives/x", "/lives", "/"):
+        assert "link" not in (await ui.client.get(path)).headers, path
+
+
 async def test_streamds_own_paths_are_not_the_apps(ui: Api) -> None:
     for path in ("/api/nothing", "/api", "/api/lives/abc", "/ws/lives/1/chat", "/hls/1/x.m3u8",
                  "/docs/nothing", "/ws"):  # fmt: skip
