@@ -36,6 +36,8 @@ function precompress(): Plugin {
 }
 
 function chunkOf(id: string): string | null {
+  // Styles (and Element Plus's style-import modules) go with the code that imports them.
+  if (/\.css($|\?)|element-plus[\\/](theme-chalk|es[\\/]components[\\/][a-z-]+[\\/]style)[\\/]/.test(id)) return null
   if (/node_modules[\\/]hls\.js[\\/]/.test(id)) return 'hls'
   if (/node_modules[\\/](@vue|vue|vue-router|pinia|vue-i18n|@intlify)[\\/]/.test(id)) return 'vue'
   // Element Plus's core and the components the watch and home pages show go together; the
@@ -45,7 +47,6 @@ function chunkOf(id: string): string | null {
   if (/node_modules[\\/]dayjs[\\/]/.test(id)) return null
   if (/node_modules[\\/]/.test(id)) return 'element'
   if (/src[\\/](api|composables|stores|i18n)[\\/]/.test(id)) return 'app'
-  if (/src[\\/]components[\\/](?!HlsPlayer|PlayerIcon)/.test(id)) return 'app'
   return null
 }
 const WATCH_COMPONENTS = new Set(['button', 'tag', 'alert', 'skeleton', 'skeleton-item', 'result',
@@ -136,9 +137,9 @@ export default defineConfig({
     chunkSizeWarningLimit: 600,
     rolldownOptions: {
       output: {
-        // Few requests on the way to a first frame: every page needs vue, Element Plus and the
-        // app's shared code (one chunk each); hls.js only where there is a player; the date
-        // picker (with dayjs) only where a date is picked; each view its own small chunk.
+        // Few requests on the way to a first frame: vue and the app's shared code in one chunk,
+        // Element Plus's core in another (the watch page needs none of it), hls.js only where
+        // there is a player, the date picker (with dayjs) only where a date is picked.
         codeSplitting: {
           groups: [{ name: chunkOf }],
         },

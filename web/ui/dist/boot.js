@@ -7,7 +7,7 @@
   request.catch(function () {});
   window.__streamdPrefetch = {};
   window.__streamdPrefetch[path] = request;
-  ["/assets/LiveWatchView-N2dhZO-h.js","/assets/LiveWatchView-7xp4pPwq.css","/assets/rolldown-runtime-BLXQ4ufn.js","/assets/app-w7NFHAwf.js","/assets/app-DW8pby3q.css","/assets/HlsPlayer-CSJ52pkv.js","/assets/HlsPlayer-BacUPws8.css","/assets/hls-22D11oyj.js","/assets/NotFoundView-CiJkZLcp.js","/assets/element-B6n42C0s.js","/assets/element-BaIgQE0G.css"].forEach(function (href) {
+  ["/assets/LiveWatchView-D73lP3F3.js","/assets/LiveWatchView-Cy4qtldw.css","/assets/app-BJpUA7Pa.js","/assets/rolldown-runtime-BLXQ4ufn.js","/assets/HlsPlayer-qf02yqw-.js","/assets/HlsPlayer-CLZ49pZF.css","/assets/hls-22D11oyj.js","/assets/index-BpuXzLXN.js","/assets/index-Dn0_iCjr.css","/assets/vue-DLbTlhsp.js","/assets/LoadState-D9yGiuZa.js","/assets/LoadState-Rbd9Sssd.css","/assets/StatusTag-Dz8luyPO.js","/assets/NotFoundView-CvBxekHg.js","/assets/NotFoundView-DAwMrgAp.css"].forEach(function (href) {
     var link = document.createElement('link');
     // crossorigin as on the tags Vite itself writes, or the browser will not reuse them.
     if (/\.css$/.test(href)) { link.rel = 'preload'; link.as = 'style'; }
