@@ -3,14 +3,15 @@
 - ``/assets/...``: the build's files, named by content hash, so cached for a year as
   ``immutable``; a missing one is the API's JSON 404 (never index.html: a stale page asking
   for a chunk of an older build must fail visibly, not parse HTML as JavaScript);
-- other files at the build's root (``favicon.ico``, ``robots.txt``...): a short cache;
+- other files at the build's root (``favicon.ico``, ``boot.js``...): ``no-cache`` (revalidated);
 - any other GET/HEAD path outside streamd's own (``/api/``, ``/ws/``, ``/hls``, ``/docs``,
   ``/health``, ``/ready``, ``/metrics``, ``/openapi.json``): ``index.html``, ``no-cache``, so
   the app's router (history mode) shows the page, its own 404 included. Other methods and
   streamd's own paths never reach this route: an unknown ``/api/...`` stays the API's 404.
 
 Files are revalidated by ETag (``If-None-Match`` → 304). The app does not compress responses
-itself; the build writes ``.br``/``.gz`` twins beside its files, served to clients that accept
+itself; the build writes ``.gz`` twins beside its files (``.br`` ones are served too, when a
+build adds them), served to clients that accept
 them. Paths are checked part by part and must resolve inside the build, so neither ``..``
 (encoded or not) nor a symlink leads out of it. Without a build (``index.html`` missing), the
 pages answer a short 503 page saying how to build it.
@@ -48,7 +49,8 @@ CSP = (
     "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
 )
 IMMUTABLE = "public, max-age=31536000, immutable"
-SHORT = "public, max-age=300"
+# Root files have no content hash: revalidated on every use (boot.js names the build's chunks).
+SHORT = "no-cache"
 PAGE_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": CSP,
                 "X-Frame-Options": "DENY"}  # fmt: skip
 # Paths that are streamd's, never the app's: /api, /ws, /hls and /docs and what is below them

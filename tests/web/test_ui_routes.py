@@ -83,7 +83,7 @@ async def test_assets_are_served_immutable_with_their_types(ui: Api) -> None:
     # Root files of the build: a short cache.
     r = await ui.client.get("/favicon.ico")
     assert r.status_code == 200 and r.headers["content-type"] == "image/x-icon"
-    assert r.headers["cache-control"] == "public, max-age=300"
+    assert r.headers["cache-control"] == "no-cache"
     assert (await ui.client.get("/robots.txt")).content == FILES["robots.txt"]
 
 

@@ -1,6 +1,6 @@
 // The API client against a scripted fetch (a unit test: the browser tests use the real server).
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { api, ApiError, accessToken, refresh, setSession } from '@/api/client'
+import { api, ApiError, accessToken, refresh, setSession, setUnauthorizedHandler } from '@/api/client'
 
 type Handler = (url: string, init: RequestInit) => Response | Promise<Response>
 
@@ -71,7 +71,17 @@ describe('api()', () => {
     expect(refreshes).toBe(1)
   })
 
-  it('drops the session when the refresh fails', async () => {
+  it('a 401 during an outage does not sign the user out', async () => {
+    setSession('old', 900)
+    let unauthorized = 0
+    setUnauthorizedHandler(() => (unauthorized += 1))
+    serve((url) => (url === '/api/auth/refresh' ? json(502, {}) : json(401, { error: { code: 'unauthorized', message: 'x' } })))
+    await expect(api('/api/users/me')).rejects.toBeInstanceOf(ApiError)
+    expect(accessToken()).toBe('old')
+    expect(unauthorized).toBe(0)
+  })
+
+  it('drops the session when the refresh is rejected', async () => {
     setSession('old', 900)
     serve(() => json(401, { error: { code: 'unauthorized', message: 'x' } }))
     await expect(api('/api/users/me')).rejects.toBeInstanceOf(ApiError)
@@ -80,12 +90,27 @@ describe('api()', () => {
 })
 
 describe('refresh()', () => {
-  it('is false without a cookie session and true with one', async () => {
+  it('is rejected without a cookie session and ok with one', async () => {
     serve(() => json(401, { error: { code: 'unauthorized', message: 'no cookie' } }))
-    expect(await refresh()).toBe(false)
+    expect(await refresh()).toBe('rejected')
     serve(() => json(200, { access_token: 'a', expires_in: 900, user: { id: 2 } }))
-    expect(await refresh()).toBe(true)
+    expect(await refresh()).toBe('ok')
     expect(accessToken()).toBe('a')
+  })
+
+  it('keeps the session when the server cannot answer (a restart, a 503), and tries again', async () => {
+    vi.useFakeTimers()
+    try {
+      setSession('old', 900)
+      serve(() => json(503, { error: { code: 'busy', message: 'restarting' } }))
+      expect(await refresh()).toBe('failed')
+      expect(accessToken()).toBe('old')
+      serve(() => json(200, { access_token: 'new', expires_in: 900, user: { id: 2 } }))
+      await vi.advanceTimersByTimeAsync(10_500)
+      expect(accessToken()).toBe('new')
+    } finally {
+      vi.useRealTimers()
+    }
   })
 
   it('renews the token before it expires', async () => {

@@ -11,10 +11,19 @@ const sample = (secondsAgo: number, extra: Partial<HealthSample> = {}, now = 1_0
 
 describe('health series', () => {
   const now = 1_000_000_000
-  it('merges by time, replaces duplicates, sorts and keeps 10 minutes', () => {
-    const merged = mergeSamples([sample(700), sample(10), sample(5)], [sample(5, { fps: 25 }), sample(1)], now)
+  it('merges by time, replaces duplicates, sorts and keeps the 10 minutes before the newest', () => {
+    const merged = mergeSamples([sample(700), sample(10), sample(5)], [sample(5, { fps: 25 }), sample(1)])
     expect(merged.map((s) => Date.parse(s.at))).toEqual([now - 10_000, now - 5_000, now - 1_000])
     expect(merged[1].fps).toBe(25)
+  })
+  it('knows one instant written two ways (the API says Z, the socket +00:00)', () => {
+    const a = { ...sample(1), at: '2026-12-04T10:00:05.123000Z' }
+    const b = { ...sample(1), at: '2026-12-04T10:00:05.123+00:00', fps: 29 }
+    expect(mergeSamples([a], [b])).toEqual([b])
+  })
+  it('keeps its window when the browser clock is far off (the server times decide)', () => {
+    const old = sample(0, {}, Date.parse('2020-01-01T00:00:00Z'))
+    expect(mergeSamples([], [old])).toHaveLength(1)
   })
   it('maps a measure, keeping gaps as null', () => {
     expect(series([sample(2), sample(1, { keyframe_interval_s: null })], (s) => s.keyframe_interval_s).map((p) => p.value)).toEqual([2, null])

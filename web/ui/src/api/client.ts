@@ -46,7 +46,7 @@ export function maybeSignedIn(): boolean {
     return true
   }
 }
-let refreshing: Promise<boolean> | null = null
+let refreshing: Promise<RefreshResult> | null = null
 let refreshTimer: ReturnType<typeof setTimeout> | null = null
 type Listener = (token: string | null, user: unknown) => void
 const listeners = new Set<Listener>()
@@ -55,6 +55,12 @@ const listeners = new Set<Listener>()
 export function onSession(listener: Listener): () => void {
   listeners.add(listener)
   return () => listeners.delete(listener)
+}
+
+function schedule(ms: number): void {
+  if (refreshTimer) clearTimeout(refreshTimer)
+  // setTimeout takes at most 2^31-1 ms (24.8 days); longer fires at once.
+  refreshTimer = setTimeout(() => void refresh(), Math.min(ms, 2 ** 31 - 1))
 }
 
 export function accessToken(): string | null {
@@ -67,11 +73,8 @@ export function setSession(token: string | null, expiresIn = 0, user: unknown = 
   session.expiresAt = token ? Date.now() + expiresIn * 1000 : 0
   if (refreshTimer) clearTimeout(refreshTimer)
   refreshTimer = null
-  if (token && expiresIn > 0) {
-    // Renew at 80 % of the lifetime, so requests rarely meet an expired token.
-    const due = Math.max(5_000, expiresIn * 800)
-    refreshTimer = setTimeout(() => void refresh(), due)
-  }
+  // Renew at 80 % of the lifetime, so requests rarely meet an expired token.
+  if (token && expiresIn > 0) schedule(Math.max(5_000, expiresIn * 800))
   for (const listener of listeners) listener(token, user)
 }
 
@@ -93,30 +96,39 @@ async function parseError(response: Response): Promise<ApiError> {
   return new ApiError(response.status, code, message, details, Number.isFinite(retry) && retry > 0 ? retry : null)
 }
 
-/** Trade the refresh cookie for a new access token; false when there is no valid session. */
-export function refresh(): Promise<boolean> {
+/** 'ok': a new access token; 'rejected': the server says there is no session (the user is
+ * signed out); 'failed': no answer worth believing (offline, 5xx, 429): the session stands and
+ * a later attempt retries, so a restarting server signs nobody out. */
+export type RefreshResult = 'ok' | 'rejected' | 'failed'
+const RETRY_REFRESH_MS = 10_000
+
+/** Trade the refresh cookie for a new access token. */
+export function refresh(): Promise<RefreshResult> {
   if (refreshing) return refreshing
-  refreshing = (async () => {
+  const started = (async (): Promise<RefreshResult> => {
     try {
       const response = await fetch('/api/auth/refresh', {
         method: 'POST',
         credentials: 'same-origin',
         headers: TRANSPORT_HEADER,
       })
-      if (!response.ok) {
+      if (response.status === 401) {
         setSession(null)
-        return false
+        return 'rejected'
       }
+      if (!response.ok) throw new Error(`refresh: HTTP ${response.status}`)
       const body = await response.json()
       setSession(body.access_token, body.expires_in, body.user)
-      return true
+      return 'ok'
     } catch {
-      return false // offline: keep what we have, the next call retries
+      if (session.token) schedule(RETRY_REFRESH_MS)
+      return 'failed'
     } finally {
       refreshing = null
     }
   })()
-  return refreshing
+  refreshing = started
+  return started
 }
 
 export interface RequestOptions {
@@ -154,8 +166,10 @@ export async function api<T>(path: string, options: RequestOptions = {}): Promis
   }
   let response = await send()
   if (response.status === 401 && session.token && options.auth !== false) {
-    if (await refresh()) response = await send()
-    if (response.status === 401) {
+    const renewed = await refresh()
+    if (renewed === 'ok') response = await send()
+    // Signed out only when the server said so; a refresh that got no answer keeps the session.
+    if (renewed === 'rejected' || (renewed === 'ok' && response.status === 401)) {
       setSession(null)
       onUnauthorized?.()
     }

@@ -4,13 +4,17 @@ import type { HealthSample } from '@/api/types'
 
 export const HEALTH_WINDOW_MS = 600_000
 
-export function mergeSamples(current: HealthSample[], incoming: HealthSample[], now: number): HealthSample[] {
-  const byTime = new Map<string, HealthSample>()
-  for (const s of current) byTime.set(s.at, s)
-  for (const s of incoming) byTime.set(s.at, s)
-  return [...byTime.values()]
-    .filter((s) => now - Date.parse(s.at) <= HEALTH_WINDOW_MS)
-    .sort((a, b) => Date.parse(a.at) - Date.parse(b.at))
+/** Samples by their time (the API and the socket write the same instant differently), the last
+ * 10 minutes before the newest one: the server's clock, not this browser's, sets the window. */
+export function mergeSamples(current: HealthSample[], incoming: HealthSample[]): HealthSample[] {
+  const byTime = new Map<number, HealthSample>()
+  for (const s of current) byTime.set(Date.parse(s.at), s)
+  for (const s of incoming) byTime.set(Date.parse(s.at), s)
+  const newest = Math.max(...byTime.keys())
+  return [...byTime.entries()]
+    .filter(([at]) => newest - at <= HEALTH_WINDOW_MS)
+    .sort(([a], [b]) => a - b)
+    .map(([, s]) => s)
 }
 
 export type Measure = (s: HealthSample) => number | null

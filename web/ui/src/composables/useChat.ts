@@ -73,6 +73,7 @@ export function useChat(liveId: number, options: ChatOptions = {}) {
   function handle(event: Record<string, any>): void {
     switch (event.type) {
       case 'welcome':
+        attempts = 0 // joined: the server accepts the socket before it checks anything
         lines.value = (event.messages ?? []).map((m: any) => ({ kind: 'message', ...m }))
         viewerCount.value = event.viewer_count
         chatEnabled.value = event.chat_enabled
@@ -117,7 +118,11 @@ export function useChat(liveId: number, options: ChatOptions = {}) {
       try {
         ticket = (await api<{ ticket: string }>(`/api/lives/${liveId}/chat/ticket`, { method: 'POST', body: {} })).ticket
       } catch {
-        ticket = null // read-only until the next attempt
+        // Not as an anonymous reader instead: the user would see a chat it cannot post to (and
+        // a studio no health). Try again later, unless the session is gone.
+        if (auth.signedIn) retry()
+        else void open()
+        return
       }
     }
     if (stopped) return
@@ -126,7 +131,6 @@ export function useChat(liveId: number, options: ChatOptions = {}) {
     socket.value = ws
     ws.onopen = () => {
       connected.value = true
-      attempts = 0
     }
     ws.onmessage = (message) => {
       try {
@@ -139,10 +143,17 @@ export function useChat(liveId: number, options: ChatOptions = {}) {
       connected.value = false
       if (socket.value === ws) socket.value = null
       if (stopped || (close.code === 1008 && fatal.value !== 'invalid_ticket')) return
-      attempts += 1
-      const delay = Math.min(15_000, 500 * 2 ** Math.min(attempts, 5))
-      timer = setTimeout(() => void open(), delay)
+      retry()
     }
+  }
+
+  function retry(): void {
+    if (stopped) return
+    attempts += 1
+    // Exponential, capped, with jitter: after an outage thousands of viewers must not all
+    // come back in the same second.
+    const delay = Math.min(30_000, 1000 * 2 ** Math.min(attempts, 5)) * (0.5 + Math.random() / 2)
+    timer = setTimeout(() => void open(), delay)
   }
 
   function send(event: Record<string, unknown>): boolean {

@@ -1,0 +1,1 @@
+import"./css-C1-IyOFG.js";

@@ -1,1 +1,0 @@
-import"./css-HXn-vwEv.js";
