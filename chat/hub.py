@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import random
@@ -40,8 +38,8 @@ from chat.viewers import (
     viewer_key,
 )
 from chat.writer import MessageWriter, WriterBusy
-from config.secrets import jwt_secret
-from config.settings import ConfigError, Settings
+from config.secrets import derived_key
+from config.settings import Settings
 from db import chat as chat_db
 from db import live_health, probe
 from db.errors import DB_ERRORS
@@ -82,16 +80,8 @@ class HubConfig:
 
 
 def player_key(settings: Settings) -> bytes:
-    """The player-id key, derived from what every process of a deployment shares: the JWT
-    secret (HS256) or the JWT private key file (RS256, EdDSA)."""
-    if settings.jwt_private_key is not None:
-        try:
-            material = settings.jwt_private_key.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"STREAMD_JWT_PRIVATE_KEY cannot be read: {exc.strerror}") from None
-    else:
-        material = jwt_secret(settings).encode()
-    return hmac.new(material, b"streamd player ids", hashlib.sha256).digest()
+    """The player-id key (shared by every process of a deployment)."""
+    return derived_key(settings, b"streamd player ids")
 
 
 class Hub:
@@ -111,12 +101,29 @@ class Hub:
         self._writer: MessageWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._channels: dict[str, Callable[[str], object]] = {live_health.CHANNEL: self._on_health}
+        self._listen_conn: asyncpg.Connection | None = None
+        self._late_listens: set[asyncio.Task[None]] = set()
 
     def listen(self, channel: str, callback: Callable[[str], object]) -> None:
-        """Also hand this channel's NOTIFY payloads to ``callback`` (before :meth:`start`):
-        other parts of the process share the one LISTEN connection. A payload sent while the
-        connection is down is not replayed; ``callback`` must not raise."""
+        """Also hand this channel's NOTIFY payloads to ``callback``: other parts of the process
+        share the one LISTEN connection. Before :meth:`start` or after (the web app, built
+        once the hub runs, adds its channels then). A payload sent while the connection is
+        down is not replayed; ``callback`` must not raise."""
         self._channels[channel] = callback
+        conn = self._listen_conn
+        if conn is not None and not conn.is_closed():
+            task = asyncio.get_running_loop().create_task(self._add_late(conn, channel, callback))
+            self._late_listens.add(task)
+            task.add_done_callback(self._late_listens.discard)
+
+    async def _add_late(
+        self, conn: asyncpg.Connection, channel: str, callback: Callable[[str], object]
+    ) -> None:
+        try:
+            await conn.add_listener(channel, _payload_to(callback))
+        except (*DB_ERRORS, asyncpg.InterfaceError) as exc:
+            # The next (re)connection LISTENs to every channel anyway.
+            log.warning("chat: could not LISTEN to %s yet (%s)", channel, exc)
 
     async def start(self) -> None:
         self._writer = MessageWriter(self._pool)
@@ -359,8 +366,9 @@ class Hub:
             conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
             try:
                 await conn.add_listener(chat_db.CHANNEL, self._on_notify)
-                for channel, callback in self._channels.items():
+                for channel, callback in list(self._channels.items()):
                     await conn.add_listener(channel, _payload_to(callback))
+                self._listen_conn = conn
                 await self._catch_up()
                 self.connected.set()
                 delay = BACKOFF_MIN_S
@@ -374,6 +382,7 @@ class Hub:
                 log.warning("chat: LISTEN connection lost (%s); reconnecting", exc)
             finally:
                 self.connected.clear()
+                self._listen_conn = None
                 conn.terminate()
             self.stats["reconnects"] += 1
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -44,3 +46,16 @@ def _read(path: Path) -> str:
             f"{path} holds a JWT secret shorter than 32 characters; delete it to generate a new one"
         )
     return value
+
+
+def derived_key(settings: Settings, purpose: bytes) -> bytes:
+    """A key for one purpose (player ids, upload URLs), derived from what every process of a
+    deployment shares: the JWT secret (HS256) or the JWT private key file (RS256, EdDSA)."""
+    if settings.jwt_private_key is not None:
+        try:
+            material = settings.jwt_private_key.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"STREAMD_JWT_PRIVATE_KEY cannot be read: {exc.strerror}") from None
+    else:
+        material = jwt_secret(settings).encode()
+    return hmac.new(material, purpose, hashlib.sha256).digest()

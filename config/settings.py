@@ -33,6 +33,14 @@ DEFAULT_LADDER: tuple[RungSpec, ...] = (
     ("480p", 854, 480, 30, 1_200_000),
     ("360p", 640, 360, 30, 700_000),
 )
+# The VOD ladder (uploads) when STREAMD_VOD_LADDER is unset or "default": one rung more than
+# live, since an upload has no real-time budget; rungs above the source are skipped.
+DEFAULT_VOD_LADDER: tuple[RungSpec, ...] = (
+    ("1080p", 1920, 1080, 30, 5_000_000),
+    *DEFAULT_LADDER,
+)
+VodBackend = Literal["local", "mediaconvert"]
+GIB = 1 << 30
 
 
 # The web app's build (Vite writes web/ui/dist), found beside the web package without importing
@@ -119,6 +127,26 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     chat_viewers_per_address: int = 4
     ui_dir: Path = DEFAULT_UI_DIR
+    upload_max_size: int = 20 * GIB
+    upload_part_size: int = 16 << 20
+    upload_quota: int = 200 * GIB
+    upload_max_concurrent: int = 3
+    upload_expiry: float = 24 * 3600.0
+    upload_part_url_ttl: float = 6 * 3600.0
+    vod_workers: int = 1
+    vod_backend: VodBackend = "local"
+    vod_ladder: tuple[RungSpec, ...] = DEFAULT_VOD_LADDER
+    vod_x264_preset: str = "medium"
+    vod_max_duration: float = 6 * 3600.0
+    vod_max_width: int = 7680
+    vod_max_height: int = 4320
+    vod_max_fps: float = 120.0
+    vod_job_attempts: int = 3
+    vod_job_lease: float = 60.0
+    view_window: float = 6 * 3600.0
+    mediaconvert_role_arn: str | None = None
+    mediaconvert_endpoint_url: str | None = None
+    mediaconvert_queue_arn: str | None = None
 
     @property
     def pg_dir(self) -> Path:
@@ -308,6 +336,48 @@ SPECS: tuple[_Spec, ...] = (
           "HLS players and anonymous chat sockets counted per address (IPv6: /64) and live"),
     _Spec("ui_dir", "STREAMD_UI_DIR", p.directory,
           "the web app's build (index.html, assets/) served at /; unset = web/ui/dist"),
+    _Spec("upload_max_size", "STREAMD_UPLOAD_MAX_SIZE", p.int_range(1, 5 << 40),
+          "largest video file accepted for upload, in bytes (default 20 GiB)"),
+    _Spec("upload_part_size", "STREAMD_UPLOAD_PART_SIZE", p.int_range(5 << 20, 5 << 30),
+          "bytes per upload part (S3's minimum is 5 MiB; at most 10,000 parts a file)"),
+    _Spec("upload_quota", "STREAMD_UPLOAD_QUOTA", p.int_range(1, 1 << 50),
+          "bytes of uploaded originals one user may keep, unfinished uploads included"),
+    _Spec("upload_max_concurrent", "STREAMD_UPLOAD_MAX_CONCURRENT", p.int_range(1, 100),
+          "unfinished uploads one user may have at once"),
+    _Spec("upload_expiry", "STREAMD_UPLOAD_EXPIRY", p.float_range(60, 30 * 86400),
+          "seconds an unfinished upload is kept before its parts are deleted"),
+    _Spec("upload_part_url_ttl", "STREAMD_UPLOAD_PART_URL_TTL", p.float_range(60, 7 * 86400),
+          "seconds a signed part URL stays valid (a resumed upload gets fresh ones)"),
+    _Spec("vod_workers", "STREAMD_VOD_WORKERS", p.int_range(0, 64),
+          "VOD transcoding jobs `streamd serve` runs at once in-process; 0 = none (use "
+          "`streamd worker` elsewhere)"),
+    _Spec("vod_backend", "STREAMD_VOD_BACKEND", p.choice("local", "mediaconvert"),
+          "who transcodes uploads: local (PyAV in the worker) or mediaconvert (AWS)"),
+    _Spec("vod_ladder", "STREAMD_VOD_LADDER", p.ladder(DEFAULT_VOD_LADDER),
+          "VOD rungs NAME:WxH@FPS:KBPSk,... (rungs above the source are skipped)"),
+    _Spec("vod_x264_preset", "STREAMD_VOD_X264_PRESET",
+          p.choice("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"),
+          "libx264 preset of VOD transcoding"),
+    _Spec("vod_max_duration", "STREAMD_VOD_MAX_DURATION", p.float_range(1, 7 * 86400),
+          "longest upload accepted, in seconds"),
+    _Spec("vod_max_width", "STREAMD_VOD_MAX_WIDTH", p.int_range(16, 16384),
+          "widest upload accepted, in pixels"),
+    _Spec("vod_max_height", "STREAMD_VOD_MAX_HEIGHT", p.int_range(16, 16384),
+          "tallest upload accepted, in pixels"),
+    _Spec("vod_max_fps", "STREAMD_VOD_MAX_FPS", p.float_range(1, 1000),
+          "highest upload frame rate accepted"),
+    _Spec("vod_job_attempts", "STREAMD_VOD_JOB_ATTEMPTS", p.int_range(1, 100),
+          "attempts of a transcoding job before its video is marked failed"),
+    _Spec("vod_job_lease", "STREAMD_VOD_JOB_LEASE", p.float_range(5, 3600),
+          "seconds without a heartbeat after which another worker takes a job over"),
+    _Spec("view_window", "STREAMD_VIEW_WINDOW", p.float_range(1, 30 * 86400),
+          "seconds before the same viewer's view of a video counts again"),
+    _Spec("mediaconvert_role_arn", "STREAMD_MEDIACONVERT_ROLE_ARN", p.text,
+          "IAM role MediaConvert assumes to read and write the bucket (vod_backend=mediaconvert)"),
+    _Spec("mediaconvert_endpoint_url", "STREAMD_MEDIACONVERT_ENDPOINT_URL", p.http_url,
+          "account MediaConvert endpoint; unset = discovered with DescribeEndpoints"),
+    _Spec("mediaconvert_queue_arn", "STREAMD_MEDIACONVERT_QUEUE_ARN", p.text,
+          "MediaConvert queue; unset = the account's Default queue"),
 )  # fmt: skip
 
 
@@ -361,6 +431,7 @@ def load_settings(
         )
     _check_jwt(settings)
     _check_storage(settings)
+    _check_vod(settings)
     if (settings.smtp_username is None) != (settings.smtp_password is None):
         raise ConfigError(
             "STREAMD_SMTP_USERNAME is invalid: expected it together with STREAMD_SMTP_PASSWORD "
@@ -416,6 +487,26 @@ def _check_storage(settings: Settings) -> None:
             raise ConfigError(
                 f"STREAMD_CDN_PRIVATE_KEY={str(settings.cdn_private_key)!r} is invalid: "
                 "expected an unencrypted PEM RSA private key (CloudFront signs with RSA-SHA1)"
+            )
+
+
+def _check_vod(settings: Settings) -> None:
+    if settings.upload_part_size * 10_000 < settings.upload_max_size:
+        raise ConfigError(
+            f"STREAMD_UPLOAD_PART_SIZE={settings.upload_part_size} is invalid: expected at least "
+            f"{-(-settings.upload_max_size // 10_000)} (a file of STREAMD_UPLOAD_MAX_SIZE in "
+            "at most 10,000 parts, S3's limit)"
+        )
+    if settings.vod_backend == "mediaconvert":
+        if settings.storage != "s3":
+            raise ConfigError(
+                "STREAMD_VOD_BACKEND=mediaconvert is invalid: expected STREAMD_STORAGE=s3 "
+                "(MediaConvert reads and writes the bucket)"
+            )
+        if settings.mediaconvert_role_arn is None:
+            raise ConfigError(
+                "STREAMD_VOD_BACKEND=mediaconvert is invalid: expected "
+                "STREAMD_MEDIACONVERT_ROLE_ARN as well"
             )
 
 

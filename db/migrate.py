@@ -17,6 +17,8 @@ from pathlib import Path
 
 import asyncpg
 
+from db import jobs
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -140,6 +142,8 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
             await _apply(conn, m)
             applied.append(m.name)
             log.info("applied migration %s", m.name)
+        if directory == MIGRATIONS_DIR:
+            await jobs.install(conn)  # the job queue's own schema, versioned by pgqueuer
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)

@@ -25,6 +25,7 @@ CONTENT_TYPES = {
     ".m4s": "video/iso.segment",
     ".ts": "video/mp2t",
     ".jpg": "image/jpeg",
+    ".vtt": "text/vtt",  # VOD storyboards (thumbnail tracks for seek previews)
 }
 
 
@@ -43,7 +44,7 @@ def known_object_headers(key: str) -> tuple[str, str] | None:
         return None
     if suffix == ".m3u8":
         cache = CACHE_VOD_PLAYLIST if name == "vod.m3u8" else CACHE_LIVE_PLAYLIST
-    elif suffix == ".jpg":
+    elif suffix in (".jpg", ".vtt"):
         cache = CACHE_POSTER
     else:
         cache = CACHE_IMMUTABLE
