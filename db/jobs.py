@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from pgqueuer.db import AsyncpgDriver
 from pgqueuer.models import JobId
 from pgqueuer.queries import Queries
+
+from db.types import Connection
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +27,12 @@ TRANSCODE = "vod_transcode"  # payload {"video_id": int}
 PURGE = "vod_purge"  # payload {"prefixes": [str], "keys": [str], "s3_uploads": [[key, id]]}
 
 
-def queries(conn: asyncpg.Connection) -> Queries:
-    return Queries(AsyncpgDriver(conn))
+def queries(conn: Connection) -> Queries:
+    # pgqueuer's driver is typed for a bare connection; a pool's proxy forwards the same API.
+    return Queries(AsyncpgDriver(cast(asyncpg.Connection, conn)))
 
 
-async def install(conn: asyncpg.Connection) -> None:
+async def install(conn: Connection) -> None:
     """Create pgqueuer's schema, or bring it to this pgqueuer's version (idempotent; called
     by ``db.migrate.migrate`` under its advisory lock)."""
     q = queries(conn)
@@ -41,7 +44,7 @@ async def install(conn: asyncpg.Connection) -> None:
 
 
 async def enqueue(
-    conn: asyncpg.Connection, entrypoint: str, payload: dict[str, Any], *, priority: int = 0
+    conn: Connection, entrypoint: str, payload: dict[str, Any], *, priority: int = 0
 ) -> int:
     """Queue one job on ``conn`` (inside the caller's transaction, if any); its id."""
     (job_id,) = await queries(conn).enqueue(
@@ -50,7 +53,7 @@ async def enqueue(
     return int(job_id)
 
 
-async def cancel(conn: asyncpg.Connection, job_ids: list[int]) -> None:
+async def cancel(conn: Connection, job_ids: list[int]) -> None:
     """Cancel queued or running jobs: a queued one is removed, a running one's worker is told
     by NOTIFY (handlers also check their own row, so a lost notification costs only time)."""
     if job_ids:
@@ -65,7 +68,7 @@ def payload(data: bytes | None) -> dict[str, Any]:
     return value
 
 
-async def dead_jobs(conn: asyncpg.Connection, limit: int = 100) -> list[asyncpg.Record]:
+async def dead_jobs(conn: Connection, limit: int = 100) -> list[asyncpg.Record]:
     """Jobs held after their last attempt failed (the dead-letter list operators look at)."""
     table = queries(conn).qbe.settings.queue_table
     rows: list[asyncpg.Record] = await conn.fetch(

@@ -9,3 +9,5 @@ from asyncpg.pool import PoolConnectionProxy
 
 # Anything that runs a query: a pool (one statement, auto-acquired) or a held connection.
 Executor: TypeAlias = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
+# A held connection: one of its own, or one acquired from a pool (transactions need one).
+Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy

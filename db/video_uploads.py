@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from db.types import Executor
+from db.types import Connection, Executor
 
 UPLOAD_COLUMNS = (
     "id, video_id, user_id, filename, content_type, size, part_size, part_count, storage, "
@@ -15,7 +15,7 @@ UPLOAD_COLUMNS = (
 OPEN = ("uploading", "completing")
 
 
-async def lock_user(conn: asyncpg.Connection, user_id: int) -> None:
+async def lock_user(conn: Connection, user_id: int) -> None:
     """Serialise one user's upload starts (quota and concurrency checks, then the insert)
     until the transaction ends; other users are not held up."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('upload:' || $1, 0))",

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from db.types import Executor
+from db.types import Connection, Executor
 
 VIDEO_COLUMNS = (
     "id, title, description, user_id, thumbnail_url, hls_master_url, hls_key, duration, "
@@ -209,7 +209,7 @@ async def update_details(
     return row is not None
 
 
-async def delete(conn: asyncpg.Connection, video_id: int) -> asyncpg.Record | None:
+async def delete(conn: Connection, video_id: int) -> asyncpg.Record | None:
     """Delete the row (likes, views, qualities and uploads go with it); what it stored, for
     the purge job. None when it did not exist."""
     row = await conn.fetchrow(
@@ -277,7 +277,7 @@ async def qualities(db: Executor, video_id: int) -> list[asyncpg.Record]:
 
 
 async def mark_uploaded(
-    conn: asyncpg.Connection, video_id: int, *, original_key: str, file_size: int, job_id: int
+    conn: Connection, video_id: int, *, original_key: str, file_size: int, job_id: int
 ) -> None:
     await conn.execute(
         """UPDATE videos SET status = 'uploaded', original_key = $2, file_size = $3,
@@ -324,7 +324,7 @@ async def set_progress(
 
 
 async def finish_run(
-    conn: asyncpg.Connection, video_id: int, run_token: str, *, hls_key: str, hls_url: str,
+    conn: Connection, video_id: int, run_token: str, *, hls_key: str, hls_url: str,
     output_prefix: str, thumbnail_key: str | None, thumbnail_url: str | None,
     storyboard_key: str | None, duration: float, qualities: Sequence[tuple[str, int, int, int,
     str, str]],

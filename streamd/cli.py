@@ -1,4 +1,4 @@
-"""``streamd`` command line: serve, migrate, check, user create, live create, mail show.
+"""``streamd`` command line: serve, worker, migrate, check, user create, live create, mail show.
 
 Exit codes: 0 success, 1 an operational failure (database unreachable, migration failed,
 invalid input), 2 a usage or configuration error. Errors print one line to stderr, no traceback.
@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="TOML settings file (environment wins)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("serve", help="run the platform (HTTP API and web app)")
+    worker = sub.add_parser("worker", help="run VOD transcoding workers only (no HTTP, no RTMP)")
+    worker.add_argument(
+        "--slots", type=int, help="videos transcoded at once (default STREAMD_VOD_WORKERS or 1)"
+    )
     sub.add_parser("migrate", help="apply pending database migrations")
     sub.add_parser("check", help="check config, database and migrations")
 
@@ -76,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         env = dict(os.environ)
-        if args.command != "serve":
+        if args.command not in ("serve", "worker"):
             # One-shot commands print their result; progress logs would only be noise.
             env.setdefault("STREAMD_LOG_LEVEL", "warning")
         settings = load_settings(env, config_file=args.config)
@@ -114,6 +118,7 @@ def _command(args: argparse.Namespace) -> Command:
 
     table: dict[str, Command] = {
         "serve": commands.serve,
+        "worker": commands.worker,
         "migrate": commands.migrate,
         "check": commands.check,
         "user": commands.user_create,

@@ -169,5 +169,32 @@ async def serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def worker(settings: Settings, args: argparse.Namespace) -> int:
+    """VOD workers alone (no HTTP, no RTMP): a worker node beside web nodes on one database."""
+    import asyncio
+    import signal
+
+    from prometheus_client import CollectorRegistry
+
+    from streamd.media import build_storage
+    from streamd.resources import database_pools
+    from streamd.worker import running_worker
+
+    slots = args.slots if args.slots is not None else max(1, settings.vod_workers)
+    with database_url(settings) as url:
+        async with _connect(settings) as conn:
+            await _require_migrated(conn)
+        async with database_pools(settings, url) as db:
+            storage = build_storage(settings, CollectorRegistry())
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            async with running_worker(settings, url, db.primary, storage, slots):
+                log.info("streamd worker: %d transcode slot(s); Ctrl-C to stop", slots)
+                await stop.wait()
+    return 0
+
+
 def _print_json(value: object) -> None:
     print(json.dumps(value, default=str), flush=True)

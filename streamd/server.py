@@ -28,6 +28,7 @@ from ingest.server import COALESCE_S, LADDER_COALESCE_S, RtmpLimits, RtmpServer
 from packager.storage.base import Storage, known_object_headers
 from streamd.media import build_packager, build_storage
 from streamd.resources import chat_hub, database_pools
+from streamd.worker import running_worker
 from web.app import create_app
 from web.hls import hls_routes
 from web.ws_protocol import FrameWritingProtocol
@@ -84,8 +85,13 @@ async def run_server(settings: Settings, database_url: str) -> None:
                     registry=registry,
                     stop_live=rtmp.stop_live,
                     extra_routes=hls_routes_for(settings, storage),
+                    storage=storage,
                 )
-                await _serve_http(settings, app)
+                # VOD transcoding in this process unless STREAMD_VOD_WORKERS=0 (web-only).
+                async with running_worker(
+                    settings, database_url, db.primary, storage, settings.vod_workers
+                ):
+                    await _serve_http(settings, app)
         finally:
             await rtmp.close()
             await packager.close()

@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from config.settings import Settings
+from streamd.media import build_storage
 from streamd.resources import chat_hub, database_pools
 from streamd.server import http_config
 from web.app import create_app
@@ -29,7 +31,10 @@ class InLoopServer(uvicorn.Server):
 async def web_app(
     settings: Settings, database_url: str, **options: Any
 ) -> AsyncIterator[Starlette]:
-    """``create_app(settings, pools, hub, **options)``; its lifespan is the caller's to run."""
+    """``create_app(settings, pools, hub, **options)``; its lifespan is the caller's to run.
+    Storage (uploads) as ``serve`` builds it, unless ``options`` has one."""
+    if "storage" not in options:
+        options["storage"] = build_storage(settings, CollectorRegistry())
     async with database_pools(settings, database_url) as db, chat_hub(settings, db) as hub:
         yield create_app(settings, db, hub, **options)
 

@@ -19,7 +19,9 @@ from chat.metrics import HubCollector
 from config.settings import Settings
 from db import cache
 from db.pools import Database
-from web import auth, chat, housekeeping, lives, users, videos
+from db.videos import PROGRESS_CHANNEL
+from packager.storage.base import Storage
+from web import auth, chat, housekeeping, lives, uploads, users, videos
 from web.api import Endpoint, StopLive, to_routes
 from web.docs import docs_page, docs_script
 from web.errors import EXCEPTION_HANDLERS
@@ -30,6 +32,7 @@ from web.middleware import RequestContextMiddleware
 from web.openapi import build_document, openapi_endpoint
 from web.tokens import load_key_set
 from web.ui_routes import WebAppRoute, warn_if_not_built
+from web.video_events import VideoEvents
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ ENDPOINTS: list[Endpoint] = [
     *users.ENDPOINTS,
     *lives.ENDPOINTS,
     *chat.ENDPOINTS,
+    *uploads.ENDPOINTS,
     *videos.ENDPOINTS,
 ]
 
@@ -61,6 +65,7 @@ def create_app(
     registry: CollectorRegistry | None = None,
     stop_live: StopLive | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    storage: Storage | None = None,
 ) -> Starlette:
     """Build the app; keys and background tasks open when the app starts, not here.
 
@@ -70,6 +75,7 @@ def create_app(
     by this process (``serve`` passes the RTMP server's); without it, stopping a live only marks
     it ended and NOTIFYs. ``extra_routes`` (/hls) come before the web app's catch-all GET
     route, which is last: a route added to the app afterwards is never reached by GET.
+    ``storage``: where uploads go (the packager's; without it, uploads answer 503).
     """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = HttpMetrics(registry)
@@ -83,6 +89,9 @@ def create_app(
         app.state.cache_slots = cache_slots(db, settings)
         app.state.mailer = create_mailer(settings, db.primary)
         app.state.chat = hub
+        app.state.storage = storage
+        app.state.video_events = VideoEvents()
+        hub.listen(PROGRESS_CHANNEL, app.state.video_events.on_notify)
         hub_metrics = HubCollector(hub)
         registry.register(hub_metrics)
         tasks = [
@@ -90,7 +99,9 @@ def create_app(
                 cache.run_cleanup(db.primary, settings.cache_cleanup_interval),
                 name="cache-cleanup",
             ),
-            asyncio.create_task(housekeeping.run(db.primary, settings), name="housekeeping"),
+            asyncio.create_task(
+                housekeeping.run(db.primary, settings, storage), name="housekeeping"
+            ),
         ]
         try:
             yield
@@ -124,7 +135,7 @@ def create_app(
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                 allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
                 expose_headers=["X-Request-ID", "Retry-After"],
                 max_age=600,

@@ -382,49 +382,6 @@ def media_url(base_url: str, stored: str) -> str:
     return stored
 
 
-class VideoOut(BaseModel):
-    id: int
-    title: str
-    description: str | None
-    user_id: int
-    username: str
-    live_id: int | None = Field(description="the live this is a recording of; null otherwise")
-    thumbnail_url: str | None
-    playback_url: str = Field(description="the HLS master playlist (the CDN's, when one is set)")
-    duration: float = Field(description="seconds")
-    created_at: datetime
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record, base_url: str) -> VideoOut:
-        """``base_url``: ``Settings.hls_base_url()``, as for lives. The playlist's URL is built
-        from its storage key when there is one, so it follows today's CDN setting rather than
-        the one of the day it was recorded."""
-        key = row["hls_key"]
-        playback = (
-            f"{base_url}/{key.lstrip('/')}" if key else media_url(base_url, row["hls_master_url"])
-        )
-        thumbnail = row["thumbnail_url"]
-        return cls(
-            id=row["id"], title=row["title"], description=row["description"],
-            user_id=row["user_id"], username=row["username"], live_id=row["live_id"],
-            thumbnail_url=media_url(base_url, thumbnail) if thumbnail else None,
-            playback_url=playback, duration=row["duration"], created_at=row["created_at"],
-        )  # fmt: skip
-
-
-class VideoListQuery(Query):
-    user: Annotated[Text, Field(max_length=50)] | None = Field(
-        default=None, description="only this user's videos (username)"
-    )
-    cursor: Cursor | None = None
-    limit: Limit = 20
-
-
-class VideoListOut(BaseModel):
-    items: list[VideoOut]
-    next_cursor: str | None
-
-
 # --- errors (documented on every operation) ---
 
 
