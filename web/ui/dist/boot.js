@@ -7,7 +7,7 @@
   request.catch(function () {});
   window.__streamdPrefetch = {};
   window.__streamdPrefetch[path] = request;
-  ["/assets/LiveWatchView-DoVjYwvK.js","/assets/LiveWatchView-C26B5ljD.css","/assets/app-B_3xKTYa.js","/assets/rolldown-runtime-BLXQ4ufn.js","/assets/HlsPlayer-DkujcSeL.js","/assets/HlsPlayer-CcbtU5gH.css","/assets/hls-22D11oyj.js","/assets/index-BJqtbU6d.js","/assets/index-Dn0_iCjr.css","/assets/vue-C1IC32IW.js","/assets/LoadState-CFGeFKJt.js","/assets/LoadState-Rbd9Sssd.css","/assets/StatusTag-D8y_oCjQ.js","/assets/NotFoundView-BQUUgqDi.js","/assets/NotFoundView-DAwMrgAp.css"].forEach(function (href) {
+  ["/assets/LiveWatchView-DpZk7fHh.js","/assets/LiveWatchView-C26B5ljD.css","/assets/app-rYP1BxW-.js","/assets/rolldown-runtime-BLXQ4ufn.js","/assets/HlsPlayer-DgRdcXqQ.js","/assets/HlsPlayer-BU9nlwBN.css","/assets/hls-22D11oyj.js","/assets/index-xOL5Kd6r.js","/assets/index-AbM4Ba07.css","/assets/vue-CyfGfRqd.js","/assets/LoadState-LB-eafZQ.js","/assets/LoadState-Rbd9Sssd.css","/assets/StatusTag-DmqgifCy.js","/assets/NotFoundView-DpJaquXc.js","/assets/NotFoundView-DAwMrgAp.css"].forEach(function (href) {
     var link = document.createElement('link');
     // crossorigin as on the tags Vite itself writes, or the browser will not reuse them.
     if (/\.css$/.test(href)) { link.rel = 'preload'; link.as = 'style'; }

@@ -1,0 +1,1 @@
+import"./css-DKIB9saj.js";

@@ -1,0 +1,1 @@
+import"./index-xOL5Kd6r.js";
