@@ -7,7 +7,7 @@
   request.catch(function () {});
   window.__streamdPrefetch = {};
   window.__streamdPrefetch[path] = request;
-  ["/assets/LiveWatchView-DpZk7fHh.js","/assets/LiveWatchView-C26B5ljD.css","/assets/app-rYP1BxW-.js","/assets/rolldown-runtime-BLXQ4ufn.js","/assets/HlsPlayer-DgRdcXqQ.js","/assets/HlsPlayer-BU9nlwBN.css","/assets/hls-22D11oyj.js","/assets/index-xOL5Kd6r.js","/assets/index-AbM4Ba07.css","/assets/vue-CyfGfRqd.js","/assets/LoadState-LB-eafZQ.js","/assets/LoadState-Rbd9Sssd.css","/assets/StatusTag-DmqgifCy.js","/assets/NotFoundView-DpJaquXc.js","/assets/NotFoundView-DAwMrgAp.css"].forEach(function (href) {
+  ["/assets/LiveWatchView-BCUZzBui.js","/assets/LiveWatchView-C26B5ljD.css","/assets/app-CdTqvSV4.js","/assets/rolldown-runtime-BLXQ4ufn.js","/assets/HlsPlayer-3ADg-slJ.js","/assets/HlsPlayer-BU9nlwBN.css","/assets/hls-22D11oyj.js","/assets/index-C4HxEIyT.js","/assets/index-AbM4Ba07.css","/assets/vue-DrTGK-Fs.js","/assets/LoadState-CbEX7sSp.js","/assets/LoadState-Rbd9Sssd.css","/assets/StatusTag-6K1d8c-s.js","/assets/NotFoundView-CzMbVRvs.js","/assets/NotFoundView-DAwMrgAp.css"].forEach(function (href) {
     var link = document.createElement('link');
     // crossorigin as on the tags Vite itself writes, or the browser will not reuse them.
     if (/\.css$/.test(href)) { link.rel = 'preload'; link.as = 'style'; }

@@ -80,7 +80,7 @@ export default {
   },
   upload: {
     title: 'Upload a video', drop: 'Drop a video file here', or: 'or', choose: 'choose a file',
-    drop_label: 'Choose a video file, or drop one here', formats: 'MP4, MOV, MKV, WebM, FLV, TS or AVI',
+    formats: 'MP4, MOV, MKV, WebM, FLV, TS or AVI',
     start: 'Upload', pause: 'Pause', resume: 'Resume', cancel: 'Cancel upload',
     cancel_confirm: 'Cancel this upload? The parts sent so far are deleted.',
     progress: 'Upload progress', sent: '{sent} of {total}', speed: '{speed}/s', eta: '{time} left',

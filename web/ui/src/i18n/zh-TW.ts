@@ -82,7 +82,7 @@ const zhTW: typeof en = {
   },
   upload: {
     title: '上傳影片', drop: '把影片檔拖放到這裡', or: '或', choose: '選擇檔案',
-    drop_label: '選擇影片檔，或拖放到這裡', formats: 'MP4、MOV、MKV、WebM、FLV、TS 或 AVI',
+    formats: 'MP4、MOV、MKV、WebM、FLV、TS 或 AVI',
     start: '上傳', pause: '暫停', resume: '繼續', cancel: '取消上傳',
     cancel_confirm: '要取消這次上傳嗎？已上傳的部分會被刪除。',
     progress: '上傳進度', sent: '{sent} / {total}', speed: '{speed}/秒', eta: '剩下 {time}',

@@ -184,6 +184,15 @@ export function useUpload(deps: UploadDeps = {}) {
     if (phase.value !== 'uploading') return
     phase.value = 'paused'
     sending?.abort()
+    // Parts cut off may have been stored all the same: show what the server holds.
+    const id = upload.value?.upload_id
+    if (id) {
+      void api<Upload>(`/api/videos/uploads/${encodeURIComponent(id)}`).then((fresh) => {
+        if (phase.value === 'paused' && upload.value?.upload_id === id) {
+          sent.value = fresh.received.reduce((sum, r) => sum + r.size, 0)
+        }
+      }, () => {})
+    }
   }
 
   async function cancel(): Promise<void> {

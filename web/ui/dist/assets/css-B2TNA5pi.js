@@ -1,0 +1,1 @@
+import"./css-1oCmLlYP.js";

@@ -1,1 +1,0 @@
-import"./index-xOL5Kd6r.js";

@@ -1,1 +1,0 @@
-import"./css-DKIB9saj.js";
