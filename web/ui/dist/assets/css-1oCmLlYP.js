@@ -1,1 +1,0 @@
-import"./index-C4HxEIyT.js";

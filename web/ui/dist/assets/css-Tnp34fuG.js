@@ -1,1 +1,0 @@
-import"./css-1oCmLlYP.js";
