@@ -18,6 +18,7 @@ declare module 'vue' {
     ElButton: typeof import('element-plus/es')['ElButton']
     ElCheckbox: typeof import('element-plus/es')['ElCheckbox']
     ElDatePicker: typeof import('element-plus/es')['ElDatePicker']
+    ElDialog: typeof import('element-plus/es')['ElDialog']
     ElEmpty: typeof import('element-plus/es')['ElEmpty']
     ElForm: typeof import('element-plus/es')['ElForm']
     ElFormItem: typeof import('element-plus/es')['ElFormItem']
@@ -34,7 +35,9 @@ declare module 'vue' {
     PosterThumb: typeof import('./src/components/PosterThumb.vue')['default']
     RouterLink: typeof import('vue-router')['RouterLink']
     RouterView: typeof import('vue-router')['RouterView']
+    SeekBar: typeof import('./src/components/SeekBar.vue')['default']
     StatusTag: typeof import('./src/components/StatusTag.vue')['default']
     VideoCard: typeof import('./src/components/VideoCard.vue')['default']
+    VideoProgressBar: typeof import('./src/components/VideoProgressBar.vue')['default']
   }
 }

@@ -46,6 +46,9 @@ function chunkOf(id: string): string | null {
   if (component) return WATCH_COMPONENTS.has(component[1]) ? 'element' : null
   if (/node_modules[\\/]dayjs[\\/]/.test(id)) return null
   if (/node_modules[\\/]/.test(id)) return 'element'
+  // VOD's upload, progress stream and storyboard code go with the video pages that import them,
+  // not into the shared chunk every page (the live watch page too) loads first.
+  if (/src[\\/]composables[\\/]vod[\\/]/.test(id)) return null
   if (/src[\\/](api|composables|stores|i18n)[\\/]/.test(id)) return 'app'
   return null
 }

@@ -7,7 +7,7 @@
   request.catch(function () {});
   window.__streamdPrefetch = {};
   window.__streamdPrefetch[path] = request;
-  ["/assets/LiveWatchView-DoVjYwvK.js","/assets/LiveWatchView-C26B5ljD.css","/assets/app-B_3xKTYa.js","/assets/rolldown-runtime-BLXQ4ufn.js","/assets/HlsPlayer-DkujcSeL.js","/assets/HlsPlayer-CcbtU5gH.css","/assets/hls-22D11oyj.js","/assets/index-BJqtbU6d.js","/assets/index-Dn0_iCjr.css","/assets/vue-C1IC32IW.js","/assets/LoadState-CFGeFKJt.js","/assets/LoadState-Rbd9Sssd.css","/assets/StatusTag-D8y_oCjQ.js","/assets/NotFoundView-BQUUgqDi.js","/assets/NotFoundView-DAwMrgAp.css"].forEach(function (href) {
+  ["/assets/LiveWatchView-COWPNvu7.js","/assets/LiveWatchView-C26B5ljD.css","/assets/app-CdTqvSV4.js","/assets/rolldown-runtime-BLXQ4ufn.js","/assets/HlsPlayer-CKuYdRpa.js","/assets/HlsPlayer-BU9nlwBN.css","/assets/hls-22D11oyj.js","/assets/index-CUeKCNjD.js","/assets/index-AbM4Ba07.css","/assets/vue-DrTGK-Fs.js","/assets/LoadState-Dh-dQ1fy.js","/assets/LoadState-Rbd9Sssd.css","/assets/StatusTag-6K1d8c-s.js","/assets/NotFoundView-Dnz7Aho5.js","/assets/NotFoundView-DAwMrgAp.css"].forEach(function (href) {
     var link = document.createElement('link');
     // crossorigin as on the tags Vite itself writes, or the browser will not reuse them.
     if (/\.css$/.test(href)) { link.rel = 'preload'; link.as = 'style'; }

@@ -41,17 +41,64 @@ export interface Live {
   updated_at: string
 }
 
+export type VideoStatus = 'uploading' | 'uploaded' | 'processing' | 'ready' | 'failed'
+export type Visibility = 'public' | 'unlisted' | 'private'
+
+export interface Quality {
+  name: string
+  width: number
+  height: number
+  bitrate: number
+}
+
+/** An uploaded video or a live's recording (VideoOut). */
 export interface Video {
   id: number
   title: string
   description: string | null
   user_id: number
   username: string
+  live_id: number | null
   thumbnail_url: string | null
-  playback_url: string
+  playback_url: string | null // null until ready
   duration: number | null
   created_at: string
-  live_id?: number | null
+  status: VideoStatus
+  visibility: Visibility
+  processing_progress: number // 0-100
+  processing_stage: string | null
+  eta_seconds: number | null
+  error_message: string | null
+  views: number
+  likes: number
+  liked: boolean | null
+  file_size: number
+  storyboard_url: string | null // WebVTT thumbnails track
+  qualities: Quality[]
+  can_edit: boolean
+}
+
+/** A resumable upload (UploadOut): parts go straight to their signed URLs. */
+export interface Upload {
+  upload_id: string
+  video_id: number
+  filename: string
+  size: number
+  part_size: number
+  part_count: number
+  parts: { number: number; url: string }[]
+  received: { number: number; size: number }[]
+  expires_at: string
+  status: 'uploading' | 'completed' | 'aborted'
+}
+
+/** One event of GET /api/videos/{id}/events. */
+export interface VideoProgress {
+  status: VideoStatus
+  percent: number
+  stage: string | null
+  eta_seconds: number | null
+  error_message: string | null
 }
 
 export interface Page<T> {

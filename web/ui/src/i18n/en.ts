@@ -1,6 +1,7 @@
 // English catalogue. zh-TW.ts has exactly the same keys (a unit test checks).
 export default {
   nav: {
+    videos: 'Videos', upload: 'Upload',
     home: 'Home', lives: 'Lives', go_live: 'Go live', dashboard: 'Dashboard', admin: 'Users',
     profile: 'Profile', language: 'Language', main: 'Main', skip: 'Skip to content',
   },
@@ -54,7 +55,46 @@ export default {
     starts_at: 'Starts {when}', ended_at: 'Ended {when}', has_ended: 'This live has ended.',
     offline: 'The streamer is offline.', wait_here: 'Stay on this page: it starts playing when the stream begins.',
   },
-  video: { title: 'Recording', from_live: 'From this live' },
+  video: {
+    title: 'Video', from_live: 'From this live', views: 'no views | 1 view | {n} views',
+    likes: '{n} likes', like: 'Like', liked: 'Liked', sign_in_to_like: 'Sign in to like',
+    edit: 'Edit', edit_title: 'Edit video', delete: 'Delete', saved: 'Saved.', deleted: 'Video deleted.',
+    delete_confirm: 'Delete “{title}”? The video and all its files are removed for good.',
+    not_ready: 'This video is not ready yet.', failed: 'This video could not be processed.',
+    percent: '{percent} %', eta: 'about {time} left', seek: 'Seek', preview: 'Preview at {time}',
+  },
+  videos: {
+    title: 'Videos', search: 'Search videos', search_placeholder: 'Search titles and descriptions',
+    sort: 'Sort', sort_new: 'Newest', sort_popular: 'Most viewed', mine: 'My videos',
+    status_filter: 'Status', all: 'All', none: 'No videos here.', no_results: 'No video matches “{q}”.',
+    more: 'Load more', upload: 'Upload a video', results: 'no videos | 1 video | {n} videos',
+  },
+  video_status: { uploading: 'Uploading', uploaded: 'Uploaded', processing: 'Processing', ready: 'Ready', failed: 'Failed' },
+  visibility: {
+    label: 'Visibility', public: 'Public', unlisted: 'Unlisted', private: 'Private',
+    public_help: 'Listed and searchable.', unlisted_help: 'Anyone with the link can watch.', private_help: 'Only you.',
+  },
+  stage: {
+    queued: 'Waiting for a worker', probing: 'Checking the file', transcoding: 'Making the qualities',
+    finishing: 'Finishing', storing: 'Saving the files', assembling: 'Putting the parts together',
+  },
+  upload: {
+    title: 'Upload a video', drop: 'Drop a video file here', or: 'or', choose: 'choose a file',
+    formats: 'MP4, MOV, MKV, WebM, FLV, TS or AVI',
+    start: 'Upload', pause: 'Pause', resume: 'Resume', cancel: 'Cancel upload',
+    cancel_confirm: 'Cancel this upload? The parts sent so far are deleted.',
+    progress: 'Upload progress', sent: '{sent} of {total}', speed: '{speed}/s', eta: '{time} left',
+    paused: 'Paused', completing: 'Finishing the upload…', processing: 'Processing the video…',
+    processing_progress: 'Processing progress', ready: 'Your video is ready.', watch: 'Watch it',
+    failed: 'The video could not be processed.', another: 'Upload another',
+    unfinished: 'Unfinished uploads', unfinished_help: 'Select the same file again to continue where it stopped.',
+    resume_pick: 'Select {name} to resume', discard: 'Discard', discard_confirm: 'Discard the upload of {name}?',
+    wrong_file: 'That is not the same file: select {name} ({size}).',
+    part_failed: 'A part could not be sent: check your connection, then resume.',
+    reconnecting: 'Reconnecting to the progress…', change_file: 'Change file',
+    file_label: 'Selected file',
+  },
+
   player: {
     video: 'Video player', play: 'Play', pause: 'Pause', mute: 'Mute', unmute: 'Unmute', volume: 'Volume',
     fullscreen: 'Full screen', quality: 'Quality', auto: 'Auto', live_edge: 'LIVE',
@@ -112,6 +152,9 @@ export default {
     deactivate: 'Deactivate', deactivate_confirm: 'Deactivate {user}? Their sessions end and any stream stops.',
   },
   errors: {
+    too_large: 'The file is too big.', unsupported_type: 'That type of file cannot be uploaded: choose a video.',
+    too_many_uploads: 'You have too many unfinished uploads: finish or discard one first.',
+    quota_exceeded: 'Your storage is full: delete videos to make room.',
     network: 'Cannot reach the server. Check your connection.',
     unknown: 'Something went wrong.',
     retry_after: 'Try again in {seconds} s.',

@@ -3,6 +3,7 @@ import type en from './en'
 
 const zhTW: typeof en = {
   nav: {
+    videos: '影片', upload: '上傳',
     home: '首頁', lives: '直播', go_live: '開始直播', dashboard: '儀表板', admin: '使用者',
     profile: '個人資料', language: '語言', main: '主選單', skip: '跳到主要內容',
   },
@@ -56,7 +57,46 @@ const zhTW: typeof en = {
     starts_at: '{when} 開始', ended_at: '{when} 結束', has_ended: '這場直播已經結束。',
     offline: '實況主目前離線。', wait_here: '留在這個頁面：直播開始時會自動播放。',
   },
-  video: { title: '錄影', from_live: '來自這場直播' },
+  video: {
+    title: '影片', from_live: '來自這場直播', views: '沒有觀看 | 1 次觀看 | {n} 次觀看',
+    likes: '{n} 個讚', like: '讚', liked: '已按讚', sign_in_to_like: '登入後按讚',
+    edit: '編輯', edit_title: '編輯影片', delete: '刪除', saved: '已儲存。', deleted: '影片已刪除。',
+    delete_confirm: '要刪除「{title}」嗎？影片和所有檔案都會永久移除。',
+    not_ready: '這部影片還沒準備好。', failed: '無法處理這部影片。',
+    percent: '{percent} %', eta: '約剩 {time}', seek: '播放位置', preview: '{time} 的預覽',
+  },
+  videos: {
+    title: '影片', search: '搜尋影片', search_placeholder: '搜尋標題和說明',
+    sort: '排序', sort_new: '最新', sort_popular: '最多觀看', mine: '我的影片',
+    status_filter: '狀態', all: '全部', none: '這裡沒有影片。', no_results: '沒有符合「{q}」的影片。',
+    more: '載入更多', upload: '上傳影片', results: '沒有影片 | 1 部影片 | {n} 部影片',
+  },
+  video_status: { uploading: '上傳中', uploaded: '已上傳', processing: '處理中', ready: '可觀看', failed: '失敗' },
+  visibility: {
+    label: '公開範圍', public: '公開', unlisted: '不公開', private: '私人',
+    public_help: '會列出並可搜尋。', unlisted_help: '知道連結的人都能觀看。', private_help: '只有你自己。',
+  },
+  stage: {
+    queued: '等待處理', probing: '檢查檔案', transcoding: '製作各種畫質',
+    finishing: '即將完成', storing: '儲存檔案', assembling: '組合上傳的片段',
+  },
+  upload: {
+    title: '上傳影片', drop: '把影片檔拖放到這裡', or: '或', choose: '選擇檔案',
+    formats: 'MP4、MOV、MKV、WebM、FLV、TS 或 AVI',
+    start: '上傳', pause: '暫停', resume: '繼續', cancel: '取消上傳',
+    cancel_confirm: '要取消這次上傳嗎？已上傳的部分會被刪除。',
+    progress: '上傳進度', sent: '{sent} / {total}', speed: '{speed}/秒', eta: '剩下 {time}',
+    paused: '已暫停', completing: '正在完成上傳…', processing: '正在處理影片…',
+    processing_progress: '處理進度', ready: '你的影片已經可以觀看。', watch: '前往觀看',
+    failed: '無法處理這部影片。', another: '上傳另一部',
+    unfinished: '未完成的上傳', unfinished_help: '再次選擇同一個檔案，就能從中斷的地方繼續。',
+    resume_pick: '選擇 {name} 以繼續', discard: '捨棄', discard_confirm: '要捨棄 {name} 的上傳嗎？',
+    wrong_file: '這不是同一個檔案：請選擇 {name}（{size}）。',
+    part_failed: '有部分無法傳送：請檢查網路連線，然後繼續。',
+    reconnecting: '正在重新連線取得進度…', change_file: '更換檔案',
+    file_label: '已選擇的檔案',
+  },
+
   player: {
     video: '影片播放器', play: '播放', pause: '暫停', mute: '靜音', unmute: '取消靜音', volume: '音量',
     fullscreen: '全螢幕', quality: '畫質', auto: '自動', live_edge: '直播',
@@ -114,6 +154,9 @@ const zhTW: typeof en = {
     deactivate: '停用', deactivate_confirm: '要停用 {user} 嗎？其登入將結束，直播也會停止。',
   },
   errors: {
+    too_large: '檔案太大。', unsupported_type: '無法上傳這種檔案：請選擇影片。',
+    too_many_uploads: '你有太多未完成的上傳：請先完成或捨棄其中一個。',
+    quota_exceeded: '你的儲存空間已滿：請刪除一些影片。',
     network: '無法連線到伺服器，請檢查網路。',
     unknown: '發生錯誤。',
     retry_after: '請在 {seconds} 秒後再試。',

@@ -1,1 +1,0 @@
-import{K as e,Lt as t,X as n,Yt as r,qt as i,ut as a,w as o}from"./app-B_3xKTYa.js";var s=[`data-status`],c=n({__name:`StatusTag`,props:{status:{}},setup(n){let{t:c}=o();return(o,l)=>(a(),e(`span`,{class:i([`tag`,`tag-${n.status}`]),"data-status":n.status},r(t(c)(`status.${n.status}`)),11,s))}});export{c as t};

@@ -1,1 +1,0 @@
-import"./index-BJqtbU6d.js";

@@ -1,1 +1,0 @@
-import"./css-C1-IyOFG.js";

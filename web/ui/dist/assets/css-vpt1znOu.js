@@ -1,0 +1,1 @@
+import"./css-D6Txsm7D.js";
