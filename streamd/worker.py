@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import shutil
+import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
-from packager.vod.probe import ProbeLimits
 from pgqueuer.db import AsyncpgDriver
 from pgqueuer.executors import DatabaseRetryEntrypointExecutor, EntrypointExecutorParameters
 from pgqueuer.models import Context, Job
@@ -32,11 +35,37 @@ from packager.options import to_rungs
 from packager.storage.base import Storage
 from packager.storage.multipart import multipart_for
 from packager.vod.job import VodJobOptions, transcode_video
+from packager.vod.probe import ProbeLimits
 
 log = logging.getLogger(__name__)
 
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
+
+
+def work_dir(settings: Settings) -> Path:
+    """This process's scratch directory: ``work/{host}-{pid}`` under the data directory, so a
+    worker that starts can tell the leftovers of a dead one (same host, pid gone) from those
+    of a sibling still running, and remove them."""
+    root = settings.data_dir / "work"
+    host = socket.gethostname()
+    with contextlib.suppress(FileNotFoundError):
+        for entry in root.iterdir():
+            name, _, pid = entry.name.rpartition("-")
+            if name == host and pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(entry, ignore_errors=True)
+                log.info("vod worker: removed %s, left by a worker that died", entry)
+    return root / f"{host}-{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def job_options(settings: Settings) -> VodJobOptions:
@@ -50,7 +79,7 @@ def job_options(settings: Settings) -> VodJobOptions:
             max_fps=settings.vod_max_fps,
         ),
         max_attempts=settings.vod_job_attempts,
-        work_dir=settings.data_dir / "work",
+        work_dir=work_dir(settings),
     )
 
 

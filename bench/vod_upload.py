@@ -1,0 +1,279 @@
+"""Upload throughput (local storage): a 1 GiB file into ``streamd serve`` in parts, against
+``curl --upload-file`` of the same file to a minimal streaming Starlette endpoint.
+
+- streamd: ``streamd serve`` with its default settings (embedded PostgreSQL, local storage,
+  16 MiB parts, an in-process VOD worker) in a data directory of its own. The client does what
+  the upload page does: ``POST /api/videos/uploads``, then every part ``PUT`` to its signed URL,
+  4 at a time, then ``POST .../complete`` (which assembles the file on disk and queues it). The
+  parts are sent by one ``curl --parallel --parallel-max 4`` process (each ``-T`` reading its
+  part's bytes from a file of its own), so the client costs the same as the baseline's.
+- baseline: one Starlette route under uvicorn (uvloop, httptools, as ``serve`` runs) that
+  streams ``request.stream()`` to a file in 1 MiB writes off the event loop, and
+  ``curl --upload-file`` sending the whole file in one request.
+
+Reported per system: MB/s of the transfer (streamd: parts only, and parts + complete), the
+server's RSS before, its peak during the upload and after (sampled every 50 ms), medians of
+the rounds, and the ratio streamd / baseline (target >= 0.8; RSS flat).
+
+    .venv/bin/python bench/vod_upload.py [--size-mib 1024] [--rounds 3]
+        [--output bench/results/vod_upload.json]
+
+JSON on stdout; progress on stderr. Needs about 4x the file size free in $TMPDIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from _util import Processes, free_port, log, median, process_tree, rss_bytes
+
+REPO = Path(__file__).resolve().parent.parent
+MIB = 1 << 20
+PARALLEL = 4  # parts in flight, as the upload page sends them
+
+
+# --- the baseline server (child process: ``baseline PORT DIR``) ---
+
+
+def baseline_app(directory: Path) -> Any:
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def upload(request: Request) -> JSONResponse:
+        target = directory / "upload.bin"
+        size = 0
+        with open(target, "wb") as fh:  # noqa: ASYNC230 - writes below go to a thread
+            pending = bytearray()
+            async for chunk in request.stream():
+                pending += chunk
+                size += len(chunk)
+                if len(pending) >= MIB:
+                    await asyncio.to_thread(fh.write, pending)
+                    pending = bytearray()
+            await asyncio.to_thread(fh.write, pending)
+        return JSONResponse({"size": size})
+
+    return Starlette(routes=[Route("/upload", upload, methods=["PUT"])])
+
+
+def serve_baseline(port: int, directory: Path) -> None:
+    import uvicorn
+
+    uvicorn.run(baseline_app(directory), host="127.0.0.1", port=port, loop="uvloop",
+                http="httptools", log_level="warning", access_log=False)  # fmt: skip
+
+
+# --- measuring ---
+
+
+class RssSampler:
+    """Peak RSS of a process tree, sampled in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def now(self) -> int:
+        total = 0
+        for pid in process_tree(self.pid):
+            try:
+                total += rss_bytes(pid)
+            except OSError:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self.now())
+
+    def __enter__(self) -> RssSampler:
+        self.peak = self.now()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{what} did not come up within {timeout} s")
+
+
+def curl(*args: str) -> None:
+    done = subprocess.run(["curl", "-sS", "--fail", "-o", "/dev/null", *args],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"curl failed: {done.stderr.strip()}")
+
+
+def streamd_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMD_", "DATABASE_"))}
+    env.update(STREAMD_DATA_DIR=str(data_dir), STREAMD_HTTP_HOST="127.0.0.1",
+               STREAMD_RTMP_HOST="127.0.0.1", STREAMD_HTTP_PORT=str(free_port()),
+               STREAMD_RTMP_PORT=str(free_port()), STREAMD_LOG_LEVEL="warning")  # fmt: skip
+    return env
+
+
+def streamd_round(base: str, token: str, source: Path, part_dir: Path) -> dict[str, Any]:
+    size = source.stat().st_size
+    auth = {"Authorization": f"Bearer {token}"}
+    r = httpx.post(f"{base}/api/videos/uploads", headers=auth, timeout=60, json={
+        "filename": "bench.mp4", "size": size, "content_type": "video/mp4",
+        "title": "upload bench"})  # fmt: skip
+    r.raise_for_status()
+    up = r.json()
+    part_size = up["part_size"]
+    files = []
+    with open(source, "rb") as src:  # the parts as files curl can -T (not timed)
+        for part in up["parts"]:
+            path = part_dir / f"part-{part['number']:05d}"
+            path.write_bytes(src.read(part_size))
+            files.append((path, part["url"]))
+    args = ["--parallel", "--parallel-max", str(PARALLEL)]
+    for path, url in files:
+        args += ["-T", str(path), url]
+    started = time.perf_counter()
+    curl(*args)
+    parts_s = time.perf_counter() - started
+    r = httpx.post(f"{base}/api/videos/uploads/{up['upload_id']}/complete", headers=auth,
+                   timeout=600)  # fmt: skip
+    total_s = time.perf_counter() - started
+    if r.status_code != 202:
+        raise SystemExit(f"complete: {r.status_code} {r.text}")
+    for path, _ in files:
+        path.unlink()
+    return {"parts_s": parts_s, "total_s": total_s, "video_id": up["video_id"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    procs = Processes()
+    results: dict[str, list[dict[str, Any]]] = {"streamd": [], "baseline": []}
+    with tempfile.TemporaryDirectory(prefix="vod-upload-") as tmp:
+        work = Path(tmp)
+        source = work / "source.bin"
+        log(f"writing a {args.size_mib} MiB file")
+        with open(source, "wb") as fh:
+            for _ in range(args.size_mib):
+                fh.write(os.urandom(MIB))
+        size = source.stat().st_size
+        (work / "parts").mkdir()
+        (work / "baseline").mkdir()
+
+        env = streamd_env(work / "streamd")
+        base = f"http://127.0.0.1:{env['STREAMD_HTTP_PORT']}"
+        run = [sys.executable, "-m", "streamd"]
+        subprocess.run([*run, "user", "create", "--username", "bench", "--email",
+                        "bench@example.com", "--password-stdin", "--role", "creator"],
+                       input="correct horse battery staple\n", env=env, cwd=REPO, check=True,
+                       capture_output=True, text=True)  # fmt: skip
+        serve = subprocess.Popen([*run, "serve"], env=env, cwd=REPO, start_new_session=True,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        port = free_port()
+        baseline = procs.start([sys.executable, __file__, "--serve-baseline", str(port),
+                                str(work / "baseline")], cwd=REPO)  # fmt: skip
+        try:
+            wait_for("streamd serve", lambda: httpx.get(f"{base}/health").status_code == 200, 90)
+            wait_for("baseline", lambda: _listening(port), 30)
+            r = httpx.post(f"{base}/api/auth/login", json={
+                "username": "bench", "password": "correct horse battery staple"})  # fmt: skip
+            r.raise_for_status()
+            token = r.json()["access_token"]
+            for n in range(args.rounds):
+                with RssSampler(serve.pid) as rss:
+                    before = rss.now()
+                    timing = streamd_round(base, token, source, work / "parts")
+                    time.sleep(1)
+                    after = rss.now()
+                results["streamd"].append({
+                    **timing, "mb_s_parts": size / 1e6 / timing["parts_s"],
+                    "mb_s_total": size / 1e6 / timing["total_s"], "rss_before": before,
+                    "rss_peak": rss.peak, "rss_after": after})  # fmt: skip
+                log(f"round {n + 1} streamd: {results['streamd'][-1]['mb_s_parts']:.0f} MB/s")
+                with RssSampler(baseline.pid) as rss:
+                    before = rss.now()
+                    started = time.perf_counter()
+                    curl("-T", str(source), f"http://127.0.0.1:{port}/upload")
+                    seconds = time.perf_counter() - started
+                    time.sleep(1)
+                    after = rss.now()
+                results["baseline"].append({
+                    "total_s": seconds, "mb_s_total": size / 1e6 / seconds,
+                    "rss_before": before, "rss_peak": rss.peak, "rss_after": after})  # fmt: skip
+                log(f"round {n + 1} baseline: {results['baseline'][-1]['mb_s_total']:.0f} MB/s")
+        finally:
+            procs.stop_all()
+            serve.terminate()
+            serve.wait(30)
+
+    def med(system: str, key: str) -> float:
+        value = median(r[key] for r in results[system])
+        assert value is not None
+        return value
+
+    summary = {
+        "streamd_mb_s_parts": med("streamd", "mb_s_parts"),
+        "streamd_mb_s_with_complete": med("streamd", "mb_s_total"),
+        "baseline_mb_s": med("baseline", "mb_s_total"),
+        "ratio_parts": med("streamd", "mb_s_parts") / med("baseline", "mb_s_total"),
+        "ratio_with_complete": med("streamd", "mb_s_total") / med("baseline", "mb_s_total"),
+        "streamd_rss_growth_mib": (med("streamd", "rss_peak") - med("streamd", "rss_before"))
+        / MIB,
+        "baseline_rss_growth_mib": (med("baseline", "rss_peak") - med("baseline", "rss_before"))
+        / MIB,
+    }
+    out = {
+        "bench": "vod_upload", "size_bytes": size, "rounds": args.rounds, "parallel": PARALLEL,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "summary": summary, "rounds_detail": results,
+    }  # fmt: skip
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+
+
+def _listening(port: int) -> bool:
+    try:
+        httpx.put(f"http://127.0.0.1:{port}/upload", content=b"", timeout=1)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve-baseline":
+        serve_baseline(int(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        main()
