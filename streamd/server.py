@@ -31,6 +31,7 @@ from streamd.resources import chat_hub, database_pools
 from streamd.worker import running_worker
 from web.app import create_app
 from web.hls import hls_routes
+from web.playback import PlaybackGuard
 from web.ws_protocol import FrameWritingProtocol
 
 log = logging.getLogger("streamd")
@@ -102,7 +103,7 @@ def hls_routes_for(settings: Settings, storage: Storage) -> list[BaseRoute]:
     """/hls as ``serve`` mounts it, with the headers the packager stores objects with. With S3,
     /hls reads through the storage: no bucket name in any URL."""
     reader = storage if settings.storage == "s3" else None
-    return hls_routes(settings.media_dir, known_object_headers, reader)
+    return hls_routes(settings.media_dir, known_object_headers, reader, PlaybackGuard())
 
 
 async def _serve_http(settings: Settings, app: Starlette) -> None:

@@ -55,6 +55,8 @@ _PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _RANGE_SPEC = re.compile(r"(\d{1,18})-(\d{0,18})|-(\d{1,18})")
 _MAX_DEPTH = 6
 _GZIP_MIN_BYTES = 256  # smaller playlists gain nothing
+# A private video's objects: never in a shared cache (a CDN or a proxy would hand them on).
+PRIVATE_CACHE_CONTROL = "private, max-age=60"
 
 
 # (content type, cache control) for a storage key (``hls/...``); None: not served.
@@ -236,14 +238,20 @@ def _accepts_gzip(request: Request) -> bool:
     return False
 
 
+# Before an object is served: a Response refuses it, True serves it with Cache-Control private
+# (a private video's, see web/playback.py), False serves it as usual.
+Guard = Callable[[Request], Awaitable[Response | bool]]
+
+
 def hls_routes(
-    root: Path, headers: ObjectHeaders, reader: ObjectReader | None = None
-) -> list[BaseRoute]:
+    root: Path, headers: ObjectHeaders, reader: ObjectReader | None = None,
+    guard: Guard | None = None,
+) -> list[BaseRoute]:  # fmt: skip
     """The routes to mount in the app: ``root`` is the local storage root (DATA_DIR/media);
     ``headers`` gives each key's Content-Type and Cache-Control (None: not served);
-    ``reader``, when given (S3 storage), is read instead of ``root``."""
+    ``reader``, when given (S3 storage), is read instead of ``root``; ``guard`` checks access."""
     source = HlsObjects(reader, headers) if reader is not None else HlsFiles(root, headers)
-    app = _AnyMethod(source.serve)
+    app = _AnyMethod(source.serve, guard)
     # So does the bare /hls, which Starlette would otherwise redirect to /hls/ without CORS.
     return [Route("/hls/{path:path}", app), Route("/hls", app)]
 
@@ -252,9 +260,19 @@ class _AnyMethod:
     """An ASGI endpoint: Starlette routes every method to it (a plain function route would
     answer other methods with its own 405), so that a 405 is an /hls answer with CORS too."""
 
-    def __init__(self, serve: Callable[[Request], Awaitable[Response]]) -> None:
+    def __init__(
+        self, serve: Callable[[Request], Awaitable[Response]], guard: Guard | None = None
+    ) -> None:
         self.serve = serve
+        self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.serve(Request(scope, receive))
+        request = Request(scope, receive)
+        verdict = await self.guard(request) if self.guard is not None else False
+        if isinstance(verdict, Response):
+            await verdict(scope, receive, send)
+            return
+        response = await self.serve(request)
+        if verdict and response.status_code < 400:
+            response.headers["Cache-Control"] = PRIVATE_CACHE_CONTROL
         await response(scope, receive, send)

@@ -142,6 +142,11 @@ class ViewOut(BaseModel):
     viewer_id: str | None = Field(description="keep it and send it back (anonymous viewers)")
 
 
+class PlaybackOut(BaseModel):
+    private: bool = Field(description="whether /hls needs the cookie this answer set")
+    expires_at: datetime | None = Field(description="when the cookie stops working")
+
+
 # --- uploads ---
 
 

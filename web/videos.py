@@ -13,18 +13,23 @@ import asyncio
 import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import asyncpg
-from starlette.responses import StreamingResponse
+from starlette.responses import JSONResponse, StreamingResponse
 
 from db import jobs, videos
+from web import playback
 from web.api import Call, Endpoint
 from web.authn import CurrentUser, authenticate
+from web.cdn import CloudFrontSigner
 from web.errors import ApiError, field_error
 from web.video_events import VideoEvents
 from web.video_schemas import (
     LikeOut,
+    PlaybackOut,
     VideoListOut,
     VideoListQuery,
     VideoOut,
@@ -192,6 +197,37 @@ async def count_view(call: Call) -> ViewOut:
     return ViewOut(views=views, viewer_id=issued)
 
 
+async def playback_access(call: Call) -> JSONResponse:
+    """For a private video, the cookie ``/hls`` asks for (and CloudFront's signed cookies for
+    its prefix when the CDN signs); for others, nothing: their files are served to anyone."""
+    user = call.user
+    video_id = call.path_id("video_id")
+    row = _visible(await videos.get_full(call.db.primary, video_id), user)
+    if row["status"] != "ready" or row["visibility"] != "private":
+        return JSONResponse(PlaybackOut(private=False, expires_at=None).model_dump(mode="json"))
+    expires = int(time.time()) + playback.TTL_S
+    out = PlaybackOut(private=True, expires_at=datetime.fromtimestamp(expires, UTC))
+    response = JSONResponse(out.model_dump(mode="json"))
+    secure = call.request.url.scheme == "https" or (call.settings.public_url or "").startswith(
+        "https:"
+    )
+    response.set_cookie(
+        playback.cookie_name(video_id), playback.sign(call.settings, video_id, expires),
+        max_age=playback.TTL_S, path=playback.cookie_path(video_id), secure=secure,
+        httponly=True, samesite="lax",
+    )  # fmt: skip
+    signer = CloudFrontSigner.from_settings(call.settings)
+    domain = playback.shared_domain(call.request.url.hostname, call.settings.cdn_base_url)
+    if signer is not None and domain is not None:
+        # The browser sends these to the CDN only if both hosts are under one domain.
+        resource = f"{call.settings.hls_base_url()}/hls/vod/{video_id}/*"
+        for name, value in signer.signed_cookies(resource, expires=expires).items():
+            response.set_cookie(name, value, max_age=playback.TTL_S, path="/", secure=True,
+                                httponly=True, samesite="lax", domain=domain)  # fmt: skip
+    log.info("video %d: private playback granted to user %d", video_id, user.id)
+    return response
+
+
 async def video_events(call: Call) -> StreamingResponse:
     """Progress of one video (owner/admin) as ``text/event-stream``: the current state first,
     then each change NOTIFYed by whichever worker process runs the job; ends once the video is
@@ -261,6 +297,9 @@ ENDPOINTS = [
     Endpoint("POST", VIDEO + "/views", count_view,
              "Count a view (once per viewer per window)", "videos", body=ViewIn,
              response=ViewOut, errors=(404,)),
+    Endpoint("POST", VIDEO + "/playback", playback_access,
+             "Access to a private video's files on /hls (a signed cookie)", "videos",
+             auth="user", response=PlaybackOut, errors=(404,)),
     Endpoint("GET", VIDEO + "/events", video_events,
              "Processing progress as server-sent events (text/event-stream)", "videos",
              auth="user", errors=(404,)),

@@ -309,25 +309,27 @@ async def test_progress_events_reach_the_owner(api: Api, database_url: str) -> N
     assert (await api.client.get(url, headers=other.auth)).status_code == 404
     assert (await api.client.get(url)).status_code == 401
     settings = dataclasses.replace(api.app.state.settings, http_port=free_port())
-    async with served_app(settings, database_url) as (_app, base):
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-            async with client.stream("GET", url, headers=owner.auth) as r:
-                assert r.status_code == 200
-                assert r.headers["content-type"].startswith("text/event-stream")
-                events = aiter_events(r)
-                assert (await anext(events))["status"] == "processing"
-                async with asyncpg_pool(database_url) as pool:
-                    await videos.set_progress(pool, video_id, "r1", percent=42,
-                                              stage="transcoding", eta_seconds=7)  # fmt: skip
-                    event = await anext(events)
-                    assert (event["percent"], event["stage"], event["eta_seconds"]) == (
-                        42, "transcoding", 7)  # fmt: skip
-                    await videos.fail_run(pool, video_id, "r1", "The file is not a video.")
-                    event = await anext(events)
-                    assert event["status"] == "failed"
-                    assert event["error_message"] == "The file is not a video."
-                with pytest.raises(StopAsyncIteration):
-                    await anext(events)  # the stream ends after a terminal state
+    async with (
+        served_app(settings, database_url) as (_app, base),
+        httpx.AsyncClient(base_url=base, timeout=10) as client,
+        client.stream("GET", url, headers=owner.auth) as r,
+    ):
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = aiter_events(r)
+        assert (await anext(events))["status"] == "processing"
+        async with asyncpg_pool(database_url) as pool:
+            await videos.set_progress(pool, video_id, "r1", percent=42,
+                                      stage="transcoding", eta_seconds=7)  # fmt: skip
+            event = await anext(events)
+            assert (event["percent"], event["stage"], event["eta_seconds"]) == (
+                42, "transcoding", 7)  # fmt: skip
+            await videos.fail_run(pool, video_id, "r1", "The file is not a video.")
+            event = await anext(events)
+            assert event["status"] == "failed"
+            assert event["error_message"] == "The file is not a video."
+        with pytest.raises(StopAsyncIteration):
+            await anext(events)  # the stream ends after a terminal state
 
 
 async def aiter_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
