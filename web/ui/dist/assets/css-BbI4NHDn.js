@@ -1,0 +1,1 @@
+import"./css-BHuJdYm1.js";

@@ -1,1 +1,0 @@
-import"./css-D6Txsm7D.js";
