@@ -254,7 +254,8 @@ async def put_part(call: Call) -> PartOut:
     if declared is not None and declared.strip() != str(expected):
         raise ApiError(400, "wrong_part_size", f"part {number} must be exactly {expected} bytes")
     try:
-        await multipart.write_part(upload_id, number, call.request.stream(), expected)
+        offset = (number - 1) * int(upload["part_size"])
+        await multipart.write_part(upload_id, number, offset, call.request.stream(), expected)
     except PartSizeError as exc:
         log.warning("upload %s part %d refused: %s", upload_id, number, exc)
         raise ApiError(400, "wrong_part_size", str(exc)) from None

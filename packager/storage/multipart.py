@@ -2,8 +2,12 @@
 
 With S3 the browser PUTs each part straight to the bucket through a presigned ``UploadPart``
 URL, and S3 keeps the list of parts (``ListParts``). On local disk streamd receives the parts
-itself (``web.uploads``): each is streamed to ``uploads/{upload}/part-NNNNN`` under the media
-root (never held in memory whole), and completing concatenates them into the original's key.
+itself (``web.uploads``): each is streamed into its place in one file,
+``uploads/{upload}/data`` under the media root (positional writes, never a part in memory
+whole), and a marker ``part-NNNNN`` (holding its size) says it arrived whole; completing
+renames the file to the original's key, so the bytes are written once (no concatenation).
+A part being (re)written has no marker: a dropped connection leaves it missing, to be sent
+again.
 Keys are storage keys (``originals/{video}/source.mp4``), checked like every other key.
 """
 
@@ -72,36 +76,40 @@ class LocalMultipart:
     def presigned_part_url(self, key: str, s3_upload_id: str, number: int, ttl: int) -> str:
         raise NotImplementedError("local parts go through streamd (web.uploads)")
 
+    def data_path(self, upload_id: str) -> Path:
+        return self.storage.path_for(f"uploads/{upload_id}/data")
+
     async def write_part(
-        self, upload_id: str, number: int, body: AsyncIterator[bytes], expected: int
-    ) -> None:
-        """Stream one part to disk, replacing an earlier copy only once it is complete and of
-        exactly ``expected`` bytes (a dropped connection leaves the old copy, or none)."""
-        path = self.part_path(upload_id, number)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.{id(body)}.tmp")
-        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-        fh = await asyncio.to_thread(open, temp, "wb")
+        self, upload_id: str, number: int, offset: int, body: AsyncIterator[bytes],
+        expected: int,
+    ) -> None:  # fmt: skip
+        """Stream one part into the upload's file at ``offset``; it counts as received only
+        once it is complete and of exactly ``expected`` bytes."""
+        marker = self.part_path(upload_id, number)
+        data = self.data_path(upload_id)
+        await asyncio.to_thread(data.parent.mkdir, parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(marker.unlink)
+        fd = await asyncio.to_thread(os.open, data, os.O_WRONLY | os.O_CREAT, 0o640)
         written = 0
         try:
             pending = bytearray()
             async for chunk in body:
-                written += len(chunk)
-                if written > expected:
+                if written + len(pending) + len(chunk) > expected:
                     raise PartSizeError(f"part {number} is longer than {expected} bytes")
                 pending += chunk
                 if len(pending) >= WRITE_CHUNK:
-                    await asyncio.to_thread(fh.write, pending)
+                    await asyncio.to_thread(_pwrite_all, fd, pending, offset + written)
+                    written += len(pending)
                     pending = bytearray()
-            if written != expected:
-                raise PartSizeError(f"part {number} has {written} bytes, expected {expected}")
-            await asyncio.to_thread(fh.write, pending)
-            await asyncio.to_thread(fh.close)
-            await asyncio.to_thread(os.replace, temp, path)
+            if written + len(pending) != expected:
+                raise PartSizeError(
+                    f"part {number} has {written + len(pending)} bytes, expected {expected}"
+                )
+            await asyncio.to_thread(_pwrite_all, fd, pending, offset + written)
         finally:
-            if not fh.closed:
-                await asyncio.to_thread(fh.close)
-            with contextlib.suppress(FileNotFoundError):
-                await asyncio.to_thread(temp.unlink)
+            await asyncio.to_thread(os.close, fd)
+        await asyncio.to_thread(marker.write_text, str(expected))
 
     async def received(self, upload_id: str, key: str, s3_upload_id: str | None) -> dict[int, int]:
         directory = self._parts_dir(upload_id)
@@ -112,7 +120,8 @@ class LocalMultipart:
                 for entry in os.scandir(directory):
                     name = entry.name
                     if name.startswith("part-") and name[5:].isdigit():
-                        out[int(name[5:])] = entry.stat().st_size
+                        with contextlib.suppress(OSError, ValueError):
+                            out[int(name[5:])] = int(Path(entry.path).read_text())
             return out
 
         return await asyncio.to_thread(scan)
@@ -121,24 +130,26 @@ class LocalMultipart:
         self, upload_id: str, key: str, s3_upload_id: str | None, part_count: int
     ) -> int:
         target = self.storage.path_for(key)
-        parts = [self.part_path(upload_id, n) for n in range(1, part_count + 1)]
+        data = self.data_path(upload_id)
 
-        def assemble() -> int:
+        def finish() -> int:
             target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            with open(temp, "wb") as out:
-                for part in parts:
-                    with open(part, "rb") as src:
-                        # copy_file_range where the kernel has it: no bytes through Python.
-                        shutil.copyfileobj(src, out, 8 << 20)
-            os.replace(temp, target)
-            shutil.rmtree(parts[0].parent, ignore_errors=True)
+            os.replace(data, target)  # same file system: the media root
+            shutil.rmtree(data.parent, ignore_errors=True)
             return target.stat().st_size
 
-        return await asyncio.to_thread(assemble)
+        return await asyncio.to_thread(finish)
 
     async def abort(self, upload_id: str, key: str, s3_upload_id: str | None) -> None:
         await asyncio.to_thread(shutil.rmtree, self._parts_dir(upload_id), True)
+
+
+def _pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view = view[done:]
+        offset += done
 
 
 class S3Multipart:
