@@ -24,6 +24,7 @@ JSON on stdout; progress on stderr. Needs about 4x the file size free in $TMPDIR
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -95,10 +96,8 @@ class RssSampler:
     def now(self) -> int:
         total = 0
         for pid in process_tree(self.pid):
-            try:
+            with contextlib.suppress(OSError):  # a child that just exited
                 total += rss_bytes(pid)
-            except OSError:
-                pass
         return total
 
     def _run(self) -> None:
