@@ -243,8 +243,8 @@ def main() -> None:
         return value
 
     for rounds in results.values():
-        for r in rounds:
-            r["rss_growth"] = r["rss_peak"] - r["rss_before"]
+        for entry in rounds:
+            entry["rss_growth"] = entry["rss_peak"] - entry["rss_before"]
 
     def drift(system: str) -> float:
         return float(results[system][-1]["rss_after"] - results[system][0]["rss_after"])
