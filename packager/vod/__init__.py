@@ -1,0 +1,1 @@
+"""VOD media work: probing, transcoding, previews."""
