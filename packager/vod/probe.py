@@ -93,7 +93,10 @@ _TS_PACKET = 188
 _CHECK_FRAMES = 5  # decoded frames compared with the header
 _MAX_PACKETS_TO_FIRST_FRAME = 600  # a decoder that eats this many packets and gives nothing
 _MAX_DECODE_ERRORS = 8  # bad packets tolerated (skipped) before the stream counts as broken
-_MAX_TAIL_PACKETS = 100_000  # demuxed from the seek near the end to EOF
+_MAX_TAIL_PACKETS = 100_000  # demuxed from a seek near the end to EOF
+_MAX_SEEKS = 40  # bisection steps looking for the last packets
+# A header's duration may round, or count an edit list or a last frame's display time.
+_DURATION_SLACK_S = 0.5
 _DIM_SLACK = 16  # px: coded vs cropped sizes (1088 vs 1080) are not a lie
 _MAX_STREAMS = 64
 # Text that makes FFmpeg (or a careless reader) open something else. Matched on the start of
@@ -321,60 +324,95 @@ def _too_large(size: tuple[int, int]) -> VodRejected:
     )
 
 
+@dataclass(slots=True)
+class _Tail:
+    end: float | None = None  # largest pts + duration seen, in seconds
+    packets: int = 0
+    eof: bool = False  # reached the end of the file within the budget
+    corrupt: bool = False  # a cut-short packet or a read error: the data stops mid-way
+
+
 def _verified_duration(
     container: InputContainer, limits: ProbeLimits, claimed: float | None
 ) -> float:
     """The media's real length, from the timestamps of its last packets.
 
-    We seek (backward, to a keyframe) to the claimed end, or to the cap when nothing is
-    claimed, and demux to EOF. Seeking is index- or bisection-based in every allowed
-    demuxer (a linear scan at worst for FLV/Matroska without an index), and the demux is
-    capped at _MAX_TAIL_PACKETS: a file whose data runs on past that point is longer than it
-    says. The largest pts + duration seen is the end.
+    Seek (backward, to a keyframe) a little before the claimed end, or the cap when nothing
+    is claimed, and demux to EOF: the largest pts + duration is the end. A seek past the
+    last packet finds nothing (FLV/Matroska land at EOF) and a seek whose data lies beyond
+    EOF finds nothing (a truncated MP4's index), so the target is bisected: down while a
+    seek finds nothing, up while the data from the landing point runs past the packet
+    budget. Seeks are index- or bisection-based in every allowed demuxer (a linear read at
+    worst, for FLV or Matroska without an index), and each demux is capped, so the work is
+    bounded whatever the header says.
     """
     start = container.start_time / 1_000_000 if container.start_time else 0.0
-    target = claimed if claimed else limits.max_duration_s
-    try:
-        container.seek(int((start + target) * 1_000_000), backward=True)
-    except av.error.FFmpegError as exc:
+    span = claimed if claimed else limits.max_duration_s
+    lo, hi = 0.0, None  # offsets known to land too early (budget ran out) / to find nothing
+    offset = max(span - 1.0, span / 2)
+    tail = _Tail()
+    for _ in range(_MAX_SEEKS):
+        tail = _scan_tail(container, start + offset)
+        if tail.eof and tail.packets:
+            break
+        if tail.packets:  # the data goes on past the budget: the end is later
+            if hi is None:
+                # Even from (near) the claimed end there is more: the header understates.
+                raise _too_long(None, limits) if claimed is None else _more_than_claimed()
+            lo = offset
+        else:
+            hi = offset
+        offset = (lo + hi) / 2 if hi is not None else span
+        if hi is not None and hi - lo < 0.01:
+            break
+    else:
+        tail = _Tail()
+    if tail.end is None or not tail.eof:
         raise VodRejected(
             "undecodable", "The end of the video could not be read: the file is incomplete."
-        ) from exc
-    end: float | None = None
-    tail_packets = 0
-    for packet in container.demux():
-        if packet.stream.type not in ("video", "audio"):
-            continue
-        ts = packet.pts if packet.pts is not None else packet.dts
-        if ts is None or packet.time_base is None:
-            continue  # the flush packets at EOF
-        tail_packets += 1
-        if tail_packets > _MAX_TAIL_PACKETS:
-            if claimed is None:
-                raise _too_long(None, limits)
-            raise VodRejected(
-                "mismatch",
-                "The file holds more media than its header says; it is damaged or forged.",
-            )
-        packet_end = float((ts + (packet.duration or 0)) * packet.time_base)
-        end = packet_end if end is None else max(end, packet_end)
-    if end is None:
-        # The index points past the data: the file was cut short.
-        raise VodRejected(
-            "undecodable", "The end of the video is missing: the file is incomplete."
         )
-    duration = end - start
-    if claimed and duration < claimed - max(2.0, 0.05 * claimed):
+    duration = tail.end - start
+    if duration > limits.max_duration_s:
+        raise _too_long(duration, limits)
+    if claimed and duration < claimed - max(_DURATION_SLACK_S, 0.02 * claimed):
+        if tail.corrupt:
+            raise VodRejected(
+                "undecodable", "The video stops part-way: the file is incomplete or damaged."
+            )
         raise VodRejected(
             "mismatch",
             f"The file's header claims {_hms(claimed)} but it holds only {_hms(duration)} "
             "of media; the file is damaged or forged.",
         )
-    if duration > limits.max_duration_s:
-        raise _too_long(duration, limits)
     if duration <= 0:
         raise VodRejected("undecodable", "The video has no length.")
     return duration
+
+
+def _scan_tail(container: InputContainer, at: float) -> _Tail:
+    tail = _Tail()
+    try:
+        container.seek(int(at * 1_000_000), backward=True)
+        for packet in container.demux():
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is None or packet.time_base is None:
+                continue  # the flush packets at EOF
+            tail.packets += 1
+            if tail.packets > _MAX_TAIL_PACKETS:
+                return tail
+            tail.corrupt |= packet.is_corrupt
+            packet_end = float((ts + (packet.duration or 0)) * packet.time_base)
+            tail.end = packet_end if tail.end is None else max(tail.end, packet_end)
+    except av.error.FFmpegError:
+        tail.corrupt = True
+    tail.eof = True
+    return tail
+
+
+def _more_than_claimed() -> VodRejected:
+    return VodRejected(
+        "mismatch", "The file holds more media than its header says; it is damaged or forged."
+    )
 
 
 def _too_long(duration: float | None, limits: ProbeLimits) -> VodRejected:
@@ -386,6 +424,8 @@ def _too_long(duration: float | None, limits: ProbeLimits) -> VodRejected:
 
 
 def _hms(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
     s = round(seconds)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
