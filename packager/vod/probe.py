@@ -113,7 +113,7 @@ _TEXT_REASONS: tuple[tuple[re.Pattern[bytes], str], ...] = (
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
 
 
-def probe(path: Path, limits: ProbeLimits = ProbeLimits()) -> ProbeResult:  # noqa: B008
+def probe(path: Path, limits: ProbeLimits = ProbeLimits()) -> ProbeResult:
     """Check `path` and describe it, or raise :class:`VodRejected`. Blocking: run it in a
     worker thread."""
     path = Path(path).resolve()
@@ -141,8 +141,8 @@ def probe(path: Path, limits: ProbeLimits = ProbeLimits()) -> ProbeResult:  # no
         ) from exc
     finally:
         # With a custom io_open FFmpeg leaves closing the files to us.
-        for f in opened:
-            f.close()
+        for file in opened:
+            file.close()
 
 
 def _sniff(head: bytes) -> str:
@@ -182,9 +182,7 @@ class _NestedOpen(Exception):
     """FFmpeg asked to open something other than the upload itself."""
 
 
-def _open(
-    path: Path, demuxer: str, limits: ProbeLimits, opened: list[IO[bytes]]
-) -> InputContainer:
+def _open(path: Path, demuxer: str, limits: ProbeLimits, opened: list[IO[bytes]]) -> InputContainer:
     # "file:" + an absolute path: the name can never read as another protocol, an image2
     # pattern ("img%03d.png" is opened as itself, by us) or an option string.
     name = "file:" + str(path)
@@ -252,8 +250,8 @@ def _check(
         width=width,
         height=height,
         fps=fps,
-        video_codec=ctx.name,
-        audio_codec=audio.codec_context.name if audio else None,
+        video_codec=ctx.codec.canonical_name,
+        audio_codec=audio.codec_context.codec.canonical_name if audio else None,
         audio_channels=audio.codec_context.channels if audio else None,
         audio_sample_rate=audio.codec_context.sample_rate if audio else None,
         bit_rate=container.bit_rate or None,
@@ -262,9 +260,7 @@ def _check(
 
 def _video_stream(container: InputContainer) -> VideoStream:
     # Cover art is a video stream of one picture; it does not make a file a video.
-    moving = [
-        s for s in container.streams.video if not s.disposition & Disposition.attached_pic
-    ]
+    moving = [s for s in container.streams.video if not s.disposition & Disposition.attached_pic]
     if not moving:
         raise VodRejected("no_video", "The file has no video track (audio-only or images).")
     for stream in moving:
@@ -295,7 +291,7 @@ def _decode_check(
             continue
         for frame in decoded:
             frames += 1
-            size = size or (frame.width, frame.height)  # type: ignore[union-attr]
+            size = size or (frame.width, frame.height)
         if frames >= _CHECK_FRAMES or time.monotonic() > deadline:
             break
         if frames == 0 and packets > _MAX_PACKETS_TO_FIRST_FRAME:
@@ -310,8 +306,8 @@ def _decode_check(
     ):
         raise VodRejected(
             "mismatch",
-            f"The file's header says {header[0]}×{header[1]} but its video is "
-            f"{size[0]}×{size[1]}; the file is damaged or forged.",
+            f"The file's header says {header[0]}x{header[1]} but its video is "
+            f"{size[0]}x{size[1]}; the file is damaged or forged.",
         )
     if size[0] > limits.max_width or size[1] > limits.max_height:
         raise _too_large(size)
@@ -320,7 +316,7 @@ def _decode_check(
 
 def _too_large(size: tuple[int, int]) -> VodRejected:
     return VodRejected(
-        "too_large", f"The video is {size[0]}×{size[1]}, larger than streamd accepts."
+        "too_large", f"The video is {size[0]}x{size[1]}, larger than streamd accepts."
     )
 
 
