@@ -1,0 +1,1 @@
+"""Video on demand: probing, transcoding and previews of uploaded files (no HTTP, no SQL)."""
