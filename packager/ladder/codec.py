@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -33,12 +34,31 @@ DECODERS = {"h264": "h264", "hevc": "hevc", "av1": "libdav1d", "vp9": "vp9"}
 # lookahead + 1 frames, and the rung's segments must close within 0.5 s of the source's
 # (with 8, the measured median was 0.49 s; see ladder.py).
 X264_PARAMS = "keyint=100000:min-keyint=100000:scenecut=0:open-gop=0:bframes=0:rc-lookahead=5"
+# VOD has no latency budget: the preset's own B-frames, b-pyramid and full rc-lookahead, and
+# x264's frame threads. Keyframes as live: IDRs only where forced (on the segment grid, the
+# same frames in every rung), closed GOPs. Scene cuts still get I-frames, never IDRs (a
+# min-keyint far away), so they cannot move a segment boundary.
+X264_VOD_PARAMS = "keyint=100000:min-keyint=100000:open-gop=0"
 NAL_IDR = 5
 # 4-byte NAL lengths in the emitted AVCC, as in what every encoder behind RTMP sends.
 NAL_LENGTH_SIZE = 4
 
 
 MAX_X264_THREADS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class X264Mode:
+    """How a `RungEncoder` runs libx264: its x264 parameters and its threading."""
+
+    params: str
+    #: Sliced threads (no delay; live) or frame threads (a frame of delay each, better
+    #: compression and scaling; VOD).
+    sliced: bool
+
+
+LIVE = X264Mode(X264_PARAMS, sliced=True)
+VOD = X264Mode(X264_VOD_PARAMS, sliced=False)
 
 
 def x264_threads() -> int:
@@ -51,7 +71,12 @@ def output_rate(rung: Rung, source: VideoConfig) -> Fraction:
     to the rung's cap (60 -> 30, 50 -> 25, 59.94 -> 29.97, 30 and below untouched), so the
     kept frames are evenly spaced. Without a plausible source rate in the config (none, or
     outside 5-240 fps) it is the cap itself, and `Decimator` keeps frames on a 1/cap grid."""
-    cap, rate = Fraction(rung.fps), source.frame_rate
+    return rate_for(rung, source.frame_rate)
+
+
+def rate_for(rung: Rung, rate: Fraction | None) -> Fraction:
+    """`output_rate` for a source frame rate known by itself (None: unknown)."""
+    cap = Fraction(rung.fps)
     if rate is None or not 5 <= rate <= 240:
         return cap
     step = max(1, math.ceil(rate / cap - Fraction(1, 100)))  # 30.01 fps still counts as 30
@@ -197,8 +222,9 @@ def avc_config(annexb_extradata: bytes) -> VideoConfig:
 
 class RungEncoder:
     """libx264 for one rung: CBR-ish VBV (maxrate 1.5x, bufsize 2x the target), High profile,
-    closed GOPs with IDRs only where the caller forces them, no B-frames (see `ladder.py` for
-    why), global header so the SPS/PPS come once as the avcC."""
+    closed GOPs with IDRs only where the caller forces them, global header so the SPS/PPS come
+    once as the avcC. `mode` LIVE (the default): no B-frames and sliced threads (see
+    `ladder.py` for why); VOD: B-frames, full lookahead, frame threads."""
 
     def __init__(
         self,
@@ -208,6 +234,8 @@ class RungEncoder:
         frame_rate: Fraction,
         preset: str,
         threads: int = 0,
+        *,
+        mode: X264Mode = LIVE,
     ) -> None:
         encoder = av.CodecContext.create("libx264", "w")
         assert isinstance(encoder, VideoCodecContext)  # create() with "w" on a video codec
@@ -220,8 +248,14 @@ class RungEncoder:
         # Sliced threads: x264's low-latency threading. Frame threads would add a frame of
         # delay each (the 0.5 s budget has room for ~1); slices add none, at a small cost in
         # compression, kept small by capping their number.
-        encoder.thread_type = "SLICE"
-        encoder.thread_count = threads or x264_threads()
+        if mode.sliced:
+            encoder.thread_type = "SLICE"
+            encoder.thread_count = threads or x264_threads()
+        else:
+            # Frame threads; with `threads` 0, x264 picks their number (1.5 per core), as
+            # it does behind the ffmpeg CLI.
+            encoder.thread_type = "FRAME"
+            encoder.thread_count = threads
         encoder.flags |= Flags.global_header
         encoder.options = {
             "preset": preset,
@@ -230,7 +264,7 @@ class RungEncoder:
             "bufsize": str(rung.video_bitrate * 2),
             # libx264 then turns a frame marked I into X264_TYPE_IDR (not a recovery-point I).
             "forced-idr": "1",
-            "x264-params": X264_PARAMS,
+            "x264-params": mode.params,
         }
         encoder.open()
         self.encoder = encoder
