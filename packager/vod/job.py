@@ -82,6 +82,7 @@ async def transcode_video(
         )  # fmt: skip
         log.error("vod: video %d dead-lettered after %d attempts", video_id, options.max_attempts)
         return
+    log.info("vod: video %d: attempt %d (run %s)", video_id, row["job_attempts"], run)
     last_attempt = attempt + 1 >= options.max_attempts
     prefix = f"hls/vod/{video_id}/{run}"
     options.work_dir.mkdir(parents=True, exist_ok=True)
