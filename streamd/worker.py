@@ -35,6 +35,7 @@ from packager.options import to_rungs
 from packager.storage.base import Storage
 from packager.storage.multipart import multipart_for
 from packager.vod.job import VodJobOptions, transcode_video
+from packager.vod.mediaconvert_job import MediaConvertOptions
 from packager.vod.probe import ProbeLimits
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,14 @@ def job_options(settings: Settings) -> VodJobOptions:
         ),
         max_attempts=settings.vod_job_attempts,
         work_dir=work_dir(settings),
+        mediaconvert=MediaConvertOptions(
+            role_arn=settings.mediaconvert_role_arn or "",
+            queue_arn=settings.mediaconvert_queue_arn,
+            endpoint_url=settings.mediaconvert_endpoint_url,
+            region=settings.s3_region,
+        )
+        if settings.vod_backend == "mediaconvert"
+        else None,
     )
 
 

@@ -35,7 +35,9 @@ from db import videos
 from packager.storage.base import Storage, object_headers
 from packager.storage.local import LocalStorage
 from packager.storage.multipart import local_copy
+from packager.storage.s3 import S3Storage
 from packager.types import Rung
+from packager.vod.mediaconvert_job import MediaConvertOptions, RunLost, run_mediaconvert
 from packager.vod.probe import ProbeLimits, ProbeResult, VodRejected, probe
 from packager.vod.transcode import TranscodeCancelled, TranscodeResult, transcode, vod_ladder
 
@@ -51,6 +53,7 @@ class VodJobOptions:
     limits: ProbeLimits
     max_attempts: int
     work_dir: Path  # scratch space (S3 downloads, transcoder output before it is stored)
+    mediaconvert: MediaConvertOptions | None = None  # the mediaconvert backend; None: local
 
 
 class JobLost(Exception):
@@ -91,6 +94,17 @@ async def transcode_video(
     try:
         async with local_copy(storage, row["original_key"], work) as source:
             info = await asyncio.to_thread(probe, source, options.limits)
+        if options.mediaconvert is not None:
+            # The job reads the original from the bucket and writes under the prefix itself.
+            assert isinstance(storage, S3Storage)  # config/ refuses mediaconvert without S3
+            await reporter.report(0.0, "transcoding")
+            result = await run_mediaconvert(
+                storage, row["original_key"], prefix, info, options.rungs, options.mediaconvert,
+                run=run, work=work / "out", progress=reporter.report, cancelled=cancelled,
+            )  # fmt: skip
+            await _publish(pool, storage, video_id, run, prefix, result, info)
+            return
+        async with local_copy(storage, row["original_key"], work) as source:
             rungs = vod_ladder(options.rungs, info.width, info.height)
             await reporter.report(0.0, "transcoding")
 
@@ -109,7 +123,7 @@ async def transcode_video(
     except VodRejected as exc:
         log.warning("vod: video %d rejected (%s): %s", video_id, exc.code, exc)
         await videos.fail_run(pool, video_id, run, str(exc))
-    except (TranscodeCancelled, JobLost):
+    except (TranscodeCancelled, JobLost, RunLost):
         log.info("vod: video %d: run %s stopped (deleted or taken over)", video_id, run)
         await _delete_prefix(storage, prefix)
     except Exception as exc:
