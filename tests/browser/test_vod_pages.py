@@ -105,7 +105,7 @@ def test_upload_reload_resume_process_and_play(
     context.route(_PART_URL, parts)
     page.goto("/videos/upload")
     page.locator("[data-test=file]").set_input_files(str(minute_1080p))
-    page.fill("[data-test=title] input", "Holiday 週五直播精華")
+    page.locator("input[data-test=title], [data-test=title] input").fill("Holiday 週五直播精華")
     page.locator("[data-test=start]").click()
     expect(page.locator("[data-test=uploading]")).to_be_visible()
     deadline = time.monotonic() + 60
