@@ -212,6 +212,8 @@ def _open(path: Path, demuxer: str, limits: ProbeLimits, opened: list[IO[bytes]]
         options={"max_pixels": str(limits.max_width * limits.max_height)},
         container_options=container_options,
         io_open=io_open,
+        # Tags in another encoding than UTF-8 are no reason to refuse a video.
+        metadata_errors="replace",
     )
 
 
@@ -278,13 +280,15 @@ def _decode_check(
     """Decode the first few frames (bounded in packets and wall time); their size is the
     video's size, and it must agree with the header's and fit the caps."""
     deadline = time.monotonic() + limits.decode_budget_s
+    # As for find_stream_info's decoders: never allocate a frame bigger than the caps.
+    video.codec_context.options = {"max_pixels": str(limits.max_width * limits.max_height)}
     size: tuple[int, int] | None = None
     frames = packets = errors = 0
     for packet in container.demux(video):
         packets += 1
         try:
             decoded = packet.decode()
-        except av.error.InvalidDataError:
+        except av.error.FFmpegError:
             errors += 1  # a bad packet is skipped, a run of them is a broken stream
             if errors > _MAX_DECODE_ERRORS:
                 break

@@ -17,9 +17,12 @@ from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import av
+import av.error
 import imageio_ffmpeg
 import pytest
 
+from packager.vod import probe as probe_module
 from packager.vod.probe import ProbeLimits, VodRejected, probe
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -147,6 +150,8 @@ def test_limits(media: dict[str, Path]) -> None:
     rejected(media["mp4"], "too_large", ProbeLimits(max_width=160))
     rejected(media["mp4"], "too_large", ProbeLimits(max_height=120))
     rejected(media["mp4"], "too_large", ProbeLimits(max_fps=24))
+    # Caps below the frame's size: the decoder itself refuses to allocate it (max_pixels).
+    rejected(media["mp4"], "too_large", ProbeLimits(max_width=100, max_height=100))
 
 
 # --- hostile files -------------------------------------------------------------------------
@@ -304,3 +309,27 @@ def test_lying_duration_other_containers(
     path.write_bytes(data)
     rejected(path, "mismatch")
     rejected(path, "mismatch", ProbeLimits(max_duration_s=20 * 3600))
+
+
+# --- the layers behind the sniff -----------------------------------------------------------
+
+
+def test_open_layers_each_refuse_a_playlist(
+    tmp_path: Path, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were the sniff ever fooled, FFmpeg itself still could not follow a playlist: the
+    format whitelist refuses the HLS demuxer, and with it lifted, the io_open guard refuses
+    the segment's URL."""
+    path = (tmp_path / "x.m3u8").resolve()
+    path.write_text(
+        f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\n{server.url}/x.ts\n#EXT-X-ENDLIST\n"
+    )
+    opened: list[object] = []
+    with pytest.raises(av.error.FFmpegError):
+        probe_module._open(path, "hls", ProbeLimits(), opened)  # type: ignore[arg-type]
+    monkeypatch.setattr(probe_module, "FORMAT_WHITELIST", "hls")
+    with pytest.raises(probe_module._NestedOpen):
+        probe_module._open(path, "hls", ProbeLimits(), opened)  # type: ignore[arg-type]
+    for f in opened:
+        f.close()  # type: ignore[attr-defined]
+    assert server.hits == []
