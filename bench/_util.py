@@ -101,6 +101,19 @@ def process_tree(pid: int) -> list[int]:
     return pids
 
 
+def wait_until(
+    what: str, check: Any, timeout: float, errors: tuple[type[BaseException], ...] = (OSError,)
+) -> None:
+    """Poll ``check()`` until it is true (``errors`` count as not yet); exit after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(*errors):
+            if check():
+                return
+        time.sleep(0.25)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
 def is_listening(port: int) -> bool:
     """Whether something listens on 127.0.0.1:port (TCP state LISTEN in /proc/net/tcp)."""
     wanted = f"0100007F:{port:04X}"

@@ -33,12 +33,20 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from _util import Processes, free_port, log, median, process_tree, rss_bytes
+from _util import (
+    Processes,
+    free_port,
+    is_listening,
+    log,
+    median,
+    process_tree,
+    rss_bytes,
+    wait_until,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 MIB = 1 << 20
@@ -112,18 +120,6 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{what} did not come up within {timeout} s")
 
 
 def curl(*args: str) -> None:
@@ -204,8 +200,9 @@ def main() -> None:
         baseline = procs.start([sys.executable, __file__, "--serve-baseline", str(port),
                                 str(work / "baseline")], cwd=REPO)  # fmt: skip
         try:
-            wait_for("streamd serve", lambda: httpx.get(f"{base}/health").status_code == 200, 90)
-            wait_for("baseline", lambda: _listening(port), 30)
+            healthy = lambda: httpx.get(f"{base}/health").status_code == 200  # noqa: E731
+            wait_until("streamd serve", healthy, 90, (httpx.HTTPError,))
+            wait_until("baseline", lambda: is_listening(port), 30)
             r = httpx.post(f"{base}/api/auth/login", json={
                 "username": "bench", "password": "correct horse battery staple"})  # fmt: skip
             r.raise_for_status()
@@ -271,14 +268,6 @@ def main() -> None:
     print(text)
     if args.output:
         args.output.write_text(text + "\n")
-
-
-def _listening(port: int) -> bool:
-    try:
-        httpx.put(f"http://127.0.0.1:{port}/upload", content=b"", timeout=1)
-        return True
-    except httpx.HTTPError:
-        return False
 
 
 if __name__ == "__main__":

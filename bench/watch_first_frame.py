@@ -36,13 +36,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import imageio_ffmpeg
-from _util import free_port, log, median
+from _util import free_port, log, median, wait_until
 from playwright.sync_api import Browser, sync_playwright
 
 REPO = Path(__file__).resolve().parent.parent
@@ -101,15 +100,7 @@ def cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
 
 
 def wait_for(what: str, check: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise SystemExit(f"timed out waiting for {what}")
+    wait_until(what, check, timeout, (httpx.HTTPError,))
 
 
 def ui_dir_with_plain_pages(target: Path) -> Path:
