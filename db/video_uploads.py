@@ -98,10 +98,11 @@ async def transition(db: Executor, upload_id: str, before: Sequence[str], after:
 
 
 async def expired(db: Executor, limit: int = 100) -> list[asyncpg.Record]:
-    """Unfinished uploads past their expiry (the housekeeper aborts them)."""
+    """Unfinished uploads past their expiry (the housekeeper aborts them), including one
+    whose completion was cut short by a crash (left 'completing')."""
     rows: Sequence[asyncpg.Record] = await db.fetch(
         f"""SELECT {UPLOAD_COLUMNS} FROM video_uploads
-             WHERE status = 'uploading' AND expires_at <= now()
+             WHERE status IN ('uploading', 'completing') AND expires_at <= now()
              ORDER BY expires_at LIMIT $1""",
         limit,
     )

@@ -320,9 +320,12 @@ async def abort_upload(upload: asyncpg.Record, pool: asyncpg.Pool, storage: Stor
     """Close an unfinished upload (``status`` aborted or expired), free its parts and drop its
     video. False when it was no longer open."""
     upload_id = str(upload["id"])
-    if not await video_uploads.transition(pool, upload_id, ["uploading"], status):
+    before = ["uploading", "completing"] if status == "expired" else ["uploading"]
+    if not await video_uploads.transition(pool, upload_id, before, status):
         return False
     await multipart_for(storage).abort(upload_id, str(upload["object_key"]), upload["s3_upload_id"])
+    if upload["status"] == "completing":  # a crash mid-completion may have assembled it
+        await storage.delete([str(upload["object_key"])])
     await pool.execute(
         "DELETE FROM videos WHERE id = $1 AND status = 'uploading'", upload["video_id"]
     )

@@ -52,7 +52,8 @@ CREATE TABLE video_uploads (
 );
 CREATE INDEX video_uploads_user_idx ON video_uploads (user_id, created_at DESC)
     WHERE status IN ('uploading', 'completing');
-CREATE INDEX video_uploads_expiry_idx ON video_uploads (expires_at) WHERE status = 'uploading';
+CREATE INDEX video_uploads_expiry_idx ON video_uploads (expires_at)
+    WHERE status IN ('uploading', 'completing');
 
 -- Parts received on local storage (S3 keeps its own list, read with ListParts).
 CREATE TABLE video_upload_parts (

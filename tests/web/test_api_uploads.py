@@ -201,6 +201,17 @@ async def test_cancel_and_expiry_free_the_parts(local_api: Api, tmp_path: Path) 
         "items": []
     }
 
+    # A completion cut short by a crash (left 'completing', maybe assembled): expired too.
+    stuck = (await start(api, creator, PART)).json()
+    await api.pool.execute("UPDATE video_uploads SET status = 'completing', expires_at = now() "
+                           "WHERE id = $1", stuck["upload_id"])  # fmt: skip
+    original = tmp_path / "media" / "originals" / str(stuck["video_id"]) / "source.mp4"
+    original.parent.mkdir(parents=True)
+    original.write_bytes(b"z" * PART)
+    assert await expire_uploads(api.pool, storage) == 1
+    assert not original.exists()
+    assert await api.pool.fetchval("SELECT count(*) FROM videos") == 0
+
 
 async def test_s3_parts_go_straight_to_the_bucket(
     make_api: MakeApi, moto_endpoint: str, bucket: str, tmp_path: Path
