@@ -431,7 +431,6 @@ class _Run:
         self.origin_ms: float | None = None  # source time of the first video frame
         self.last_ms = -math.inf  # relative to the origin
         self.next_cut_ms = 0.0
-        self.frame_ms = 1000 / float(source_rate) if source_rate else 1000 / 30
         self.pending_audio: list[tuple[float, bytes]] = []
         self.bad_packets = 0
         self.dropped_frames = 0
@@ -451,7 +450,8 @@ class _Run:
                 frames = packet.decode()
             except av.FFmpegError as exc:
                 self.bad_packets += 1
-                log.warning("%s: skipping a bad packet: %s", packet.stream.type, exc)
+                if self.bad_packets == 1:  # the rest are counted, and summed up at the end
+                    log.warning("%s: skipping a bad packet: %s", packet.stream.type, exc)
                 continue
             for frame in frames:
                 if isinstance(frame, VideoFrame):
@@ -462,7 +462,7 @@ class _Run:
         if self.audio_encoder is not None:
             self._audio(self.audio_encoder.encode(None))
         if self.bad_packets:
-            log.warning("%d bad packets skipped", self.bad_packets)
+            log.warning("%d bad packets skipped in all", self.bad_packets)
         self._report(min(self.done, 1.0), "finishing", force=True)
 
     def _video(self, frame: VideoFrame) -> None:
@@ -497,7 +497,7 @@ class _Run:
         for job, picture in pictures:
             picture.pts, picture.time_base = pts, TIME_BASE
             job.queue.put((picture, keyframe))
-        self.done = rel / 1000 / self.probe.duration_s
+        self.done = rel / 1000 / max(self.probe.duration_s, 0.001)
         self._report(min(self.done, 0.99), "transcoding")
 
     def _audio(self, packets: list[tuple[float, bytes]]) -> None:
