@@ -328,3 +328,19 @@ def test_cancel_raises_and_stops_every_thread(source: Path, tmp_path: Path) -> N
         )  # fmt: skip
     assert threading.active_count() == threads
     assert not (tmp_path / "out" / "master.m3u8").exists()
+
+
+def test_a_source_without_audio_gives_video_only_renditions(tmp_path: Path) -> None:
+    src = tmp_path / "silent.mkv"
+    subprocess.run(
+        [FFMPEG, "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "2",
+         "-c:v", "libx264", "-preset", "ultrafast", str(src)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    probe = probe_of(src)
+    assert probe.container == "matroska,webm" and probe.audio_codec is None
+    result = transcode(src, tmp_path / "out", probe, DEFAULT[3:], preset=PRESET)
+    (rendition,) = result.renditions
+    assert re.fullmatch(r"avc1\.64[0-9a-f]{4}", rendition.codecs)
+    assert abs(result.duration_s - 2) <= 2 / 25
