@@ -6,8 +6,8 @@ stereo sine, H.264 (veryfast, CRF 20, ~14 Mbit/s: an upload's bit rate) + AAC, g
 into bench/.cache. The ladder: the default VOD ladder (1080p 5M, 720p 3M, 480p 1.2M, 360p 700k,
 30 fps) at ``--preset``, 6 s segments. Both sides:
 
-- decode with FFmpeg's automatic threads, scale with swscale bicubic (streamd in cascade, the
-  CLI each rung from the source, as ``split``/``scale`` does), encode with libx264 (High, ABR
+- decode with FFmpeg's automatic threads, scale each rung from the source with FFmpeg's scale
+  filter (swscale bicubic; the CLI as ``split``/``scale`` does), encode with libx264 (High, ABR
   with maxrate 1.5x / bufsize 2x, the preset's B-frames and lookahead, frame threads with
   x264's own count, ``keyint=100000:min-keyint=100000:open-gop=0``, IDRs forced on the 6 s
   grid), AAC-LC stereo 128k at 48 kHz, CMAF (fMP4) HLS segments and VOD playlists;
