@@ -173,6 +173,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", type=Path)
+    parser.add_argument("--serve-log", type=Path, help="streamd's log (info level, timings)")
     args = parser.parse_args()
     procs = Processes()
     results: dict[str, list[dict[str, Any]]] = {"streamd": [], "baseline": []}
@@ -194,8 +195,11 @@ def main() -> None:
                         "bench@example.com", "--password-stdin", "--role", "creator"],
                        input="correct horse battery staple\n", env=env, cwd=REPO, check=True,
                        capture_output=True, text=True)  # fmt: skip
+        log_to = open(args.serve_log, "wb") if args.serve_log else subprocess.DEVNULL  # noqa: SIM115
+        if args.serve_log:
+            env["STREAMD_LOG_LEVEL"] = "info"  # one access line per request, with its time
         serve = subprocess.Popen([*run, "serve"], env=env, cwd=REPO, start_new_session=True,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                                 stdout=log_to, stderr=log_to)  # fmt: skip
         port = free_port()
         baseline = procs.start([sys.executable, __file__, "--serve-baseline", str(port),
                                 str(work / "baseline")], cwd=REPO)  # fmt: skip
