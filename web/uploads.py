@@ -275,7 +275,7 @@ async def complete_upload(call: Call) -> VideoOut:
     _require_open(upload)
     upload_id = str(upload["id"])
     multipart = multipart_for(storage_of(call))
-    if not await video_uploads.transition(call.db.primary, upload_id, ["uploading"], "completing"):
+    if not await video_uploads.claim(call.db.primary, upload_id):
         raise ApiError(409, "upload_closed", "this upload is being completed or was closed")
     try:
         received = await _received(upload, multipart)
@@ -324,8 +324,8 @@ async def abort_upload(upload: asyncpg.Record, pool: asyncpg.Pool, storage: Stor
     if not await video_uploads.transition(pool, upload_id, before, status):
         return False
     await multipart_for(storage).abort(upload_id, str(upload["object_key"]), upload["s3_upload_id"])
-    if upload["status"] == "completing":  # a crash mid-completion may have assembled it
-        await storage.delete([str(upload["object_key"])])
+    # A crash mid-completion may have assembled it (and lost the 'completing' state).
+    await storage.delete([str(upload["object_key"])])
     await pool.execute(
         "DELETE FROM videos WHERE id = $1 AND status = 'uploading'", upload["video_id"]
     )
