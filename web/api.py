@@ -63,6 +63,10 @@ class Endpoint:
     status: int = 200
     errors: tuple[int, ...] = field(default=())  # statuses beyond the ones implied above
     headers: tuple[HeaderParam, ...] = field(default=())
+    # Documented only: a 200 streamed in this media type (server-sent events) instead of JSON,
+    # and a request body of raw bytes in this media type (upload parts) read by the handler.
+    stream: str | None = None
+    raw_body: str | None = None
 
     @property
     def operation_id(self) -> str:

@@ -141,8 +141,18 @@ def build_document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
                 "required": required,
                 "content": {JSON: {"schema": refs[(e.body, "validation")]}},
             }
+        if e.raw_body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {e.raw_body: {"schema": {"type": "string", "format": "binary"}}},
+            }
         responses: dict[str, Any] = {}
-        if e.response is not None:
+        if e.stream is not None:
+            responses["200"] = {
+                "description": "OK (a stream)",
+                "content": {e.stream: {"schema": {"type": "string"}}},
+            }
+        elif e.response is not None:
             responses[str(e.status)] = {
                 "description": HTTPStatus(e.status).phrase,
                 "content": {JSON: {"schema": refs[(e.response, "serialization")]}},

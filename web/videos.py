@@ -302,5 +302,5 @@ ENDPOINTS = [
              auth="user", response=PlaybackOut, errors=(404,)),
     Endpoint("GET", VIDEO + "/events", video_events,
              "Processing progress as server-sent events (text/event-stream)", "videos",
-             auth="user", errors=(404,)),
+             auth="user", errors=(404,), stream="text/event-stream"),
 ]  # fmt: skip
