@@ -262,6 +262,10 @@ async def put_part(call: Call) -> PartOut:
     except ClientDisconnect:
         log.info("upload %s part %d: client went away; nothing kept", upload_id, number)
         raise
+    except FileNotFoundError:  # completed or aborted meanwhile: its directory went away
+        raise ApiError(
+            409, "upload_closed", "this upload was closed while the part arrived"
+        ) from None
     # A part that lands after an abort: its upload's directory is gone again at once.
     current = await video_uploads.get(call.db.primary, upload_id)
     if current is None or current["status"] != "uploading":
