@@ -53,7 +53,7 @@ from _util import log, median  # noqa: E402
 
 from packager.ladder.codec import X264_VOD_PARAMS  # noqa: E402
 from packager.types import Rung  # noqa: E402
-from packager.vod.probe import ProbeResult  # noqa: E402
+from packager.vod.probe import ProbeResult, probe  # noqa: E402
 from packager.vod.transcode import AUDIO_BITRATE, vod_ladder  # noqa: E402
 
 CACHE = BENCH / ".cache"
@@ -92,22 +92,8 @@ def ensure_source(seconds: int) -> Path:
 
 
 def probe_of(path: Path) -> ProbeResult:
-    """The probe's answer for our own well-formed file (read with PyAV)."""
-    with av.open(str(path)) as container:
-        video, audio = container.streams.video[0], container.streams.audio[0]
-        assert container.duration is not None
-        return ProbeResult(
-            container=container.format.name,
-            duration_s=container.duration / 1_000_000,
-            width=video.width,
-            height=video.height,
-            fps=Fraction(video.average_rate) if video.average_rate else None,
-            video_codec=video.codec_context.name,
-            audio_codec=audio.codec_context.name,
-            audio_channels=audio.channels,
-            audio_sample_rate=audio.sample_rate,
-            bit_rate=container.bit_rate,
-        )
+    """What the job hands the transcoder: the real probe's answer."""
+    return probe(path)
 
 
 def x264_version(data: bytes) -> str | None:

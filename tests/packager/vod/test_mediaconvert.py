@@ -29,6 +29,7 @@ from botocore.validate import ParamValidator
 
 from packager.types import Rung
 from packager.vod import mediaconvert as mc
+from packager.vod.transcode import vod_ladder
 
 LADDER = [
     Rung("1080p", 1920, 1080, 30, 5_000_000),
@@ -214,11 +215,10 @@ def test_a_source_below_every_rung_gets_the_smallest_rung_scaled_down() -> None:
 
 
 def test_vod_rungs_agrees_with_the_local_backend() -> None:
-    transcode = pytest.importorskip("packager.vod.transcode")
     for w, h in [(1920, 1080), (1280, 720), (1778, 1000), (720, 1280), (3840, 2160), (320, 240)]:
         # The same rungs by name (the local ladder's heights are the picture's: a portrait
         # 720p is 720x1280, where vod_rungs keeps the rung's nominal height).
-        local = [r.name for r in transcode.vod_ladder(LADDER, w, h)]
+        local = [r.name for r in vod_ladder(LADDER, w, h)]
         assert [r.name for r in mc.vod_rungs(LADDER, w, h)] == local, (w, h)
 
 

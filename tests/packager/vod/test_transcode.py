@@ -8,7 +8,6 @@ import io
 import re
 import subprocess
 import threading
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -17,7 +16,7 @@ import m3u8
 import pytest
 
 from packager.types import Rung
-from packager.vod.probe import ProbeResult
+from packager.vod.probe import ProbeResult, probe
 from packager.vod.transcode import TranscodeCancelled, TranscodeResult, transcode, vod_ladder
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -52,23 +51,8 @@ def make_source(path: Path, size: str, seconds: float, rate: int = FPS) -> Path:
 
 
 def probe_of(path: Path) -> ProbeResult:
-    """What packager.vod.probe would say, read here with PyAV (the probe has its own tests)."""
-    with av.open(str(path)) as container:
-        video = container.streams.video[0]
-        audio = container.streams.audio[0] if container.streams.audio else None
-        assert container.duration is not None
-        return ProbeResult(
-            container=container.format.name,
-            duration_s=container.duration / 1_000_000,
-            width=video.width,
-            height=video.height,
-            fps=Fraction(video.average_rate) if video.average_rate else None,
-            video_codec=video.codec_context.name,
-            audio_codec=audio.codec_context.name if audio else None,
-            audio_channels=audio.channels if audio else None,
-            audio_sample_rate=audio.sample_rate if audio else None,
-            bit_rate=container.bit_rate,
-        )
+    """What the job hands the transcoder: the real probe's answer."""
+    return probe(path)
 
 
 class Progress:
