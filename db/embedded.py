@@ -124,7 +124,7 @@ class EmbeddedPostgres:
         live = []
         for entry in self._holders.glob("*") if self._holders.exists() else []:
             pid = int(entry.name) if entry.name.isdigit() else -1
-            if pid > 0 and _pid_alive(pid):
+            if pid > 0 and pid_alive(pid):
                 live.append(pid)
             else:
                 entry.unlink(missing_ok=True)  # left by a process that was killed
@@ -137,7 +137,7 @@ class EmbeddedPostgres:
             pid, port = int(lines[0]), int(lines[3])
         except (OSError, IndexError, ValueError):
             return None
-        return port if _pid_alive(pid) else None
+        return port if pid_alive(pid) else None
 
     def _run(
         self, args: list[str], what: str, timeout: float = START_TIMEOUT_S, password: bool = False
@@ -248,7 +248,7 @@ class EmbeddedPostgres:
                 parent.chmod(mode | stat.S_IXOTH)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

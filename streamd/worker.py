@@ -30,6 +30,7 @@ from pgqueuer.queries import Queries
 
 from config.settings import Settings
 from db import jobs
+from db.embedded import pid_alive
 from db.errors import DB_ERRORS
 from packager.options import to_rungs
 from packager.storage.base import Storage
@@ -53,20 +54,10 @@ def work_dir(settings: Settings) -> Path:
     with contextlib.suppress(FileNotFoundError):
         for entry in root.iterdir():
             name, _, pid = entry.name.rpartition("-")
-            if name == host and pid.isdigit() and not _alive(int(pid)):
+            if name == host and pid.isdigit() and not pid_alive(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
                 log.info("vod worker: removed %s, left by a worker that died", entry)
     return root / f"{host}-{os.getpid()}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def job_options(settings: Settings) -> VodJobOptions:
