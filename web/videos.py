@@ -95,7 +95,9 @@ async def _list(call: Call, query: VideoListQuery, username: str | None) -> Vide
         else None,
         is_admin=bool(user and user.is_admin), status=query.status,
         visibility=query.visibility, sort=query.sort or ("relevance" if query.q else "new"),
-        offset=offset, limit=query.limit + 1, trigrams=await videos.has_trigrams(db),
+        offset=offset, limit=query.limit + 1,
+        # Only a search uses trigrams: plain lists skip the catalogue query.
+        trigrams=bool(query.q) and await videos.has_trigrams(db),
     )  # fmt: skip
     page = rows[: query.limit]
     cursor = str(offset + query.limit) if len(rows) > query.limit else None
