@@ -246,7 +246,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=60)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--segment-s", type=float, default=6.0)
     parser.add_argument("--output", type=Path)
@@ -265,7 +265,10 @@ def main() -> None:
     quality: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="vod-bench-") as tmp:
         for repeat in range(args.repeats):
-            for system in ("streamd", "cli"):
+            # Alternate which runs first, so a drift in the machine (thermal, a neighbour)
+            # does not always land on the same side.
+            order = ("streamd", "cli") if repeat % 2 == 0 else ("cli", "streamd")
+            for system in order:
                 out = Path(tmp) / system
                 shutil.rmtree(out, ignore_errors=True)
                 out.mkdir()
