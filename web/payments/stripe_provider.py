@@ -208,8 +208,15 @@ class StripeProvider:
             )
         except stripe.StripeError as exc:
             raise provider_error(exc) from exc
-        status = _REFUND_STATUS.get(refund.status or "", RefundStatus.PENDING)
-        message = refund.failure_reason if status is RefundStatus.FAILED else None
+        # to_dict: optional fields (failure_reason) are absent, not None, on a StripeObject.
+        fields = refund.to_dict()
+        status = _REFUND_STATUS.get(str(fields.get("status")), RefundStatus.PENDING)
+        reason = fields.get("failure_reason")
+        message = (
+            f"refund failed: {reason or 'unknown reason'}"
+            if status is RefundStatus.FAILED
+            else None
+        )
         return RefundResult(status=status, refund_ref=refund.id, message=message)
 
     async def _payment_intent_of(self, provider_ref: str | None) -> str:

@@ -562,6 +562,11 @@ class StripeFake:
             "status": self.refund_status,
             "transfer_reversal": None,
         }
+        if refund["status"] in ("failed", "canceled"):
+            refund["failure_reason"] = "expired_or_canceled_card"
+            self.refunds[refund_id] = refund
+            self._emit("refund.created", refund)
+            return refund
         self.refunds[refund_id] = refund
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount_captured"]

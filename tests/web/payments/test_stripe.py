@@ -596,6 +596,29 @@ async def test_partial_then_full_refund(provider: StripeProvider, fake: StripeFa
     assert (charge["amount_refunded"], charge["refunded"]) == (1999, True)
 
 
+@pytest.mark.parametrize(
+    ("stripe_status", "status"),
+    [
+        ("succeeded", RefundStatus.SUCCEEDED),
+        ("pending", RefundStatus.PENDING),
+        ("requires_action", RefundStatus.PENDING),
+        ("failed", RefundStatus.FAILED),
+        ("canceled", RefundStatus.FAILED),
+    ],
+)
+async def test_refund_status_is_mapped(
+    provider: StripeProvider, fake: StripeFake, stripe_status: str, status: RefundStatus
+) -> None:
+    _, intent = await paid_session(provider, fake)
+    fake.refund_status = stripe_status
+    result = await provider.refund(refund_of(intent, 500))
+    assert result.status is status and result.refund_ref in fake.refunds
+    if status is RefundStatus.FAILED:
+        assert result.message == "refund failed: expired_or_canceled_card"
+    else:
+        assert result.message is None
+
+
 async def test_refund_retried_with_the_same_id_is_one_refund(
     provider: StripeProvider, fake: StripeFake
 ) -> None:
@@ -621,9 +644,11 @@ async def test_over_refund_is_refused_for_good(provider: StripeProvider, fake: S
     with pytest.raises(ProviderError) as done:
         await provider.refund(refund_of(intent, 1, "RF4"))
     assert not done.value.retryable and "charge_already_refunded" in str(done.value)
+    asked = len(fake.requests)
     with pytest.raises(ProviderError) as over_capture:
-        await provider.refund(refund_of(intent, 2000, "RF5"))  # caught before asking Stripe
+        await provider.refund(refund_of(intent, 2000, "RF5"))
     assert not over_capture.value.retryable
+    assert len(fake.requests) == asked  # over the captured amount: refused before asking Stripe
 
 
 @pytest.mark.parametrize("status", [500, 503, 429])
