@@ -236,6 +236,7 @@ def test_oversized_body_is_refused_before_anything_else() -> None:
     "body",
     [
         b"{not json",
+        b"[" * 100_000 + b"]" * 100_000,  # nesting beyond the parser's recursion limit
         b"[]",
         b'{"object": "list", "data": []}',
         b'{"id": "evt_1", "object": "event", "type": "refund.created"}',
