@@ -526,6 +526,15 @@ async def test_amounts_stripe_must_not_see_are_refused_here(
     assert fake.requests == []
 
 
+async def test_below_stripes_minimum_is_refused_by_stripe(
+    provider: StripeProvider, fake: StripeFake
+) -> None:
+    with pytest.raises(ProviderError) as refused:
+        await provider.create_checkout(order(amount=49))  # Stripe's minimum: 0.50 USD
+    assert not refused.value.retryable and "amount_too_small" in str(refused.value)
+    assert fake.sessions == {}
+
+
 async def test_wrong_secret_key_is_not_retryable_and_not_shown(fake: StripeFake) -> None:
     adapter = make_provider(fake, secret_key="sk_test_wrong_key_1234")
     try:
