@@ -97,8 +97,8 @@ def check_mac_value(params: Mapping[str, str], hash_key: str, hash_iv: str) -> s
         ((name, value) for name, value in params.items() if name != "CheckMacValue"),
         key=lambda item: item[0].lower(),
     )
-    joined = "&".join(f"{name}={value}" for name, value in fields)
-    raw = f"HashKey={hash_key}&{joined}&HashIV={hash_iv}"
+    joined = "".join(f"&{name}={value}" for name, value in fields)
+    raw = f"HashKey={hash_key}{joined}&HashIV={hash_iv}"
     return hashlib.sha256(ecpay_urlencode(raw).encode("ascii")).hexdigest().upper()
 
 
