@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import httpx
@@ -35,7 +35,6 @@ from tests.web.payments.ecpay_fake import (
 )
 from web.payments.ecpay import (
     STAGE_PAYMENT_URL,
-    TAIPEI,
     Credentials,
     EcpayProvider,
     check_mac_value,
@@ -57,7 +56,8 @@ from web.payments.provider import (
 )
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
-MORNING = datetime(2026, 3, 2, 10, 0, 0, tzinfo=TAIPEI).timestamp()
+# 10:00 in Taipei (UTC+8): written in UTC so that the adapter's time zone is what is tested.
+MORNING = datetime(2026, 3, 2, 2, 0, 0, tzinfo=UTC).timestamp()
 
 
 @dataclass
@@ -78,7 +78,7 @@ def order(reference: str = "T20260302A", amount: int = 15000, **changes: object)
         return_url="https://streamd.example/orders/return",
         cancel_url="https://streamd.example/orders/cancel",
         notify_url="https://streamd.example/api/payments/ecpay/notify",
-        expires_at=datetime.fromtimestamp(MORNING, TAIPEI) + timedelta(minutes=30),
+        expires_at=datetime.fromtimestamp(MORNING, UTC) + timedelta(minutes=30),
     )
     return replace(request, **changes)  # type: ignore[arg-type]
 
@@ -552,12 +552,12 @@ async def test_no_refund_during_the_nightly_close(
     fake: EcpayFake, provider: EcpayProvider, merchant: Merchant, clock: Clock
 ) -> None:
     trade_no = await paid_trade(fake, provider, merchant)
-    clock.now = datetime(2026, 3, 2, 20, 20, tzinfo=TAIPEI).timestamp()
+    clock.now = datetime(2026, 3, 2, 12, 20, tzinfo=UTC).timestamp()  # 20:20 in Taipei
     with pytest.raises(ProviderError, match="20:15") as caught:
         await provider.refund(refund(trade_no, 5000))
     assert caught.value.retryable
     assert not [path for path, _ in fake.requests if "DoAction" in path]
-    clock.now = datetime(2026, 3, 2, 20, 30, tzinfo=TAIPEI).timestamp()
+    clock.now = datetime(2026, 3, 2, 12, 30, tzinfo=UTC).timestamp()
     assert (await provider.refund(refund(trade_no, 5000))).status is RefundStatus.SUCCEEDED
 
 
