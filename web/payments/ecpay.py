@@ -45,8 +45,8 @@ from web.payments.provider import (
 
 STAGE_PAYMENT_URL = "https://payment-stage.ecpay.com.tw/Cashier/AioCheckOut/V5"
 STAGE_QUERY_URL = "https://payment-stage.ecpay.com.tw/Cashier/QueryTradeInfo/V5"
-# ECPay documents DoAction for production only (stage trades are no real authorizations); the
-# stage host is the default all the same, so that nothing reaches production unless configured.
+# Stage trades are no real card authorizations, so DoAction may find nothing to act on there;
+# the stage host is the default all the same, so that nothing reaches production unconfigured.
 STAGE_REFUND_URL = "https://payment-stage.ecpay.com.tw/CreditDetail/DoAction"
 
 #: Taiwan has kept UTC+8 without daylight saving since 1979: no tz database needed.
@@ -54,12 +54,14 @@ TAIPEI = timezone(timedelta(hours=8), "Asia/Taipei")
 ECPAY_TIME = "%Y/%m/%d %H:%M:%S"
 CURRENCY = "TWD"
 
-# Characters .NET's HttpUtility.UrlEncode leaves alone (ECPay's URLEncode table, ?p=2904).
+# Characters .NET's HttpUtility.UrlEncode leaves alone: the ".NET編碼(ecpay)" column of ECPay's
+# URLEncode table (附錄), which its PHP SDK reproduces by un-escaping these after urlencode().
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!*()")
 _REFERENCE = re.compile(r"[A-Za-z0-9]{1,20}")
 _WHOLE = re.compile(r"[0-9]{1,9}")
 # '#' separates items in ItemName; '&' and '=' would split fields of QueryTradeInfo answers,
-# which carry ItemName unencoded; markup and quotes are what "no special characters" forbids.
+# which carry ItemName unencoded; TradeDesc may hold no "special characters" (ECPay's words, no
+# list given): markup and quotes go.
 _UNSAFE_TEXT = frozenset("#&=<>\"'\\")
 _ITEM_NAME_MAX = 400  # characters (AioCheckOut: ECPay truncates longer names, breaking the MAC)
 _TRADE_DESC_MAX = 200
@@ -296,18 +298,18 @@ def parse_query_answer(text: str, reference: str, credentials: Credentials) -> P
     trade_no = fields.get("TradeNo", "")
     if status in (_TRADE_UNPAID, _TRADE_UNKNOWN):
         return None
+    amount = _whole(fields.get("TradeAmt"))
     if status == _TRADE_FAILED:
         return ProviderEvent(
             event_id=_event_id(trade_no or reference, status),
             kind=EventKind.FAILED,
             reference=reference,
             provider_ref=trade_no or None,
-            amount=0,
+            amount=(amount or 0) * 100,
             currency=CURRENCY,
             message="ECPay: the payment was not completed",
             raw=dict(fields),
         )
-    amount = _whole(fields.get("TradeAmt"))
     if status != _TRADE_PAID or not trade_no or amount is None:
         raise ProviderError(f"ECPay answered an unexpected TradeStatus {status!r}")
     return ProviderEvent(
@@ -415,7 +417,11 @@ class EcpayProvider:
         if in_nightly_close(self._clock()):
             raise ProviderError("ECPay closes the day from 20:15 to 20:30", retryable=True)
         trade_no = request.provider_ref
-        accepted, refused = await self._do_action(request.reference, trade_no, "R", dollars)
+        # DoAction takes no idempotency key. E and N only act in one state, and a full R cannot
+        # be applied twice; a partial R can: if its answer is lost it must not be resent blindly.
+        accepted, refused = await self._do_action(
+            request.reference, trade_no, "R", dollars, replayable=dollars == captured
+        )
         if accepted:
             return RefundResult(RefundStatus.SUCCEEDED, None, "ECPay DoAction R")
         if dollars < captured:
@@ -438,11 +444,10 @@ class EcpayProvider:
             await self._http.aclose()
 
     async def _do_action(
-        self, reference: str, trade_no: str, action: str, dollars: int
+        self, reference: str, trade_no: str, action: str, dollars: int, *, replayable: bool = True
     ) -> tuple[bool, str]:
         form = do_action_form(reference, trade_no, action, dollars, self._credentials)
-        # DoAction takes no idempotency key: a refund whose answer was lost must not be resent.
-        answer = await self._post(self._refund_url, form, replayable=False)
+        answer = await self._post(self._refund_url, form, replayable=replayable)
         return parse_do_action_answer(answer, reference)
 
     async def _post(self, url: str, form: Mapping[str, str], *, replayable: bool) -> str:
@@ -458,8 +463,14 @@ class EcpayProvider:
             raise ProviderError(message, retryable=replayable) from exc
         if response.status_code == 403:  # ECPay's answer to calls made too fast
             raise ProviderError("ECPay is rate limiting this merchant", retryable=True)
-        if response.status_code >= 500:
+        if response.status_code in (502, 503, 504) or (response.status_code >= 500 and replayable):
+            # A gateway's answer: the request did not get through (or asking again is harmless).
             raise ProviderError(f"ECPay answered HTTP {response.status_code}", retryable=True)
+        if response.status_code >= 500:
+            raise ProviderError(
+                f"ECPay answered HTTP {response.status_code}: the outcome is unknown, check"
+                " ECPay's back office before retrying"
+            )
         if response.status_code != 200:
             raise ProviderError(f"ECPay answered HTTP {response.status_code}")
         if len(response.content) > _MAX_ANSWER_BYTES:

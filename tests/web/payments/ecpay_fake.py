@@ -30,7 +30,8 @@ What it covers:
   route full refunds of trades to be closed through E then N. The answer is form-encoded
   ``MerchantID, MerchantTradeNo, TradeNo, RtnCode, RtnMsg`` (unsigned).
 - Test hooks: `settle`, `fail_next` (the next requests answered with an HTTP status, as a broken
-  front end would), `refuse_next` (the next DoAction refused), `requests` (what was asked).
+  front end would), `refuse_next` (the next DoAction refused), `stall_next` (an answer lost
+  after the request was carried out), `requests` (what was asked).
 
 What it does not cover: any other payment method or API (ATM/CVS/BARCODE numbers, installments,
 periodic payments, QueryTrade/V2, invoices), PlatformID, the payment page itself (the checkout
@@ -189,6 +190,7 @@ class EcpayFake:
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._failures: list[int | None] = []
         self._refusals: list[str] = []
+        self._stalls: list[float] = []
         self._serial = itertools.count(1)
         self._served: Served | None = None
         self.app = Starlette(
@@ -237,6 +239,16 @@ class EcpayFake:
 
     def refuse_next(self, message: str = "refused by the test") -> None:
         self._refusals.append(message)
+
+    def stall_next(self, seconds: float) -> None:
+        """The next QueryTradeInfo or DoAction is carried out, then answered ``seconds`` late
+        (past the client's timeout: an answer lost on the way back)."""
+        self._stalls.append(seconds)
+
+    async def _late(self, response: Response) -> Response:
+        if self._stalls:
+            await asyncio.sleep(self._stalls.pop(0))
+        return response
 
     def settle(self, reference: str) -> None:
         """The nightly close: a trade to be closed is closed."""
@@ -396,7 +408,7 @@ class EcpayFake:
         signed = self.sign(answer)
         # Values unencoded, A to Z, the MAC last: what the stage server answers.
         text = "&".join(f"{k}={signed[k]}" for k in sorted(answer, key=str.lower))
-        return HTMLResponse(text + "&CheckMacValue=" + signed["CheckMacValue"])
+        return await self._late(HTMLResponse(text + "&CheckMacValue=" + signed["CheckMacValue"]))
 
     async def _do_action(self, request: Request) -> Response:
         fields = await self._read(request)
@@ -418,7 +430,7 @@ class EcpayFake:
             "RtnCode": "0" if problem else "1",
             "RtnMsg": problem or "Succeeded",
         }
-        return HTMLResponse(urlencode(answer))
+        return await self._late(HTMLResponse(urlencode(answer)))
 
     def _apply(self, trade: Trade, action: str, amount: int) -> str | None:
         """One DoAction on the trade's state (?p=9242), or why it is refused."""

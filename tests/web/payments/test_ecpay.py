@@ -172,7 +172,7 @@ async def fake(clock: Clock) -> AsyncIterator[EcpayFake]:
     await server.stop()
 
 
-def adapter(clock: Clock, base_url: str | None = None) -> EcpayProvider:
+def adapter(clock: Clock, base_url: str | None = None, timeout_s: float = 10.0) -> EcpayProvider:
     """The adapter on the fake's keys; at ``base_url`` (else ECPay's stage URLs)."""
     if base_url is None:
         return EcpayProvider(
@@ -186,6 +186,7 @@ def adapter(clock: Clock, base_url: str | None = None) -> EcpayProvider:
         query_url=base_url + "/Cashier/QueryTradeInfo/V5",
         refund_url=base_url + "/CreditDetail/DoAction",
         clock=clock,
+        timeout_s=timeout_s,
     )
 
 
@@ -573,6 +574,7 @@ async def test_declined_payment_flow(
     assert (event.kind, event.message) == (EventKind.FAILED, "拒絕交易")
     looked_up = await provider.lookup("T20260302A", None)
     assert looked_up is not None and looked_up.kind is EventKind.FAILED
+    assert (looked_up.amount, looked_up.provider_ref) == (15000, event.provider_ref)
 
 
 async def test_simulated_payment_flow(
@@ -618,6 +620,35 @@ async def test_lookup_and_refund_errors(fake: EcpayFake, provider: EcpayProvider
     assert caught.value.retryable
     with pytest.raises(ProviderError, match="TradeNo"):
         await provider.refund(replace(refund("x", 5000), provider_ref=None))
+
+
+async def test_partial_refund_with_unknown_outcome_is_not_retried(
+    fake: EcpayFake, provider: EcpayProvider, merchant: Merchant, clock: Clock
+) -> None:
+    """DoAction has no idempotency key: a partial R whose answer is lost, or that met an HTTP
+    500, may have been applied (here it was), so it is not marked retryable; reads are."""
+    trade_no = await paid_trade(fake, provider, merchant)
+    impatient = adapter(clock, fake.base_url, timeout_s=0.2)
+    try:
+        fake.stall_next(1.0)
+        with pytest.raises(ProviderError, match="outcome is unknown") as caught:
+            await impatient.refund(refund(trade_no, 5000))
+        assert not caught.value.retryable
+        assert fake.trades["T20260302A"].actions == [("R", 50)]
+        fake.stall_next(1.0)
+        with pytest.raises(ProviderError, match="ReadTimeout") as caught:
+            await impatient.lookup("T20260302A", trade_no)
+        assert caught.value.retryable
+    finally:
+        await impatient.aclose()
+    fake.fail_next(500)
+    with pytest.raises(ProviderError, match="outcome is unknown") as caught:
+        await provider.refund(refund(trade_no, 5000))
+    assert not caught.value.retryable
+    fake.fail_next(500)
+    with pytest.raises(ProviderError, match="HTTP 500") as caught:
+        await provider.lookup("T20260302A", trade_no)
+    assert caught.value.retryable
 
 
 async def test_unreachable_ecpay_is_retryable(clock: Clock) -> None:
