@@ -254,3 +254,24 @@ def choice(*allowed: str, case_sensitive: bool = False) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def providers(raw: str) -> tuple[str, ...]:
+    """Payment providers offered to buyers, in the order the checkout page lists them."""
+    allowed = ("sandbox", "stripe", "ecpay")
+    out = tuple(dict.fromkeys(part.strip().lower() for part in raw.split(",") if part.strip()))
+    if any(name not in allowed for name in out):
+        raise ValueError("a comma-separated list of " + ", ".join(allowed) + " (or empty: none)")
+    return out
+
+
+def minimum_amounts(raw: str) -> tuple[tuple[str, int], ...]:
+    """``USD:100,TWD:3000``: an amount in minor units per ISO currency code."""
+    allowed = "a comma-separated list of CURRENCY:MINOR_UNITS, such as USD:100,TWD:3000"
+    out: dict[str, int] = {}
+    for entry in filter(None, (part.strip() for part in raw.split(","))):
+        code, _, amount = entry.partition(":")
+        if len(code) != 3 or not code.isalpha() or not amount.isdigit() or int(amount) < 1:
+            raise ValueError(allowed)
+        out[code.upper()] = int(amount)
+    return tuple(out.items())

@@ -40,6 +40,18 @@ DEFAULT_VOD_LADDER: tuple[RungSpec, ...] = (
     *DEFAULT_LADDER,
 )
 VodBackend = Literal["local", "mediaconvert"]
+Mode = Literal["development", "production"]
+#: Masked wherever settings are printed.
+SECRET_FIELDS = frozenset(
+    {
+        "jwt_secret",
+        "smtp_password",
+        "stripe_secret_key",
+        "stripe_webhook_secret",
+        "ecpay_hash_key",
+        "ecpay_hash_iv",
+    }
+)
 GIB = 1 << 30
 
 
@@ -147,6 +159,20 @@ class Settings:
     mediaconvert_role_arn: str | None = None
     mediaconvert_endpoint_url: str | None = None
     mediaconvert_queue_arn: str | None = None
+    mode: Mode = "development"
+    payments_providers: tuple[str, ...] = ("sandbox",)
+    payments_fee_bps: int = 1000
+    payments_order_ttl: float = 1800.0
+    payments_refund_window: float = 14 * 86400.0
+    payments_tip_minimum: tuple[tuple[str, int], ...] = (("USD", 100), ("TWD", 3000))
+    payments_reconcile_interval: float = 60.0
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None
+    ecpay_merchant_id: str | None = None
+    ecpay_hash_key: str | None = None
+    ecpay_hash_iv: str | None = None
+    ecpay_api_base: str | None = None
 
     @property
     def pg_dir(self) -> Path:
@@ -378,6 +404,32 @@ SPECS: tuple[_Spec, ...] = (
           "account MediaConvert endpoint; unset = discovered with DescribeEndpoints"),
     _Spec("mediaconvert_queue_arn", "STREAMD_MEDIACONVERT_QUEUE_ARN", p.text,
           "MediaConvert queue; unset = the account's Default queue"),
+    _Spec("mode", "STREAMD_MODE", p.choice("development", "production"),
+          "production refuses development conveniences (the sandbox payment provider)"),
+    _Spec("payments_providers", "STREAMD_PAYMENTS_PROVIDERS", p.providers,
+          "payment providers buyers may choose: sandbox, stripe, ecpay (comma-separated)"),
+    _Spec("payments_fee_bps", "STREAMD_PAYMENTS_FEE_BPS", p.int_range(0, 10_000),
+          "the platform's fee on every sale, in basis points (1000 = 10 %)"),
+    _Spec("payments_order_ttl", "STREAMD_PAYMENTS_ORDER_TTL", p.float_range(1800, 86400),
+          "seconds an unpaid order stays payable (Stripe's checkout needs 30 min to 24 h)"),
+    _Spec("payments_refund_window", "STREAMD_PAYMENTS_REFUND_WINDOW",
+          p.float_range(0, 365 * 86400),
+          "seconds after payment during which a creator may refund their own sales"),
+    _Spec("payments_tip_minimum", "STREAMD_PAYMENTS_TIP_MINIMUM", p.minimum_amounts,
+          "smallest tip per currency in minor units, e.g. USD:100,TWD:3000"),
+    _Spec("payments_reconcile_interval", "STREAMD_PAYMENTS_RECONCILE_INTERVAL",
+          p.float_range(1, 86400),
+          "seconds between asks to providers about orders whose webhook has not come"),
+    _Spec("stripe_secret_key", "STRIPE_SECRET_KEY", p.text, "Stripe API secret key (sk_...)"),
+    _Spec("stripe_webhook_secret", "STRIPE_WEBHOOK_SECRET", p.text,
+          "signing secret of the Stripe webhook endpoint (whsec_...)"),
+    _Spec("stripe_api_base", "STREAMD_STRIPE_API_BASE", p.http_url,
+          "Stripe API base URL; unset = https://api.stripe.com (tests point it at a fake)"),
+    _Spec("ecpay_merchant_id", "ECPAY_MERCHANT_ID", p.text, "ECPay merchant id (MerchantID)"),
+    _Spec("ecpay_hash_key", "ECPAY_HASH_KEY", p.text, "ECPay HashKey"),
+    _Spec("ecpay_hash_iv", "ECPAY_HASH_IV", p.text, "ECPay HashIV"),
+    _Spec("ecpay_api_base", "STREAMD_ECPAY_API_BASE", p.http_url,
+          "ECPay base URL; unset = the stage environment payment-stage.ecpay.com.tw"),
 )  # fmt: skip
 
 
@@ -432,6 +484,7 @@ def load_settings(
     _check_jwt(settings)
     _check_storage(settings)
     _check_vod(settings)
+    _check_payments(settings)
     if (settings.smtp_username is None) != (settings.smtp_password is None):
         raise ConfigError(
             "STREAMD_SMTP_USERNAME is invalid: expected it together with STREAMD_SMTP_PASSWORD "
@@ -510,6 +563,27 @@ def _check_vod(settings: Settings) -> None:
             )
 
 
+def _check_payments(settings: Settings) -> None:
+    chosen = settings.payments_providers
+    if settings.mode == "production" and "sandbox" in chosen:
+        raise ConfigError(
+            "STREAMD_PAYMENTS_PROVIDERS=sandbox is invalid with STREAMD_MODE=production: the "
+            "sandbox takes no money (choose stripe and/or ecpay, or leave payments empty)"
+        )
+    needs = {
+        "stripe": ("stripe_secret_key", "stripe_webhook_secret"),
+        "ecpay": ("ecpay_merchant_id", "ecpay_hash_key", "ecpay_hash_iv"),
+    }
+    for provider, wanted in needs.items():
+        missing = [s.env for s in SPECS if s.field in wanted and getattr(settings, s.field) is None]
+        if provider in chosen and missing:
+            raise ConfigError(
+                f"STREAMD_PAYMENTS_PROVIDERS={provider} is invalid: expected "
+                + " and ".join(missing)
+                + " as well"
+            )
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
@@ -543,7 +617,7 @@ def as_dict(settings: Settings) -> dict[str, object]:
     out: dict[str, object] = {}
     for f in fields(settings):
         value = getattr(settings, f.name)
-        if f.name in ("jwt_secret", "smtp_password") and value is not None:
+        if f.name in SECRET_FIELDS and value is not None:
             value = "***"
         elif f.name.endswith("_url") and isinstance(value, str):
             value = _mask_password(value)

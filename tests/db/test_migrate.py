@@ -12,7 +12,7 @@ import pytest
 from db.migrate import MIGRATIONS_DIR, MigrationError, load_migrations, migrate, split_statements
 from tests.helpers import cli_env, run_cli
 
-TABLES = {"users", "lives", "chat_messages", "videos", "video_qualities", "payments", "cache_data"}
+TABLES = {"users", "lives", "chat_messages", "videos", "video_qualities", "orders", "cache_data"}
 
 
 async def _tables(conn: asyncpg.Connection) -> set[str]:
