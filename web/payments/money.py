@@ -6,7 +6,7 @@ from __future__ import annotations
 #: The currencies streamd sells in, with their ISO 4217 exponent.
 MINOR_UNITS: dict[str, int] = {"USD": 2, "TWD": 2}
 #: Amounts in these currencies must be whole major units: ECPay takes whole New Taiwan dollars
-#: and Stripe documents TWD charges as needing amounts divisible by 100.
+#: (Stripe charges two-decimal TWD but pays out whole dollars only: docs.stripe.com/currencies).
 WHOLE_UNITS_ONLY = frozenset({"TWD"})
 MAX_AMOUNT = 99_999_999  # minor units: Stripe's limit for one charge (8 digits)
 
