@@ -18,7 +18,6 @@ import json
 import secrets
 import time
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -147,7 +146,3 @@ class SandboxProvider:
 
     async def aclose(self) -> None:
         return None
-
-
-def expires_text(terms: Mapping[str, Any]) -> str:
-    return datetime.fromtimestamp(int(terms["exp"])).astimezone().strftime("%Y-%m-%d %H:%M %Z")

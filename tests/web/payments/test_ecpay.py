@@ -214,13 +214,18 @@ async def merchant(provider: EcpayProvider) -> AsyncIterator[Merchant]:
     await merchant.served.stop()
 
 
-async def paid_trade(fake: EcpayFake, provider: EcpayProvider, merchant: Merchant) -> str:
-    """T20260302A checked out for NT$150 through a real form POST, then paid: its TradeNo."""
+async def checked_out(provider: EcpayProvider, merchant: Merchant) -> None:
+    """T20260302A checked out for NT$150 through a real form POST to the fake."""
     checkout = await provider.create_checkout(order(notify_url=merchant.notify_url))
     assert checkout.form is not None
     async with httpx.AsyncClient() as browser:
         page = await browser.post(checkout.url, data=dict(checkout.form))
     assert page.status_code == 200, page.text
+
+
+async def paid_trade(fake: EcpayFake, provider: EcpayProvider, merchant: Merchant) -> str:
+    """T20260302A checked out, then paid: its TradeNo."""
+    await checked_out(provider, merchant)
     deliveries = await fake.pay("T20260302A")
     assert [d.acknowledged for d in deliveries] == [True]
     return fake.trades["T20260302A"].trade_no
@@ -565,10 +570,7 @@ async def test_no_refund_during_the_nightly_close(
 async def test_declined_payment_flow(
     fake: EcpayFake, provider: EcpayProvider, merchant: Merchant
 ) -> None:
-    checkout = await provider.create_checkout(order(notify_url=merchant.notify_url))
-    assert checkout.form is not None
-    async with httpx.AsyncClient() as browser:
-        await browser.post(checkout.url, data=dict(checkout.form))
+    await checked_out(provider, merchant)
     await fake.pay("T20260302A", code="10100248", message="拒絕交易")
     [event] = merchant.events
     assert (event.kind, event.message) == (EventKind.FAILED, "拒絕交易")
@@ -580,10 +582,7 @@ async def test_declined_payment_flow(
 async def test_simulated_payment_flow(
     fake: EcpayFake, provider: EcpayProvider, merchant: Merchant
 ) -> None:
-    checkout = await provider.create_checkout(order(notify_url=merchant.notify_url))
-    assert checkout.form is not None
-    async with httpx.AsyncClient() as browser:
-        await browser.post(checkout.url, data=dict(checkout.form))
+    await checked_out(provider, merchant)
     deliveries = await fake.pay("T20260302A", simulate=True)
     assert [d.acknowledged for d in deliveries] == [True]  # 1|OK, so ECPay stops sending
     assert merchant.events == []
@@ -594,10 +593,7 @@ async def test_ecpay_resends_until_it_reads_1_ok(
     fake: EcpayFake, provider: EcpayProvider, merchant: Merchant
 ) -> None:
     merchant.wrong_replies = [b"OK", b'"1|OK"']
-    checkout = await provider.create_checkout(order(notify_url=merchant.notify_url))
-    assert checkout.form is not None
-    async with httpx.AsyncClient() as browser:
-        await browser.post(checkout.url, data=dict(checkout.form))
+    await checked_out(provider, merchant)
     deliveries = await fake.pay("T20260302A")
     assert [d.acknowledged for d in deliveries] == [False, False, True]
     assert [d.form["RtnMsg"] for d in deliveries] == ["交易成功", "paid", "paid"]
