@@ -34,11 +34,20 @@ def _iso(value: object) -> str:
 
 
 def message_event(
-    message_id: int, user_id: int | None, username: str | None, text: str, created_at: Any
+    message_id: int,
+    user_id: int | None,
+    username: str | None,
+    text: str,
+    created_at: Any,
+    tip: Json | None = None,
 ) -> Json:
+    """``tip``: ``{"amount", "currency", "display"}`` when the message is a paid tip."""
     user = None if user_id is None else {"id": user_id, "username": username}
-    return {"type": "message", "id": message_id, "user": user, "text": text,
-            "created_at": created_at}  # fmt: skip
+    event: Json = {"type": "message", "id": message_id, "user": user, "text": text,
+                   "created_at": created_at}  # fmt: skip
+    if tip is not None:
+        event["tip"] = tip
+    return event
 
 
 def error_event(code: str, message: str, retry_after: float | None = None) -> Json:

@@ -438,7 +438,7 @@ class Hub:
         if kind == "msg":
             self._deliver(room.live_id, int(event["id"]), message_event(
                 int(event["id"]), event["user_id"], event["username"], event["text"],
-                event["created_at"],
+                event["created_at"], event.get("tip"),
             ))  # fmt: skip
         elif kind == "del":
             room.delete_message(int(event["id"]))
@@ -562,5 +562,6 @@ def _payload_to(callback: Callable[[str], object]) -> Callable[..., None]:
 
 def _message_from_row(row: asyncpg.Record) -> Json:
     created: Any = row["created_at"]
+    tip = json.loads(row["tip"]) if row["tip"] is not None else None
     return message_event(int(row["id"]), row["user_id"], row["username"], row["content"],
-                         created.isoformat())  # fmt: skip
+                         created.isoformat(), tip)  # fmt: skip

@@ -29,7 +29,7 @@ HISTORY = 50
 
 _MESSAGE_EVENT = """json_build_object(
     't', 'msg', 'id', m.id, 'live_id', m.live_id, 'user_id', m.user_id,
-    'username', u.username, 'text', m.content, 'created_at', m.created_at)"""
+    'username', u.username, 'text', m.content, 'created_at', m.created_at, 'tip', m.tip)"""
 
 
 async def insert_messages(
@@ -45,7 +45,7 @@ async def insert_messages(
                 SELECT l, u, c
                 FROM unnest($1::bigint[], $2::bigint[], $3::text[]) WITH ORDINALITY AS t(l, u, c, n)
                 ORDER BY n
-                RETURNING id, live_id, user_id, content, created_at),
+                RETURNING id, live_id, user_id, content, created_at, tip),
             ev AS (
                 SELECT m.id, m.created_at, {_MESSAGE_EVENT} AS e,
                        sum(2 * octet_length(m.content) + {EVENT_OVERHEAD})
@@ -63,6 +63,26 @@ async def insert_messages(
     return list(rows)
 
 
+async def insert_tip(
+    db: Executor, *, live_id: int, user_id: int, order_id: int, text: str, tip: dict[str, Any]
+) -> int | None:
+    """Post a paid tip to its live's chat and NOTIFY it (at commit, when called in the
+    capture's transaction); None when this order's tip was posted before."""
+    message_id = await db.fetchval(
+        """INSERT INTO chat_messages (live_id, user_id, content, tip, order_id)
+           VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (order_id) DO NOTHING RETURNING id""",
+        live_id, user_id, text, json.dumps(tip), order_id,
+    )  # fmt: skip
+    if message_id is None:
+        return None
+    await db.execute(
+        f"""SELECT pg_notify('{CHANNEL}', json_build_array({_MESSAGE_EVENT})::text)
+              FROM chat_messages m LEFT JOIN users u ON u.id = m.user_id WHERE m.id = $1""",
+        message_id,
+    )
+    return int(message_id)
+
+
 async def notify(db: Executor, events: Sequence[dict[str, Any]]) -> None:
     """NOTIFY small control events (tombstones, sanctions), one payload."""
     payload = json.dumps(list(events), separators=(",", ":"))
@@ -73,7 +93,7 @@ async def recent_messages(db: Executor, live_id: int, limit: int = HISTORY) -> l
     """The last ``limit`` messages of a room that are not deleted, oldest first."""
     rows = await db.fetch(
         """SELECT * FROM (
-               SELECT m.id, m.live_id, m.user_id, u.username, m.content, m.created_at
+               SELECT m.id, m.live_id, m.user_id, u.username, m.content, m.created_at, m.tip
                FROM chat_messages m LEFT JOIN users u ON u.id = m.user_id
                WHERE m.live_id = $1 AND m.deleted_at IS NULL
                ORDER BY m.id DESC LIMIT $2) r
@@ -92,7 +112,7 @@ async def messages_after(
     rows = await db.fetch(
         """SELECT r.* FROM unnest($1::bigint[], $2::bigint[]) AS q(live_id, after_id)
            CROSS JOIN LATERAL (
-               SELECT m.id, m.live_id, m.user_id, u.username, m.content, m.created_at
+               SELECT m.id, m.live_id, m.user_id, u.username, m.content, m.created_at, m.tip
                FROM chat_messages m LEFT JOIN users u ON u.id = m.user_id
                WHERE m.live_id = q.live_id AND m.id > q.after_id AND m.deleted_at IS NULL
                ORDER BY m.id LIMIT $3) r

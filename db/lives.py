@@ -13,7 +13,7 @@ from db.types import Executor
 
 LIVE_COLUMNS = (
     "id, title, description, user_id, status, start_time, end_time, viewer_count, chat_enabled, "
-    "created_at, updated_at"
+    "created_at, updated_at, price_amount, price_currency"
 )
 
 
@@ -30,6 +30,7 @@ async def create(
     description: str | None = None,
     scheduled_start: datetime | None = None,
     chat_enabled: bool = True,
+    price: tuple[int, str] | None = None,
 ) -> asyncpg.Record:
     """Insert a live with a fresh stream key; the row includes ``stream_key``.
 
@@ -37,9 +38,10 @@ async def create(
     """
     row = await db.fetchrow(
         f"""INSERT INTO lives (user_id, title, description, stream_key, scheduled_start,
-                               chat_enabled, status)
+                               chat_enabled, status, price_amount, price_currency)
             VALUES ($1, $2, $3, $4, $5, $6,
-                    CASE WHEN $5::timestamptz IS NULL THEN 'offline' ELSE 'scheduled' END)
+                    CASE WHEN $5::timestamptz IS NULL THEN 'offline' ELSE 'scheduled' END,
+                    $7, $8)
             RETURNING {LIVE_COLUMNS}, scheduled_start, stream_key""",
         user_id,
         title,
@@ -47,6 +49,8 @@ async def create(
         generate_stream_key(),
         scheduled_start,
         chat_enabled,
+        price[0] if price else None,
+        price[1] if price else None,
     )
     assert row is not None
     return row
@@ -57,7 +61,7 @@ async def create(
 PUBLIC_COLUMNS = (
     "l.id, l.title, l.description, l.user_id, u.username, l.status, l.scheduled_start, "
     "l.start_time, l.end_time, l.viewer_count, l.chat_enabled, l.thumbnail_url, l.created_at, "
-    "l.updated_at, u.is_active AS owner_active"
+    "l.updated_at, l.price_amount, l.price_currency, u.is_active AS owner_active"
 )
 
 
@@ -118,9 +122,11 @@ async def get_owner_and_key(db: Executor, live_id: int) -> asyncpg.Record | None
 
 async def update(db: Executor, live_id: int, *, changes: dict[str, Any]) -> asyncpg.Record | None:
     """Change the keys present in ``changes`` (title, description, scheduled_start,
-    chat_enabled). Setting a scheduled start makes a live that is not on air ``scheduled``;
+    chat_enabled, price: an (amount, currency) or None for free). Setting a scheduled start
+    makes a live that is not on air ``scheduled``;
     clearing it makes a scheduled live ``offline`` again."""
-    allowed = {"title", "description", "scheduled_start", "chat_enabled"}
+    allowed = {"title", "description", "scheduled_start", "chat_enabled", "price"}
+    price = changes.get("price")
     if not changes.keys() <= allowed:
         raise ValueError(f"only {sorted(allowed)} can be changed")
     return await db.fetchrow(
@@ -129,6 +135,8 @@ async def update(db: Executor, live_id: int, *, changes: dict[str, Any]) -> asyn
                 description = CASE WHEN $4 THEN $5 ELSE l.description END,
                 scheduled_start = CASE WHEN $6 THEN $7::timestamptz ELSE l.scheduled_start END,
                 chat_enabled = CASE WHEN $8 THEN $9 ELSE l.chat_enabled END,
+                price_amount = CASE WHEN $10 THEN $11 ELSE l.price_amount END,
+                price_currency = CASE WHEN $10 THEN $12 ELSE l.price_currency END,
                 status = CASE
                     WHEN NOT $6 OR l.status = 'live' THEN l.status
                     WHEN $7::timestamptz IS NOT NULL THEN 'scheduled'
@@ -146,6 +154,9 @@ async def update(db: Executor, live_id: int, *, changes: dict[str, Any]) -> asyn
         changes.get("scheduled_start"),
         "chat_enabled" in changes,
         bool(changes.get("chat_enabled")),
+        "price" in changes,
+        price[0] if price else None,
+        price[1] if price else None,
     )
 
 

@@ -58,6 +58,8 @@ class Event(Protocol):
     @property
     def refund_ref(self) -> str | None: ...
     @property
+    def refund_id(self) -> str | None: ...  # ours, echoed by the provider (Stripe metadata)
+    @property
     def message(self) -> str | None: ...
 
 
@@ -73,6 +75,7 @@ class StoredEvent:
     currency: str
     refund_ref: str | None
     message: str | None
+    refund_id: str | None = None
 
 
 class IdempotencyConflict(Exception):
@@ -197,6 +200,7 @@ def event_json(event: Event) -> str:
         "kind": str(event.kind), "reference": event.reference,
         "provider_ref": event.provider_ref, "amount": event.amount,
         "currency": event.currency, "refund_ref": event.refund_ref, "message": event.message,
+        "refund_id": event.refund_id,
     })  # fmt: skip
 
 
@@ -205,6 +209,7 @@ def event_from_json(event_id: str, data: Mapping[str, Any]) -> StoredEvent:
         event_id=event_id, kind=str(data["kind"]), reference=data["reference"],
         provider_ref=data["provider_ref"], amount=int(data["amount"]),
         currency=str(data["currency"]), refund_ref=data["refund_ref"], message=data["message"],
+        refund_id=data.get("refund_id"),
     )  # fmt: skip
 
 
@@ -322,19 +327,26 @@ async def _provider_refund(
             "SELECT * FROM refunds WHERE order_id = $1 AND provider_ref = $2 FOR UPDATE",
             order["id"], event.refund_ref,
         )  # fmt: skip
+    if refund is None and event.refund_id and event.refund_id.isdigit():
+        # Ours, reported before the refund call's answer gave us the provider's id.
+        refund = await conn.fetchrow(
+            "SELECT * FROM refunds WHERE order_id = $1 AND id = $2 FOR UPDATE",
+            order["id"], int(event.refund_id),
+        )  # fmt: skip
     if refund is not None:
         if refund["status"] == "succeeded":
             return "duplicate_effect"
-        await succeed_refund(conn, order, refund, fee_bps=fee_bps, actor=actor)
+        await succeed_refund(conn, order, refund, fee_bps=fee_bps, actor=actor,
+                             provider_ref=event.refund_ref)  # fmt: skip
         return "applied"
-    # A refund made elsewhere (the provider's dashboard): recorded as it is, when it fits.
-    refundable = int(order["captured_amount"]) - int(order["refunded_amount"])
-    if event.amount > refundable or event.currency != order["currency"]:
+    # A refund made elsewhere (the provider's dashboard): recorded as it is, when it fits
+    # beside what is refunded and what our own pending refunds will take.
+    left = await refundable(conn, order)
+    if event.amount > left or event.currency != order["currency"]:
         await _flag(
             conn,
             order,
-            f"the provider refunded {event.amount} {event.currency}, "
-            f"more than the {refundable} left",
+            f"the provider refunded {event.amount} {event.currency}, more than the {left} left",
             actor,
             {"event_id": event.event_id},
         )
@@ -368,20 +380,28 @@ async def _replay_deferred(conn: Connection, order_id: int, provider: str, *, fe
 # --- refunds ---
 
 
-async def reserve_refund(
-    conn: Connection, order: asyncpg.Record, amount: int, *, requested_by: str,
-    reason: str | None,
-) -> asyncpg.Record:  # fmt: skip
-    """A pending refund, if it fits in what was captured minus what is refunded or being
-    refunded. ``order`` must be locked (`lock`) in this transaction: parallel refunds queue
-    on that lock, so together they never exceed the capture."""
+async def refundable(conn: Executor, order: asyncpg.Record) -> int:
+    """What can still be refunded: captured, less refunded and less pending refunds."""
     pending = await conn.fetchval(
         "SELECT coalesce(sum(amount), 0) FROM refunds WHERE order_id = $1 AND status = 'pending'",
         order["id"],
     )
-    refundable = int(order["captured_amount"]) - int(order["refunded_amount"]) - int(pending)
-    if amount > refundable:
-        raise RefundTooLarge(refundable)
+    return int(order["captured_amount"]) - int(order["refunded_amount"]) - int(pending)
+
+
+async def reserve_refund(
+    conn: Connection, order: asyncpg.Record, amount: int | None, *, requested_by: str,
+    reason: str | None,
+) -> asyncpg.Record:  # fmt: skip
+    """A pending refund (``amount`` None: all that is left), if it fits in what was captured
+    minus what is refunded or being refunded. ``order`` must be locked (`lock`) in this
+    transaction: parallel refunds queue on that lock, so together they never exceed the
+    capture."""
+    left = await refundable(conn, order)
+    if amount is None:
+        amount = left
+    if amount <= 0 or amount > left:
+        raise RefundTooLarge(left)
     refund = await conn.fetchrow(
         """INSERT INTO refunds (order_id, amount, currency, reason, requested_by)
            VALUES ($1, $2, $3, $4, $5) RETURNING *""",

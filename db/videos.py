@@ -52,7 +52,7 @@ async def get(db: Executor, video_id: int) -> asyncpg.Record | None:
 # A ready video of an active account, with its owner's name and the live it recorded (NULL for
 # uploads; the first recording when, against the packager's habits, several name one video).
 PUBLIC_COLUMNS = """v.id, v.title, v.description, v.user_id, u.username, v.thumbnail_url,
-    v.hls_master_url, v.hls_key, v.duration, v.created_at,
+    v.hls_master_url, v.hls_key, v.duration, v.created_at, v.price_amount, v.price_currency,
     (SELECT r.live_id FROM live_recordings r WHERE r.video_id = v.id
      ORDER BY r.id LIMIT 1) AS live_id"""
 _PUBLIC_FROM = "videos v JOIN users u ON u.id = v.user_id WHERE v.status = 'ready' AND u.is_active"
@@ -85,7 +85,7 @@ OWNER_COLUMNS = """v.id, v.title, v.description, v.user_id, u.username, v.thumbn
     v.thumbnail_key, v.hls_master_url, v.hls_key, v.duration, v.created_at, v.status,
     v.visibility, v.processing_progress, v.processing_stage, v.eta_seconds, v.error_message,
     v.views, v.likes, v.file_size, v.storyboard_key, v.output_prefix, v.original_key,
-    v.job_id, u.is_active,
+    v.job_id, u.is_active, v.price_amount, v.price_currency,
     (SELECT r.live_id FROM live_recordings r WHERE r.video_id = v.id
      ORDER BY r.id LIMIT 1) AS live_id"""
 PROGRESS_CHANNEL = "video_progress"
@@ -197,14 +197,19 @@ async def search(
 
 async def update_details(
     db: Executor, video_id: int, *, title: str | None, description: str | None,
-    set_description: bool, visibility: str | None,
+    set_description: bool, visibility: str | None, set_price: bool = False,
+    price: tuple[int, str] | None = None,
 ) -> bool:  # fmt: skip
+    """``set_price``: replace the price with ``price`` (None: free)."""
     row = await db.fetchrow(
         """UPDATE videos SET title = coalesce($2, title),
                   description = CASE WHEN $3 THEN $4 ELSE description END,
-                  visibility = coalesce($5, visibility)
+                  visibility = coalesce($5, visibility),
+                  price_amount = CASE WHEN $6 THEN $7 ELSE price_amount END,
+                  price_currency = CASE WHEN $6 THEN $8 ELSE price_currency END
             WHERE id = $1 RETURNING id""",
-        video_id, title, set_description, description, visibility,
+        video_id, title, set_description, description, visibility, set_price,
+        price[0] if price else None, price[1] if price else None,
     )  # fmt: skip
     return row is not None
 

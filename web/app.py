@@ -30,6 +30,9 @@ from web.mail import create_mailer
 from web.metrics import HttpMetrics, metrics_endpoint
 from web.middleware import RequestContextMiddleware
 from web.openapi import build_document, openapi_endpoint
+from web.payments import orders_api, webhooks
+from web.payments.sandbox import CHECKOUT_PATH
+from web.payments.service import Payments, build_providers
 from web.tokens import load_key_set
 from web.ui_routes import WebAppRoute, warn_if_not_built
 from web.video_events import VideoEvents
@@ -44,6 +47,8 @@ ENDPOINTS: list[Endpoint] = [
     *chat.ENDPOINTS,
     *uploads.ENDPOINTS,
     *videos.ENDPOINTS,
+    *orders_api.ENDPOINTS,
+    *webhooks.ENDPOINTS,
 ]
 
 
@@ -91,6 +96,8 @@ def create_app(
         app.state.chat = hub
         app.state.storage = storage
         app.state.video_events = VideoEvents()
+        payments = Payments(settings, db, app.state.mailer, build_providers(settings))
+        app.state.payments = payments
         hub.listen(PROGRESS_CHANNEL, app.state.video_events.on_notify)
         hub_metrics = HubCollector(hub)
         registry.register(hub_metrics)
@@ -102,6 +109,9 @@ def create_app(
             asyncio.create_task(
                 housekeeping.run(db.primary, settings, storage), name="housekeeping"
             ),
+            asyncio.create_task(
+                payments.run(settings.payments_reconcile_interval), name="payments-reconciler"
+            ),
         ]
         try:
             yield
@@ -112,6 +122,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             registry.unregister(hub_metrics)
+            await payments.aclose()
 
     routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
@@ -121,6 +132,7 @@ def create_app(
         Route("/docs", docs_page, methods=["GET"]),
         Route("/docs/app.js", docs_script, methods=["GET"]),
         *to_routes(ENDPOINTS),
+        Route(CHECKOUT_PATH, webhooks.sandbox_checkout, methods=["GET", "POST"]),
         *extra_routes,
         # Last: every other GET is a page of the web app (history mode).
         WebAppRoute(settings.ui_dir),

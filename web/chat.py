@@ -20,9 +20,10 @@ from chat.hub import Hub
 from chat.rules import RuleError
 from chat.viewers import Beat
 from db import chat as chat_db
-from db import lives
+from db import lives, orders
 from db.errors import DB_ERRORS
 from db.pools import Database
+from web import playback
 from web.api import MAX_ID, Call, Endpoint
 from web.authn import new_secret_token, token_digest
 from web.errors import ApiError
@@ -32,6 +33,7 @@ from web.schemas import (
     HeartbeatOut,
     ModerationEntryOut,
     ModerationLogOut,
+    PriceOut,
 )
 from web.ws_protocol import ABORT, WRITE_FRAME
 
@@ -55,8 +57,21 @@ async def _live_owner(call: Call, live_id: int) -> int:
 
 
 async def create_ticket(call: Call) -> ChatTicketOut:
+    """A ticket to post in a live's chat; a sold live's chat takes the posts of those who
+    bought a ticket to it (and of its owner, moderators and admins): 402 for anyone else."""
     live_id = call.path_id("live_id")
-    await _live_owner(call, live_id)
+    owner = await _live_owner(call, live_id)
+    user = call.user
+    if owner != user.id and not user.is_admin:
+        price = await call.db.primary.fetchrow(
+            "SELECT price_amount, price_currency FROM lives WHERE id = $1", live_id
+        )
+        sold = PriceOut.of(price["price_amount"], price["price_currency"]) if price else None
+        if sold is not None and not (
+            user.id in await chat_db.moderator_ids(call.db.primary, live_id)
+            or await orders.entitled(call.db.primary, user.id, live_id=live_id)
+        ):
+            raise playback.payment_required("live", sold)
     ticket, digest = new_secret_token()
     ttl = int(call.settings.chat_ticket_ttl)
     await chat_db.create_ticket(
@@ -134,8 +149,9 @@ async def lift_sanctions(call: Call) -> None:
 LIVE = "/api/lives/{live_id:int}"
 ENDPOINTS = [
     Endpoint("POST", LIVE + "/chat/ticket", create_ticket,
-             "A single-use ticket to open the chat WebSocket as this user", "chat",
-             auth="user", response=ChatTicketOut),
+             "A single-use ticket to open the chat WebSocket as this user (a sold live: "
+             "ticket holders only, 402 otherwise)", "chat",
+             auth="user", response=ChatTicketOut, errors=(402,)),
     Endpoint("POST", LIVE + "/heartbeat", heartbeat,
              "An HLS player is watching (send every `interval` seconds)", "chat",
              body=HeartbeatIn, response=HeartbeatOut, errors=(503,)),

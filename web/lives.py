@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from starlette.responses import JSONResponse
 
-from db import cache, live_health, lives
+from db import cache, live_health, lives, orders
+from web import playback
 from web.api import Call, Endpoint, decode_cursor, paginate
 from web.errors import ApiError
 from web.schemas import (
@@ -36,9 +40,13 @@ from web.schemas import (
     LiveListQuery,
     LiveOut,
     LiveUpdateIn,
+    PriceOut,
     StopOut,
     StreamKeyOut,
 )
+from web.video_schemas import PlaybackOut
+
+log = logging.getLogger(__name__)
 
 PUBLIC_STATUSES = ("live", "scheduled", "ended")
 
@@ -96,6 +104,7 @@ async def create_live(call: Call) -> LiveOut:
     row = await lives.create(
         call.db.primary, user_id=call.user.id, title=body.title, description=body.description,
         scheduled_start=body.scheduled_start, chat_enabled=body.chat_enabled,
+        price=(body.price.amount, body.price.currency) if body.price else None,
     )  # fmt: skip
     public = await lives.get_public(call.db.primary, row["id"])
     assert public is not None
@@ -147,6 +156,8 @@ async def update_live(call: Call) -> LiveOut:
             raise ApiError(422, "validation_error", f"invalid request: check {name}",
                            details=[{"field": name, "message": "cannot be null"}])  # fmt: skip
     changes = {name: getattr(body, name) for name in body.model_fields_set}
+    if body.price is not None:
+        changes["price"] = (body.price.amount, body.price.currency)
     row = await lives.update(call.db.primary, live_id, changes=changes)
     if row is None:
         raise _not_found()
@@ -208,6 +219,28 @@ async def stop_live(call: Call) -> StopOut:
                    disconnected=disconnected)  # fmt: skip
 
 
+async def playback_access(call: Call) -> JSONResponse:
+    """For a sold live, the grant cookie ``/hls`` asks for (owner, admins, ticket holders);
+    402 with the price for anyone else. A free live needs nothing."""
+    user = call.user
+    live_id = call.path_id("live_id")
+    row = await lives.get_public(call.db.primary, live_id)
+    if row is None or not row["owner_active"]:
+        raise _not_found()
+    price = PriceOut.of(row["price_amount"], row["price_currency"])
+    if price is None:
+        return JSONResponse(PlaybackOut(private=False, expires_at=None).model_dump(mode="json"))
+    owner = user.is_admin or user.id == row["user_id"]
+    if not owner and not await orders.entitled(call.db.primary, user.id, live_id=live_id):
+        raise playback.payment_required("live", price)
+    expires = datetime.fromtimestamp(int(time.time()) + playback.TTL_S, UTC)
+    out = PlaybackOut(private=True, expires_at=expires, price=price)
+    log.info("live %d: playback granted to user %d", live_id, user.id)
+    grant = playback.Grant(user.id, owner)
+    body = out.model_dump(mode="json")
+    return playback.grant_response(call.request, call.settings, "live", live_id, grant, body)
+
+
 async def get_health(call: Call) -> LiveHealthOut:
     live_id = call.path_id("live_id")
     row = await _managed(call, live_id, admin_too=True)
@@ -245,6 +278,9 @@ ENDPOINTS = [
              auth="creator", response=IngestOut),
     Endpoint("POST", LIVE + "/stop", stop_live, "Stop the publish of a live (owner or admin)",
              "lives", auth="user", response=StopOut, errors=(403,)),
+    Endpoint("POST", LIVE + "/playback", playback_access,
+             "Access to a sold live's files on /hls (a signed cookie); 402 without a ticket",
+             "lives", auth="user", response=PlaybackOut, errors=(402, 404)),
     Endpoint("GET", LIVE + "/health", get_health,
              "Stream health of the last 10 minutes, for the studio page (owner or admin)",
              "lives", auth="user", response=LiveHealthOut, errors=(403,)),

@@ -61,6 +61,39 @@ _SERVICE_PATHS: dict[str, Any] = {
         "responses": {"200": {"description": "JavaScript",
                               "content": {"text/javascript": {"schema": {"type": "string"}}}}},
     }},
+    "/sandbox/checkout": {
+        "get": {
+            "operationId": "sandbox_page", "tags": ["payments"],
+            "summary": "The sandbox provider's hosted pay / decline page (development only)",
+            "parameters": [{"name": "token", "in": "query", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "HTML page",
+                        "content": {"text/html": {"schema": {"type": "string"}}}},
+                "400": {"description": "a forged or expired checkout link",
+                        "content": {"text/html": {"schema": {"type": "string"}}}},
+                "404": {"description": "the sandbox provider is not enabled",
+                        "content": {"text/html": {"schema": {"type": "string"}}}},
+            },
+        },
+        "post": {
+            "operationId": "sandbox_choice", "tags": ["payments"],
+            "summary": "The buyer's choice on the sandbox page: notifies, then 303 back",
+            "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "required": ["token", "choice"],
+                "properties": {"token": {"type": "string"},
+                               "choice": {"enum": ["pay", "decline", "cancel"]}}}}}},
+            "responses": {
+                "303": {"description": "back to the order's page"},
+                "400": {"description": "a forged or expired checkout link",
+                        "content": {"text/html": {"schema": {"type": "string"}}}},
+                "404": {"description": "the sandbox provider is not enabled",
+                        "content": {"text/html": {"schema": {"type": "string"}}}},
+                "503": {"description": "the payment could not be recorded; try again",
+                        "content": {"text/html": {"schema": {"type": "string"}}}},
+            },
+        },
+    },
 }  # fmt: skip
 
 

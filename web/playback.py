@@ -1,16 +1,21 @@
-"""Private videos on ``/hls``: a short-lived signed cookie per video, checked on every object.
+"""Guarded files on ``/hls``: private videos, and the lives and videos sold (web.payments).
 
-A private video's files lie under ``hls/vod/{id}/{run}/`` like any other's; ``/hls`` answers
-them only to a browser holding the cookie ``streamd_vod_{id}``, which
-``POST /api/videos/{id}/playback`` sets for the owner (and admins) with ``Path=/hls/vod/{id}/``,
-``HttpOnly``, ``SameSite=Lax``: players fetch playlists and segments with relative URIs and
-never see a token, and no URL that a shared cache or a copied link could replay carries one.
-Those answers are ``Cache-Control: private``. With a CDN whose signing key is configured, the
-same endpoint sets CloudFront signed cookies for the video's prefix as well (the distribution's
-behaviour for ``hls/vod/*`` must then require signed requests: see README).
+Their files lie where every other's do (``hls/vod/{id}/{run}/``, ``hls/{live}/...``); ``/hls``
+answers them only to a browser holding the grant cookie that ``POST /api/videos/{id}/playback``
+or ``POST /api/lives/{id}/playback`` set: ``streamd_vod_{id}`` with ``Path=/hls/vod/{id}/``, or
+``streamd_live_{id}`` with ``Path=/hls/{id}/``; ``HttpOnly``, ``SameSite=Lax``. Players fetch
+playlists and segments with relative URIs and never see a token, and no URL that a shared
+cache or a copied link could replay carries one; those answers are ``Cache-Control: private``.
 
-The video's visibility is read from the database and kept 5 s per process, so making a video
-private takes effect on ``/hls`` within 5 s (a CDN keeps what it already cached public).
+A grant names its user. The owner's (and admins') opens everything; a buyer's opens a sold
+item only while the buyer's order still entitles them, read from the database and kept 5 s per
+process, so a full refund locks the files within seconds. A private video opens to its owner's
+grant only. A live's poster (``{live}/{broadcast}/poster.jpg``) stays public: a free preview.
+
+With a CDN whose signing key is configured, the same endpoints set CloudFront signed cookies
+for the item's prefix as well (the distribution's behaviours for ``hls/vod/*`` and ``hls/*``
+must then require signed requests: see README); the CDN cannot ask the database, so a refund
+locks CDN playback only when those cookies expire (`TTL_S`).
 """
 
 from __future__ import annotations
@@ -22,51 +27,102 @@ import logging
 import re
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from config.secrets import derived_key
 from config.settings import Settings
+from db import orders
 from db.pools import Database
-from web.errors import error_response
+from web.cdn import CloudFrontSigner
+from web.errors import ApiError, error_response
+from web.schemas import PriceOut
 
 log = logging.getLogger(__name__)
 
+Kind = Literal["video", "live"]
 PURPOSE = b"streamd private playback"
 TTL_S = 6 * 3600  # a long film and its pauses; the page asks again when it reloads
-VISIBILITY_TTL_S = 5.0
-VISIBILITY_CACHE = 10_000
+ACCESS_TTL_S = 5.0
+ACCESS_CACHE = 10_000
+K = TypeVar("K")
+V = TypeVar("V")
 _VOD_PATH = re.compile(r"vod/(\d{1,18})/")
+_LIVE_PATH = re.compile(r"(\d{1,18})/(.*)")
+_POSTER = re.compile(r"[^/]+/poster\.jpg")
 
 
-def cookie_name(video_id: int) -> str:
-    return f"streamd_vod_{video_id}"
+def cookie_name(kind: Kind, item_id: int) -> str:
+    return f"streamd_{'vod' if kind == 'video' else 'live'}_{item_id}"
 
 
-def cookie_path(video_id: int) -> str:
-    return f"/hls/vod/{video_id}/"
+def cookie_path(kind: Kind, item_id: int) -> str:
+    return f"/hls/vod/{item_id}/" if kind == "video" else f"/hls/{item_id}/"
 
 
-def _mac(settings: Settings, video_id: int, expires: int) -> str:
-    digest = hmac.new(
-        derived_key(settings, PURPOSE), f"{video_id}:{expires}".encode(), hashlib.sha256
-    ).digest()
+@dataclass(frozen=True, slots=True)
+class Grant:
+    user_id: int
+    owner: bool  # the item's owner or an admin: no entitlement needed
+
+
+def _mac(settings: Settings, kind: Kind, item_id: int, grant: Grant, expires: int) -> str:
+    message = f"{kind}:{item_id}:{grant.user_id}:{int(grant.owner)}:{expires}"
+    digest = hmac.new(derived_key(settings, PURPOSE), message.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest[:24]).decode()
 
 
-def sign(settings: Settings, video_id: int, expires: int) -> str:
-    return f"{expires}.{_mac(settings, video_id, expires)}"
+def sign(settings: Settings, kind: Kind, item_id: int, grant: Grant, expires: int) -> str:
+    return f"{grant.user_id}.{int(grant.owner)}.{expires}." + _mac(
+        settings, kind, item_id, grant, expires
+    )
 
 
-def verify(settings: Settings, video_id: int, token: str, now: float | None = None) -> bool:
-    expires, _, mac = token.partition(".")
-    if not expires.isdigit() or len(expires) > 12:
-        return False
-    if int(expires) < (time.time() if now is None else now):
-        return False
-    return hmac.compare_digest(mac.encode(), _mac(settings, video_id, int(expires)).encode())
+def verify(
+    settings: Settings, kind: Kind, item_id: int, token: str, now: float | None = None
+) -> Grant | None:
+    parts = token.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 19 for p in parts[:3]):
+        return None
+    user, owner, expires = int(parts[0]), parts[1] == "1", int(parts[2])
+    if expires < (time.time() if now is None else now):
+        return None
+    grant = Grant(user, owner)
+    wanted = _mac(settings, kind, item_id, grant, expires)
+    return grant if hmac.compare_digest(parts[3].encode(), wanted.encode()) else None
+
+
+def payment_required(kind: Kind, price: PriceOut) -> ApiError:
+    return ApiError(402, "payment_required", f"this {kind} is sold for {price.display}: buy it "
+                    "to watch", details={"price": price.model_dump(mode="json")})  # fmt: skip
+
+
+def grant_response(
+    request: Request, settings: Settings, kind: Kind, item_id: int, grant: Grant,
+    body: dict[str, object],
+) -> JSONResponse:  # fmt: skip
+    """``body`` with the grant's cookie set (and CloudFront's, when the CDN signs)."""
+    expires = int(time.time()) + TTL_S
+    response = JSONResponse(body)
+    secure = request.url.scheme == "https" or (settings.public_url or "").startswith("https:")
+    response.set_cookie(
+        cookie_name(kind, item_id), sign(settings, kind, item_id, grant, expires),
+        max_age=TTL_S, path=cookie_path(kind, item_id), secure=secure, httponly=True,
+        samesite="lax",
+    )  # fmt: skip
+    signer = CloudFrontSigner.from_settings(settings)
+    domain = shared_domain(request.url.hostname, settings.cdn_base_url)
+    if signer is not None and domain is not None:
+        # The browser sends these to the CDN only if both hosts are under one domain.
+        resource = f"{settings.hls_base_url()}{cookie_path(kind, item_id)}*"
+        for name, value in signer.signed_cookies(resource, expires=expires).items():
+            response.set_cookie(name, value, max_age=TTL_S, path="/", secure=True,
+                                httponly=True, samesite="lax", domain=domain)  # fmt: skip
+    return response
 
 
 def shared_domain(site_host: str | None, cdn_base_url: str | None) -> str | None:
@@ -84,44 +140,97 @@ def shared_domain(site_host: str | None, cdn_base_url: str | None) -> str | None
     return ".".join(common) if len(common) >= 2 else None
 
 
+@dataclass(frozen=True, slots=True)
+class _Access:
+    private: bool  # a private video: its owner's grant only
+    sold: bool  # a price is set: an entitled buyer's grant too
+
+
+_FREE = _Access(private=False, sold=False)
+
+
 class PlaybackGuard:
-    """Decides, before ``/hls`` serves an object, whether it is a private video's and whether
-    the request may have it: a ``Response`` refuses, True serves it privately, False as usual."""
+    """Decides, before ``/hls`` serves an object, whether it is guarded (a private video's, a
+    sold live's or video's) and whether the request may have it: a ``Response`` refuses, True
+    serves it privately, False as usual."""
 
     def __init__(self) -> None:
-        self._private: OrderedDict[int, tuple[float, bool]] = OrderedDict()
+        self._access: OrderedDict[tuple[Kind, int], tuple[float, _Access]] = OrderedDict()
+        self._entitled: OrderedDict[tuple[Kind, int, int], tuple[float, bool]] = OrderedDict()
 
     async def __call__(self, request: Request) -> Response | bool:
-        match = _VOD_PATH.match(request.path_params.get("path", ""))
-        if match is None or request.method not in ("GET", "HEAD"):
+        if request.method not in ("GET", "HEAD"):
             return False
-        video_id = int(match[1])
-        if not await self._is_private(request.app.state.db, video_id):
+        path = request.path_params.get("path", "")
+        kind: Kind
+        if match := _VOD_PATH.match(path):
+            kind, item_id = "video", int(match[1])
+        elif (match := _LIVE_PATH.fullmatch(path)) and not _POSTER.fullmatch(match[2]):
+            kind, item_id = "live", int(match[1])
+        else:
+            return False
+        db: Database = request.app.state.db
+        access = await self._read_access(db, kind, item_id)
+        if not access.private and not access.sold:
             return False
         settings: Settings = request.app.state.settings
-        token = request.cookies.get(cookie_name(video_id))
-        if token is not None and verify(settings, video_id, token):
+        token = request.cookies.get(cookie_name(kind, item_id))
+        grant = verify(settings, kind, item_id, token) if token is not None else None
+        if grant is not None and (
+            grant.owner
+            or (not access.private and await self._is_entitled(db, kind, item_id, grant.user_id))
+        ):
             return True
-        log.warning("hls: private video %d refused to %s (no valid playback cookie)",
-                    video_id, request.client.host if request.client else "?")  # fmt: skip
+        client = request.client.host if request.client else "?"
+        log.warning("hls: %s %d refused to %s (%s)", kind, item_id, client,
+                    "no valid playback cookie" if grant is None else "not entitled")  # fmt: skip
+        message = (
+            "this video is private: sign in as its owner and open it from its page"
+            if access.private
+            else f"this {kind} is sold: buy it, then open it from its page"
+        )
         return error_response(
-            403, "playback_forbidden",
-            "this video is private: sign in as its owner and open it from its page",
+            403, "playback_forbidden", message,
             headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"},
         )  # fmt: skip
 
-    async def _is_private(self, db: Database, video_id: int) -> bool:
+    async def _read_access(self, db: Database, kind: Kind, item_id: int) -> _Access:
         now = time.monotonic()
-        cached = self._private.get(video_id)
+        cached = self._access.get((kind, item_id))
         if cached is not None and cached[0] > now:
             return cached[1]
-        private = bool(
-            await db.read.fetchval(
-                "SELECT visibility = 'private' FROM videos WHERE id = $1", video_id
+        if kind == "video":
+            row = await db.read.fetchrow(
+                "SELECT visibility = 'private' AS private, price_amount IS NOT NULL AS sold "
+                "FROM videos WHERE id = $1",
+                item_id,
             )
-        )
-        self._private[video_id] = (now + VISIBILITY_TTL_S, private)
-        self._private.move_to_end(video_id)
-        while len(self._private) > VISIBILITY_CACHE:
-            self._private.popitem(last=False)
-        return private
+        else:
+            row = await db.read.fetchrow(
+                "SELECT false AS private, price_amount IS NOT NULL AS sold FROM lives "
+                "WHERE id = $1",
+                item_id,
+            )
+        access = _Access(bool(row["private"]), bool(row["sold"])) if row is not None else _FREE
+        _remember(self._access, (kind, item_id), (now + ACCESS_TTL_S, access))
+        return access
+
+    async def _is_entitled(self, db: Database, kind: Kind, item_id: int, user_id: int) -> bool:
+        now = time.monotonic()
+        key = (kind, item_id, user_id)
+        cached = self._entitled.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        if kind == "video":
+            entitled = await orders.entitled(db.read, user_id, video_id=item_id)
+        else:
+            entitled = await orders.entitled(db.read, user_id, live_id=item_id)
+        _remember(self._entitled, key, (now + ACCESS_TTL_S, entitled))
+        return entitled
+
+
+def _remember(cache: OrderedDict[K, V], key: K, value: V) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > ACCESS_CACHE:
+        cache.popitem(last=False)

@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from web.accounts import (
@@ -30,6 +31,7 @@ from web.accounts import (
     check_password,
     check_username,
 )
+from web.payments import money
 
 Role = Literal["viewer", "creator", "admin"]
 LiveStatus = Literal["offline", "scheduled", "live", "ended"]
@@ -251,6 +253,37 @@ class AdminUserIn(Body):
     is_active: bool | None = Field(default=None, description="false deactivates the account")
 
 
+# --- prices (web.payments sells lives and videos) ---
+
+Currency = Literal["USD", "TWD"]
+Amount = Annotated[int, Field(ge=1, le=99_999_999, description="ISO 4217 minor units")]
+
+
+class PriceIn(Body):
+    amount: Amount
+    currency: Currency
+
+    @model_validator(mode="after")
+    def _chargeable(self) -> PriceIn:
+        try:
+            money.check_amount(self.amount, self.currency)
+        except money.AmountError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+class PriceOut(BaseModel):
+    amount: int = Field(description="ISO 4217 minor units")
+    currency: str
+    display: str = Field(description="e.g. US$4.99, NT$150")
+
+    @classmethod
+    def of(cls, amount: int | None, currency: str | None) -> PriceOut | None:
+        if amount is None or currency is None:
+            return None
+        return cls(amount=amount, currency=currency, display=money.display(amount, currency))
+
+
 # --- lives ---
 
 
@@ -259,6 +292,9 @@ class LiveCreateIn(Body):
     description: Description | None = None
     scheduled_start: When | None = None
     chat_enabled: bool = True
+    price: PriceIn | None = Field(
+        default=None, description="a ticket price: playback and chat posting need a ticket"
+    )
 
 
 class LiveUpdateIn(Body):
@@ -266,6 +302,7 @@ class LiveUpdateIn(Body):
     description: Description | None = None
     scheduled_start: When | None = Field(default=None, description="null clears the schedule")
     chat_enabled: bool | None = None
+    price: PriceIn | None = Field(default=None, description="null makes the live free")
 
 
 class LiveOut(BaseModel):
@@ -282,6 +319,7 @@ class LiveOut(BaseModel):
     chat_enabled: bool
     playback_url: str
     thumbnail_url: str | None
+    price: PriceOut | None = Field(description="the ticket price; null when free")
     created_at: datetime
     updated_at: datetime
 
@@ -298,6 +336,7 @@ class LiveOut(BaseModel):
             # The poster the packager wrote (set once it exists): of the broadcast on air only.
             thumbnail_url=media_url(base_url, row["thumbnail_url"])
             if row["status"] == "live" and row["thumbnail_url"] else None,
+            price=PriceOut.of(row["price_amount"], row["price_currency"]),
             created_at=row["created_at"], updated_at=row["updated_at"],
         )  # fmt: skip
 

@@ -9,7 +9,18 @@ from typing import Annotated, Literal
 import asyncpg
 from pydantic import BaseModel, Field
 
-from web.schemas import Body, Cursor, Description, Limit, Query, Text, Title, media_url
+from web.schemas import (
+    Body,
+    Cursor,
+    Description,
+    Limit,
+    PriceIn,
+    PriceOut,
+    Query,
+    Text,
+    Title,
+    media_url,
+)
 
 Visibility = Literal["public", "unlisted", "private"]
 VideoStatus = Literal["uploading", "uploaded", "processing", "ready", "failed"]
@@ -48,6 +59,7 @@ class VideoOut(BaseModel):
     file_size: int = Field(description="bytes of the uploaded original")
     storyboard_url: str | None = Field(description="WebVTT thumbnails track for seek previews")
     qualities: list[QualityOut]
+    price: PriceOut | None = Field(description="set when the video is sold")
     can_edit: bool
 
     @classmethod
@@ -87,6 +99,7 @@ class VideoOut(BaseModel):
                            bitrate=q["bitrate"])
                 for q in qualities
             ],
+            price=PriceOut.of(row["price_amount"], row["price_currency"]),
             can_edit=is_admin or (viewer_id is not None and viewer_id == row["user_id"]),
         )  # fmt: skip
 
@@ -124,6 +137,9 @@ class VideoPatchIn(Body):
     title: Title | None = None
     description: Description | None = None
     visibility: Visibility | None = None
+    price: PriceIn | None = Field(
+        default=None, description="sell the video at this price; null makes it free"
+    )
 
 
 class LikeOut(BaseModel):
@@ -143,8 +159,11 @@ class ViewOut(BaseModel):
 
 
 class PlaybackOut(BaseModel):
+    """``POST /api/videos/{id}/playback`` and ``/api/lives/{id}/playback``."""
+
     private: bool = Field(description="whether /hls needs the cookie this answer set")
     expires_at: datetime | None = Field(description="when the cookie stops working")
+    price: PriceOut | None = Field(default=None, description="set when the item is sold")
 
 
 # --- uploads ---

@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 import asyncpg
 from starlette.responses import JSONResponse, StreamingResponse
 
-from db import jobs, videos
+from db import jobs, orders, videos
 from web import playback
 from web.api import Call, Endpoint
 from web.authn import CurrentUser, authenticate
-from web.cdn import CloudFrontSigner
 from web.errors import ApiError, field_error
+from web.schemas import PriceOut
 from web.video_events import VideoEvents
 from web.video_schemas import (
     LikeOut,
@@ -130,6 +130,8 @@ async def patch_video(call: Call) -> VideoOut:
     await videos.update_details(
         call.db.primary, video_id, title=body.title, description=body.description,
         set_description="description" in body.model_fields_set, visibility=body.visibility,
+        set_price="price" in body.model_fields_set,
+        price=(body.price.amount, body.price.currency) if body.price else None,
     )  # fmt: skip
     row = await videos.get_full(call.db.primary, video_id)
     return await _out(call, _owned(row, call.user), call.user)
@@ -200,34 +202,26 @@ async def count_view(call: Call) -> ViewOut:
 
 
 async def playback_access(call: Call) -> JSONResponse:
-    """For a private video, the cookie ``/hls`` asks for (and CloudFront's signed cookies for
-    its prefix when the CDN signs); for others, nothing: their files are served to anyone."""
+    """For a private or sold video, the grant cookie ``/hls`` asks for (and CloudFront's signed
+    cookies for its prefix when the CDN signs); for others, nothing: their files are served to
+    anyone. A sold video the caller has not bought: 402 with its price."""
     user = call.user
     video_id = call.path_id("video_id")
     row = _visible(await videos.get_full(call.db.primary, video_id), user)
-    if row["status"] != "ready" or row["visibility"] != "private":
+    price = PriceOut.of(row["price_amount"], row["price_currency"])
+    private = row["status"] == "ready" and row["visibility"] == "private"
+    if not private and price is None:
         return JSONResponse(PlaybackOut(private=False, expires_at=None).model_dump(mode="json"))
-    expires = int(time.time()) + playback.TTL_S
-    out = PlaybackOut(private=True, expires_at=datetime.fromtimestamp(expires, UTC))
-    response = JSONResponse(out.model_dump(mode="json"))
-    secure = call.request.url.scheme == "https" or (call.settings.public_url or "").startswith(
-        "https:"
-    )
-    response.set_cookie(
-        playback.cookie_name(video_id), playback.sign(call.settings, video_id, expires),
-        max_age=playback.TTL_S, path=playback.cookie_path(video_id), secure=secure,
-        httponly=True, samesite="lax",
-    )  # fmt: skip
-    signer = CloudFrontSigner.from_settings(call.settings)
-    domain = playback.shared_domain(call.request.url.hostname, call.settings.cdn_base_url)
-    if signer is not None and domain is not None:
-        # The browser sends these to the CDN only if both hosts are under one domain.
-        resource = f"{call.settings.hls_base_url()}/hls/vod/{video_id}/*"
-        for name, value in signer.signed_cookies(resource, expires=expires).items():
-            response.set_cookie(name, value, max_age=playback.TTL_S, path="/", secure=True,
-                                httponly=True, samesite="lax", domain=domain)  # fmt: skip
-    log.info("video %d: private playback granted to user %d", video_id, user.id)
-    return response
+    owner = user.is_admin or user.id == row["user_id"]
+    if not owner and not await orders.entitled(call.db.primary, user.id, video_id=video_id):
+        assert price is not None  # a private video is visible to its owner only
+        raise playback.payment_required("video", price)
+    expires = datetime.fromtimestamp(int(time.time()) + playback.TTL_S, UTC)
+    out = PlaybackOut(private=True, expires_at=expires, price=price)
+    log.info("video %d: playback granted to user %d", video_id, user.id)
+    grant = playback.Grant(user.id, owner)
+    body = out.model_dump(mode="json")
+    return playback.grant_response(call.request, call.settings, "video", video_id, grant, body)
 
 
 async def video_events(call: Call) -> StreamingResponse:
@@ -300,8 +294,8 @@ ENDPOINTS = [
              "Count a view (once per viewer per window)", "videos", body=ViewIn,
              response=ViewOut, errors=(404,)),
     Endpoint("POST", VIDEO + "/playback", playback_access,
-             "Access to a private video's files on /hls (a signed cookie)", "videos",
-             auth="user", response=PlaybackOut, errors=(404,)),
+             "Access to a private or sold video's files on /hls (a signed cookie)", "videos",
+             auth="user", response=PlaybackOut, errors=(402, 404)),
     Endpoint("GET", VIDEO + "/events", video_events,
              "Processing progress as server-sent events (text/event-stream)", "videos",
              auth="user", errors=(404,), stream="text/event-stream"),

@@ -70,7 +70,7 @@ async def test_a_recording_reads_back(api: Api) -> None:
         "status": "ready", "visibility": "public", "processing_progress": 100,
         "processing_stage": None, "eta_seconds": None, "error_message": None, "views": 0,
         "likes": 0, "liked": None, "file_size": 1000, "storyboard_url": None,
-        "qualities": [], "can_edit": False,
+        "qualities": [], "price": None, "can_edit": False,
     }  # fmt: skip
     # A video that is no live's recording has no live_id.
     upload = await record(api, owner, "no live", live=False)

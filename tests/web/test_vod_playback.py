@@ -53,7 +53,7 @@ async def ready_video(api: Api, media: Path, user_id: int, visibility: str) -> i
 async def test_private_files_need_the_owner_s_cookie(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(playback, "VISIBILITY_TTL_S", 0.0)  # every request reads the row
+    monkeypatch.setattr(playback, "ACCESS_TTL_S", 0.0)  # every request reads the row
     async with app_with_hls(database_url, tmp_path) as api:
         owner, other = await api.make_user("creator"), await api.make_user("viewer")
         media = tmp_path / "media"
@@ -63,7 +63,7 @@ async def test_private_files_need_the_owner_s_cookie(
         r = await api.client.get(f"/hls/vod/{public}/run1/master.m3u8")
         assert r.status_code == 200 and "private" not in r.headers["cache-control"]
         r = await api.client.post(f"/api/videos/{public}/playback", headers=other.auth)
-        assert r.json() == {"private": False, "expires_at": None}
+        assert r.json() == {"private": False, "expires_at": None, "price": None}
         assert "set-cookie" not in r.headers
 
         for path in ("master.m3u8", "360p/seg_1.m4s"):
@@ -79,7 +79,7 @@ async def test_private_files_need_the_owner_s_cookie(
         cookie = r.headers["set-cookie"]
         assert f"Path=/hls/vod/{private}/" in cookie
         assert "HttpOnly" in cookie and "SameSite=lax" in cookie
-        name = playback.cookie_name(private)
+        name = playback.cookie_name("video", private)
         token = api.client.cookies[name]
         for path in ("master.m3u8", "360p/seg_1.m4s"):
             r = await api.client.get(f"/hls/vod/{private}/run1/{path}")
@@ -89,12 +89,13 @@ async def test_private_files_need_the_owner_s_cookie(
 
         # The cookie of one video opens no other; forged and expired ones open nothing.
         other_private = await ready_video(api, media, owner.id, "private")
-        expired = playback.sign(api.app.state.settings, private, 1_000_000)
+        grant = playback.Grant(owner.id, True)
+        expired = playback.sign(api.app.state.settings, "video", private, grant, 1_000_000)
         cases = ((token, other_private), (token[:-2] + "AA", private), (expired, private),
                  ("garbage", private))  # fmt: skip
         for cookie_value, video in cases:
             # Under the other video's name: the browser would never send it there.
-            api.client.cookies.set(playback.cookie_name(video), cookie_value)
+            api.client.cookies.set(playback.cookie_name("video", video), cookie_value)
             r = await api.client.get(f"/hls/vod/{video}/run1/master.m3u8")
             assert r.status_code == 403, cookie_value
             api.client.cookies.clear()

@@ -62,6 +62,7 @@ class ProviderEvent:
     amount: int  # minor units (captured amount; or this refund's amount)
     currency: str
     refund_ref: str | None = None  # REFUNDED: the provider's refund id
+    refund_id: str | None = None  # REFUNDED: streamd's refund id, when the provider echoes it
     message: str | None = None  # a human reason (decline message), for the order timeline
     raw: Mapping[str, object] = field(default_factory=dict)  # kept on the webhook_events row
 

@@ -412,6 +412,7 @@ def _refund_events(
             amount=amount,
             currency=currency.upper(),
             refund_ref=refund_id,
+            refund_id=_metadata(refund, "refund_id"),
             raw=event,
         )
     ]
@@ -470,3 +471,9 @@ def _id_of(field: object) -> str | None:
         value = field.get("id")
         return value if isinstance(value, str) else None
     return None
+
+
+def _metadata(obj: Mapping[str, Any], key: str) -> str | None:
+    metadata = obj.get("metadata")
+    value = metadata.get(key) if isinstance(metadata, dict) else None
+    return value if isinstance(value, str) else None
