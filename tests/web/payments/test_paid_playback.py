@@ -1,0 +1,113 @@
+"""Sold lives and videos on /hls, mounted as ``streamd serve`` mounts it (``web.hls`` and
+``web.playback.PlaybackGuard``), a real PostgreSQL, files on local disk: the poster stays public,
+playlists and segments need a grant cookie whose user still holds a paid order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.web.payments.test_orders_api import paid_order
+from tests.web.test_vod_playback import app_with_hls, ready_video
+from web import playback
+
+
+async def test_a_sold_live_plays_for_ticket_holders_until_refunded(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(playback, "ACCESS_TTL_S", 0.0)  # every request reads the database
+    async with app_with_hls(database_url, tmp_path) as api:
+        creator, buyer = await api.make_user("creator"), await api.make_user()
+        admin, stranger = await api.make_user("admin"), await api.make_user()
+        live = await api.create_live(creator, price={"amount": 499, "currency": "USD"})
+        media = api.app.state.settings.media_dir
+        files = {
+            "master.m3u8": "#EXTM3U\n", "1700000000/poster.jpg": "jpeg",
+            "1700000000/source/index.m3u8": "#EXTM3U\n", "1700000000/source/seg_1.m4s": "x",
+        }  # fmt: skip
+        for name, content in files.items():
+            (media / "hls" / str(live["id"]) / name).parent.mkdir(parents=True, exist_ok=True)
+            (media / "hls" / str(live["id"]) / name).write_text(content)
+        guarded = ("master.m3u8", "1700000000/source/index.m3u8", "1700000000/source/seg_1.m4s")
+
+        async def statuses() -> list[int]:
+            return [(await api.client.get(f"/hls/{live['id']}/{p}")).status_code for p in guarded]
+
+        poster = await api.client.get(f"/hls/{live['id']}/1700000000/poster.jpg")
+        assert poster.status_code == 200  # a free preview
+        assert await statuses() == [403, 403, 403]
+        r = await api.client.get(f"/hls/{live['id']}/master.m3u8")
+        assert r.json()["error"]["code"] == "playback_forbidden"
+
+        # Without a ticket, no cookie; a cookie of another user or another live opens nothing.
+        r = await api.client.post(f"/api/lives/{live['id']}/playback", headers=stranger.auth)
+        assert r.status_code == 402 and "set-cookie" not in r.headers
+        order = await paid_order(api, buyer, live["id"])
+        r = await api.client.post(f"/api/lives/{live['id']}/playback", headers=buyer.auth)
+        assert r.status_code == 200
+        assert await statuses() == [200, 200, 200]
+        r = await api.client.get(f"/hls/{live['id']}/master.m3u8")
+        assert r.headers["cache-control"].startswith("private")
+        token = api.client.cookies[playback.cookie_name("live", live["id"])]
+        api.client.cookies.clear()
+        other = await api.create_live(creator, price={"amount": 499, "currency": "USD"})
+        (media / "hls" / str(other["id"])).mkdir(parents=True)
+        (media / "hls" / str(other["id"]) / "master.m3u8").write_text("#EXTM3U\n")
+        api.client.cookies.set(playback.cookie_name("live", other["id"]), token)
+        assert (await api.client.get(f"/hls/{other['id']}/master.m3u8")).status_code == 403
+        api.client.cookies.clear()
+        forged = token.replace(f"{buyer.id}.", f"{stranger.id}.", 1)
+        api.client.cookies.set(playback.cookie_name("live", live["id"]), forged)
+        assert await statuses() == [403, 403, 403]
+        api.client.cookies.clear()
+
+        # The owner plays their own live without a ticket.
+        r = await api.client.post(f"/api/lives/{live['id']}/playback", headers=creator.auth)
+        assert r.status_code == 200 and await statuses() == [200, 200, 200]
+        api.client.cookies.clear()
+
+        # A full refund locks the buyer's cookie out, though it has not expired.
+        api.client.cookies.set(playback.cookie_name("live", live["id"]), token)
+        assert await statuses() == [200, 200, 200]
+        r = await api.client.post(f"/api/orders/{order['id']}/refunds", json={},
+                                  headers=admin.auth)  # fmt: skip
+        assert r.status_code == 200 and r.json()["status"] == "refunded"
+        assert await statuses() == [403, 403, 403]
+        api.client.cookies.clear()
+
+        # Made free again: served to anyone.
+        r = await api.client.patch(f"/api/lives/{live['id']}", json={"price": None},
+                                   headers=creator.auth)  # fmt: skip
+        assert r.status_code == 200 and r.json()["price"] is None
+        assert await statuses() == [200, 200, 200]
+
+
+async def test_a_sold_video_plays_for_its_buyers(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(playback, "ACCESS_TTL_S", 0.0)
+    async with app_with_hls(database_url, tmp_path) as api:
+        creator, buyer = await api.make_user("creator"), await api.make_user()
+        video = await ready_video(api, api.app.state.settings.media_dir, creator.id, "public")
+        price = {"price": {"amount": 30000, "currency": "TWD"}}
+        r = await api.client.patch(f"/api/videos/{video}", headers=creator.auth, json=price)
+        assert r.status_code == 200 and r.json()["price"]["display"] == "NT$300"
+        path = f"/hls/vod/{video}/run1/360p/seg_1.m4s"
+        assert (await api.client.get(path)).status_code == 403
+        r = await api.client.post(f"/api/videos/{video}/playback", headers=buyer.auth)
+        assert r.status_code == 402 and r.json()["error"]["details"]["price"]["amount"] == 30000
+
+        r = await api.client.post(
+            "/api/orders", headers={**buyer.auth, "Idempotency-Key": "v1"},
+            json={"item": {"type": "video", "video_id": video}, "currency": "TWD",
+                  "provider": "sandbox"},
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+        checkout = r.json()["checkout"]["url"]
+        token = checkout.split("token=", 1)[1]
+        await api.client.post("/sandbox/checkout", data={"token": token, "choice": "pay"})
+        r = await api.client.post(f"/api/videos/{video}/playback", headers=buyer.auth)
+        assert r.status_code == 200
+        assert f"Path=/hls/vod/{video}/" in r.headers["set-cookie"]
+        assert (await api.client.get(path)).status_code == 200
