@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -233,12 +231,7 @@ async def playback_access(call: Call) -> JSONResponse:
     owner = user.is_admin or user.id == row["user_id"]
     if not owner and not await orders.entitled(call.db.primary, user.id, live_id=live_id):
         raise playback.payment_required("live", price)
-    expires = datetime.fromtimestamp(int(time.time()) + playback.TTL_S, UTC)
-    out = PlaybackOut(private=True, expires_at=expires, price=price)
-    log.info("live %d: playback granted to user %d", live_id, user.id)
-    grant = playback.Grant(user.id, owner)
-    body = out.model_dump(mode="json")
-    return playback.grant_response(call.request, call.settings, "live", live_id, grant, body)
+    return playback.granted(call, "live", live_id, owner, price)
 
 
 async def get_health(call: Call) -> LiveHealthOut:

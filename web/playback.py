@@ -28,6 +28,7 @@ import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -38,9 +39,11 @@ from config.secrets import derived_key
 from config.settings import Settings
 from db import orders
 from db.pools import Database
+from web.api import Call
 from web.cdn import CloudFrontSigner
 from web.errors import ApiError, error_response
 from web.schemas import PriceOut
+from web.video_schemas import PlaybackOut
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,18 @@ def verify(
 def payment_required(kind: Kind, price: PriceOut) -> ApiError:
     return ApiError(402, "payment_required", f"this {kind} is sold for {price.display}: buy it "
                     "to watch", details={"price": price.model_dump(mode="json")})  # fmt: skip
+
+
+def granted(
+    call: Call, kind: Kind, item_id: int, owner: bool, price: PriceOut | None
+) -> JSONResponse:
+    """The playback endpoints' 200: the grant cookie for the caller, and what it opens."""
+    expires = int(time.time()) + TTL_S
+    out = PlaybackOut(private=True, expires_at=datetime.fromtimestamp(expires, UTC), price=price)
+    log.info("%s %d: playback granted to user %d", kind, item_id, call.user.id)
+    grant = Grant(call.user.id, owner)
+    body = out.model_dump(mode="json")
+    return grant_response(call.request, call.settings, kind, item_id, grant, body)
 
 
 def grant_response(

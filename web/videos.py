@@ -13,14 +13,12 @@ import asyncio
 import json
 import logging
 import secrets
-import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import asyncpg
 from starlette.responses import JSONResponse, StreamingResponse
 
-from db import jobs, orders, videos
+from db import jobs, lives, orders, videos
 from web import playback
 from web.api import Call, Endpoint
 from web.authn import CurrentUser, authenticate
@@ -208,20 +206,24 @@ async def playback_access(call: Call) -> JSONResponse:
     user = call.user
     video_id = call.path_id("video_id")
     row = _visible(await videos.get_full(call.db.primary, video_id), user)
+    owner = user.is_admin or user.id == row["user_id"]
+    if row["live_id"] is not None:
+        # A recording's files lie in its live's folder: a sold live's recording is the live's.
+        live = await lives.get_public(call.db.primary, int(row["live_id"]))
+        live_price = PriceOut.of(live["price_amount"], live["price_currency"]) if live else None
+        if live_price is not None:
+            live_id = int(row["live_id"])
+            if not owner and not await orders.entitled(call.db.primary, user.id, live_id=live_id):
+                raise playback.payment_required("live", live_price)
+            return playback.granted(call, "live", live_id, owner, live_price)
     price = PriceOut.of(row["price_amount"], row["price_currency"])
     private = row["status"] == "ready" and row["visibility"] == "private"
     if not private and price is None:
         return JSONResponse(PlaybackOut(private=False, expires_at=None).model_dump(mode="json"))
-    owner = user.is_admin or user.id == row["user_id"]
     if not owner and not await orders.entitled(call.db.primary, user.id, video_id=video_id):
         assert price is not None  # a private video is visible to its owner only
         raise playback.payment_required("video", price)
-    expires = datetime.fromtimestamp(int(time.time()) + playback.TTL_S, UTC)
-    out = PlaybackOut(private=True, expires_at=expires, price=price)
-    log.info("video %d: playback granted to user %d", video_id, user.id)
-    grant = playback.Grant(user.id, owner)
-    body = out.model_dump(mode="json")
-    return playback.grant_response(call.request, call.settings, "video", video_id, grant, body)
+    return playback.granted(call, "video", video_id, owner, price)
 
 
 async def video_events(call: Call) -> StreamingResponse:

@@ -120,8 +120,7 @@ async def _item(call: Call, body: OrderCreateIn) -> _Item:
         if body.amount < minimum:
             raise field_error("amount", f"the smallest tip is {display(minimum, body.currency)}")
         return _Item(int(live["user_id"]), f"Tip: {live['title']}", body.amount, body.currency)
-    if live["status"] == "ended":
-        raise ApiError(409, "not_for_sale", "this live has ended")
+    # An ended live's ticket still sells: it opens the live's recordings.
     amount, currency = _price(live, body)
     if await orders.entitled(db, user.id, live_id=int(live["id"])):
         raise ApiError(409, "already_owned", "you already have a ticket for this live")

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.web.api_helpers import Api
 from tests.web.payments.test_orders_api import paid_order
+from tests.web.test_api_videos import record
 from tests.web.test_vod_playback import app_with_hls, ready_video
 from web import playback
 
@@ -111,3 +113,21 @@ async def test_a_sold_video_plays_for_its_buyers(
         assert r.status_code == 200
         assert f"Path=/hls/vod/{video}/" in r.headers["set-cookie"]
         assert (await api.client.get(path)).status_code == 200
+
+
+async def test_a_sold_live_s_recording_needs_the_live_s_ticket(api: Api) -> None:
+    """A recording's files lie in its live's folder, which the live's ticket opens."""
+    creator, buyer = await api.make_user("creator"), await api.make_user()
+    made = await record(api, creator, "paid show")
+    live_id = made["live_id"]
+    r = await api.client.patch(f"/api/lives/{live_id}", headers=creator.auth,
+                               json={"price": {"amount": 499, "currency": "USD"}})  # fmt: skip
+    assert r.status_code == 200
+    r = await api.client.post(f"/api/videos/{made['id']}/playback", headers=buyer.auth)
+    assert r.status_code == 402 and r.json()["error"]["details"]["price"]["amount"] == 499
+    await api.pool.execute("UPDATE lives SET status = 'ended' WHERE id = $1", live_id)
+    await paid_order(api, buyer, live_id)
+    r = await api.client.post(f"/api/videos/{made['id']}/playback", headers=buyer.auth)
+    assert r.status_code == 200
+    assert f"streamd_live_{live_id}=" in r.headers["set-cookie"]
+    assert f"Path=/hls/{live_id}/" in r.headers["set-cookie"]
