@@ -55,9 +55,9 @@ PAGE_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": CSP,
                 "X-Frame-Options": "DENY"}  # fmt: skip
 # Paths that are streamd's, never the app's: /api, /ws, /hls and /docs and what is below them
 # (whole path segments: /hls.js or /docsy are the app's), the rest exactly.
-_OWN_PREFIXES = ("/api/", "/ws/", "/hls/", "/docs/")
+_OWN_PREFIXES = ("/api/", "/ws/", "/hls/", "/docs/", "/sandbox/")
 _OWN_PATHS = frozenset(
-    ("/api", "/ws", "/hls", "/docs", "/health", "/ready", "/metrics", "/openapi.json")
+    ("/api", "/ws", "/hls", "/docs", "/sandbox", "/health", "/ready", "/metrics", "/openapi.json")
 )
 _PART = re.compile(r"[A-Za-z0-9_@~+-][A-Za-z0-9_.@~+-]{0,199}")
 _MAX_DEPTH = 8

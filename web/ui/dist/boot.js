@@ -7,7 +7,7 @@
   request.catch(function () {});
   window.__streamdPrefetch = {};
   window.__streamdPrefetch[path] = request;
-  ["/assets/LiveWatchView-D1MHa4tu.js","/assets/LiveWatchView-C26B5ljD.css","/assets/app-CdTqvSV4.js","/assets/rolldown-runtime-BLXQ4ufn.js","/assets/HlsPlayer-BqRpsRYT.js","/assets/HlsPlayer-BU9nlwBN.css","/assets/hls-22D11oyj.js","/assets/index-C8LHlFuD.js","/assets/index-AbM4Ba07.css","/assets/vue-DrTGK-Fs.js","/assets/LoadState-CrU3_UV8.js","/assets/LoadState-Rbd9Sssd.css","/assets/StatusTag-6K1d8c-s.js","/assets/NotFoundView-YpFbGVPi.js","/assets/NotFoundView-DAwMrgAp.css"].forEach(function (href) {
+  ["/assets/LiveWatchView-DXeAEzU8.js","/assets/LiveWatchView-FRcFw4kU.css","/assets/app-BnfeYAEH.js","/assets/rolldown-runtime-BLXQ4ufn.js","/assets/HlsPlayer-gIJ-dYOW.js","/assets/HlsPlayer-BU9nlwBN.css","/assets/hls-22D11oyj.js","/assets/index-CLtRF_-I.js","/assets/index-Bvmf7ne9.css","/assets/vue-C64w5ZbO.js","/assets/LoadState-CTinmMXU.js","/assets/LoadState-Rbd9Sssd.css","/assets/PaywallPanel-CKyop19y.js","/assets/PaywallPanel-D1FRYg58.css","/assets/StatusTag-DEbKl4QJ.js","/assets/NotFoundView-Dc68y1nf.js","/assets/NotFoundView-DAwMrgAp.css"].forEach(function (href) {
     var link = document.createElement('link');
     // crossorigin as on the tags Vite itself writes, or the browser will not reuse them.
     if (/\.css$/.test(href)) { link.rel = 'preload'; link.as = 'style'; }

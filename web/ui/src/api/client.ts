@@ -13,6 +13,9 @@ export class ApiError extends Error {
     message: string,
     readonly details: { field: string; message: string }[] = [],
     readonly retryAfter: number | null = null,
+    /** The error's details when they are an object, not a list of fields (a 402's price, a
+     * refund's limit). */
+    readonly info: Record<string, unknown> | null = null,
   ) {
     super(message)
   }
@@ -82,18 +85,21 @@ async function parseError(response: Response): Promise<ApiError> {
   let code = 'http_' + response.status
   let message = response.statusText || 'request failed'
   let details: { field: string; message: string }[] = []
+  let info: Record<string, unknown> | null = null
   try {
     const body = await response.json()
     if (body && body.error) {
       code = body.error.code ?? code
       message = body.error.message ?? message
-      details = body.error.details ?? []
+      const raw: unknown = body.error.details
+      if (Array.isArray(raw)) details = raw
+      else if (raw && typeof raw === 'object') info = raw as Record<string, unknown>
     }
   } catch {
     // not JSON: keep the status line
   }
   const retry = Number(response.headers.get('Retry-After'))
-  return new ApiError(response.status, code, message, details, Number.isFinite(retry) && retry > 0 ? retry : null)
+  return new ApiError(response.status, code, message, details, Number.isFinite(retry) && retry > 0 ? retry : null, info)
 }
 
 /** 'ok': a new access token; 'rejected': the server says there is no session (the user is

@@ -37,6 +37,7 @@ export interface Live {
   chat_enabled: boolean
   playback_url: string
   thumbnail_url: string | null
+  price: Price | null // the ticket price; null when free
   created_at: string
   updated_at: string
 }
@@ -75,6 +76,7 @@ export interface Video {
   file_size: number
   storyboard_url: string | null // WebVTT thumbnails track
   qualities: Quality[]
+  price: Price | null // set when the video is sold
   can_edit: boolean
 }
 
@@ -144,4 +146,145 @@ export interface Profile {
   bio: string | null
   avatar_url: string | null
   created_at: string
+}
+
+// --- payments ---
+
+export type Currency = 'USD' | 'TWD'
+
+/** A price as the API shows it: `amount` in ISO 4217 minor units (USD 499 = US$4.99). */
+export interface Price {
+  amount: number
+  currency: Currency
+  display: string // "US$4.99", "NT$150"
+}
+
+/** A price as the API takes it (lives, videos); null makes the item free. */
+export interface PriceIn {
+  amount: number
+  currency: Currency
+}
+
+export type ProviderName = 'sandbox' | 'stripe' | 'ecpay'
+export type ItemType = 'live_ticket' | 'video' | 'tip'
+export type OrderStatus =
+  | 'created' | 'pending' | 'paid' | 'partially_refunded' | 'refunded' | 'failed' | 'canceled' | 'expired'
+
+export interface CurrencyInfo {
+  code: Currency
+  minor_units: number // decimal places of the minor unit
+  whole_units_only: boolean // amounts must be whole major units (TWD)
+  tip_minimum: number // minor units
+}
+
+/** GET /api/payments/config */
+export interface PaymentsConfig {
+  providers: { name: ProviderName; currencies: Currency[] }[]
+  currencies: CurrencyInfo[]
+  fee_bps: number
+  refund_window_seconds: number
+  order_ttl_seconds: number
+}
+
+/** Where to send the buyer: GET a page, or POST a form to it (ECPay). */
+export interface Checkout {
+  url: string
+  method: 'GET' | 'POST'
+  form: Record<string, string> | null
+}
+
+export interface OrderItemIn {
+  type: ItemType
+  live_id?: number
+  video_id?: number
+}
+
+/** POST /api/orders */
+export interface OrderCreateIn {
+  item: OrderItemIn
+  currency: Currency
+  provider: ProviderName
+  amount?: number // tips only
+  message?: string // tips only
+}
+
+export interface Order {
+  id: number
+  reference: string
+  status: OrderStatus
+  item_type: ItemType
+  live_id: number | null
+  video_id: number | null
+  description: string
+  tip_message: string | null
+  amount: number
+  currency: Currency
+  amount_display: string
+  provider: ProviderName
+  captured_amount: number
+  refunded_amount: number
+  user_id: number // the buyer
+  creator_id: number // the seller
+  review_reason: string | null
+  checkout: Checkout | null // the buyer's checkout while it is open
+  expires_at: string
+  paid_at: string | null
+  created_at: string
+  updated_at: string
+}
+
+export interface OrderEvent {
+  kind: string
+  from_status: OrderStatus | null
+  to_status: OrderStatus | null
+  actor: string
+  detail: Record<string, unknown>
+  created_at: string
+}
+
+export interface Refund {
+  id: number
+  amount: number
+  currency: Currency
+  status: 'pending' | 'succeeded' | 'failed'
+  reason: string | null
+  message: string | null
+  created_at: string
+}
+
+/** GET /api/orders/{id} */
+export interface OrderDetail extends Order {
+  buyer: string | null
+  events: OrderEvent[]
+  refunds: Refund[]
+  refundable: number
+  can_refund: boolean
+  refund_deadline: string | null
+}
+
+export interface OrderCreated {
+  order: Order
+  checkout: Checkout | null
+}
+
+export interface EarningsRow {
+  currency: Currency
+  gross: number
+  refunded: number
+  platform_fees: number
+  net: number
+  sales: number
+}
+
+/** GET /api/payments/earnings */
+export interface Earnings {
+  fee_bps: number
+  items: EarningsRow[]
+}
+
+/** POST /api/lives/{id}/playback, /api/videos/{id}/playback */
+export interface PlaybackGrant {
+  private: boolean
+  expires_at: string | null
+  price: Price | null
 }

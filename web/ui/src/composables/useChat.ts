@@ -3,8 +3,8 @@
 // with a single-use ticket; the socket reconnects with backoff (with a fresh ticket) unless the
 // server said it never will accept it (code 1008: banned, no such live).
 import { onBeforeUnmount, ref, shallowRef } from 'vue'
-import { api } from '@/api/client'
-import type { HealthSample } from '@/api/types'
+import { api, ApiError } from '@/api/client'
+import type { HealthSample, Price } from '@/api/types'
 import { useAuth } from '@/stores/auth'
 
 export interface ChatMessage {
@@ -13,6 +13,7 @@ export interface ChatMessage {
   user: { id: number; username: string } | null
   text: string
   created_at: string
+  tip?: Price | null // a paid tip: its amount, shown highlighted
 }
 export interface ChatSystem {
   kind: 'system'
@@ -59,6 +60,8 @@ export function useChat(liveId: number, options: ChatOptions = {}) {
   const connected = ref(false)
   const notice = ref<ChatNotice | null>(null)
   const fatal = ref<string | null>(null)
+  // A sold live whose ticket this user has not bought: they read the chat but cannot post.
+  const ticketRequired = ref(false)
   const socket = shallowRef<Socket | null>(null)
   let stopped = false
   let attempts = 0
@@ -83,7 +86,7 @@ export function useChat(liveId: number, options: ChatOptions = {}) {
         break
       case 'message':
         if (!lines.value.some((l) => l.kind === 'message' && l.id === event.id)) {
-          push({ kind: 'message', id: event.id, user: event.user, text: event.text, created_at: event.created_at })
+          push({ kind: 'message', id: event.id, user: event.user, text: event.text, created_at: event.created_at, tip: event.tip ?? null })
         }
         break
       case 'message_deleted':
@@ -114,15 +117,20 @@ export function useChat(liveId: number, options: ChatOptions = {}) {
     if (stopped) return
     await auth.restore() // a public page renders before the session is known
     let ticket: string | null = null
-    if (auth.signedIn) {
+    if (auth.signedIn && !ticketRequired.value) {
       try {
         ticket = (await api<{ ticket: string }>(`/api/lives/${liveId}/chat/ticket`, { method: 'POST', body: {} })).ticket
-      } catch {
-        // Not as an anonymous reader instead: the user would see a chat it cannot post to (and
-        // a studio no health). Try again later, unless the session is gone.
-        if (auth.signedIn) retry()
-        else void open()
-        return
+      } catch (exc) {
+        if (exc instanceof ApiError && exc.code === 'payment_required') {
+          // A sold live without the buyer's ticket: read as everyone does, offer the ticket.
+          ticketRequired.value = true
+        } else {
+          // Not as an anonymous reader instead: the user would see a chat it cannot post to
+          // (and a studio no health). Try again later, unless the session is gone.
+          if (auth.signedIn) retry()
+          else void open()
+          return
+        }
       }
     }
     if (stopped) return
@@ -173,7 +181,7 @@ export function useChat(liveId: number, options: ChatOptions = {}) {
   onBeforeUnmount(stop)
 
   return {
-    lines, viewerCount, you, canModerate, chatEnabled, slowMode, connected, notice, fatal,
+    lines, viewerCount, you, canModerate, chatEnabled, slowMode, connected, notice, fatal, ticketRequired,
     open, stop, handle,
     post: (text: string) => send({ type: 'message', text }),
     remove: (messageId: number) => send({ type: 'delete', message_id: messageId }),

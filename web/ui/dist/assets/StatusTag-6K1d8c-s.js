@@ -1,1 +1,0 @@
-import{Ht as e,O as t,Qt as n,X as r,en as i,ht as a,tt as o}from"./app-CdTqvSV4.js";var s=[`data-status`],c=o({__name:`StatusTag`,props:{status:{}},setup(o){let{t:c}=t();return(t,l)=>(a(),r(`span`,{class:n([`tag`,`tag-${o.status}`]),"data-status":o.status},i(e(c)(`status.${o.status}`)),11,s))}});export{c as t};

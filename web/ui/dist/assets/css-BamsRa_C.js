@@ -1,0 +1,1 @@
+import"./css-BMs3B0jH.js";

@@ -1,1 +1,0 @@
-import"./css-BHuJdYm1.js";
