@@ -37,11 +37,13 @@ async def _call(api: Api, method: str, path: str, user: User | None,
 
 
 def test_the_matrix_covers_every_owner_endpoint() -> None:
-    # Chat endpoints (/chat/..., /heartbeat) have their own matrix: tests/chat/test_authz.py.
+    # Chat endpoints (/chat/..., /heartbeat) have their own matrix: tests/chat/test_authz.py;
+    # /playback is every viewer's (tests/web/payments/test_paid_playback.py).
     templated = {(e.method, e.path.replace("{live_id:int}", "{id}")) for e in ENDPOINTS
                  if ((e.path.startswith("/api/lives/{") and e.method != "GET") or
                      e.path.endswith(("/stream-key", "/ingest", "/health")))
-                 and "/chat/" not in e.path and not e.path.endswith("/heartbeat")}  # fmt: skip
+                 and "/chat/" not in e.path
+                 and not e.path.endswith(("/heartbeat", "/playback"))}  # fmt: skip
     assert templated == {(m, p) for m, p, _, _ in LIVE_CALLS}
 
 

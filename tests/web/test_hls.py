@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ from starlette.applications import Starlette
 from config.settings import Settings
 from packager.storage.base import StorageKeyError, object_headers, put_object
 from packager.storage.local import LocalStorage
+from streamd.resources import database_pools
 from streamd.server import hls_routes_for
 from web.errors import EXCEPTION_HANDLERS
 
@@ -43,7 +45,7 @@ async def test_local_storage_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> httpx.AsyncClient:
+async def client(tmp_path: Path, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     root = tmp_path / "media"  # DATA_DIR/media
     storage = LocalStorage(root)
     await put_object(storage, "hls/7/master.m3u8", PLAYLIST.encode())
@@ -56,9 +58,14 @@ async def client(tmp_path: Path) -> httpx.AsyncClient:
     (root / "hls" / "7" / "b1" / "source" / ".seg_2.m4s.1.tmp").write_bytes(b"partial")
     (root / "secret.m3u8").write_text("#EXTM3U secret")
     (root / "hls" / "7" / "link.m3u8").symlink_to(root / "secret.m3u8")
-    routes = hls_routes_for(Settings(data_dir=tmp_path), storage)
+    settings = Settings(data_dir=tmp_path)
+    routes = hls_routes_for(settings, storage)
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t")
+    # The playback guard asks PostgreSQL whether live 7 is sold (it is not).
+    async with database_pools(settings, database_url) as db:
+        app.state.db, app.state.settings = db, settings
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
+            yield c
 
 
 @pytest.mark.parametrize(

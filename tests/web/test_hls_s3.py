@@ -23,6 +23,7 @@ from packager.storage.base import (
 )
 from packager.storage.s3 import S3Storage
 from streamd.media import build_storage
+from streamd.resources import database_pools
 from streamd.server import hls_routes_for
 from tests.app_helpers import web_app
 from tests.s3_fixtures import FaultProxy, make_storage
@@ -32,7 +33,7 @@ PLAYLIST = b"#EXTM3U\n#EXT-X-VERSION:7\n" + b"#EXTINF:2.000,\nseg_1.m4s\n" * 40
 
 
 @pytest.fixture
-async def hls(proxy: FaultProxy, bucket: str, tmp_path: object) -> AsyncIterator[
+async def hls(proxy: FaultProxy, bucket: str, tmp_path: object, database_url: str) -> AsyncIterator[
     tuple[httpx.AsyncClient, S3Storage]
 ]:  # fmt: skip
     storage = make_storage(proxy.url, bucket, attempts=2)
@@ -41,9 +42,12 @@ async def hls(proxy: FaultProxy, bucket: str, tmp_path: object) -> AsyncIterator
         routes=hls_routes_for(settings, storage),  # as `streamd serve` mounts /hls
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test"
-    ) as client:
+    # The playback guard asks PostgreSQL whether the live is sold (none is).
+    async with (
+        database_pools(settings, database_url) as db,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        app.state.db, app.state.settings = db, settings
         yield client, storage
     storage.close()
 
