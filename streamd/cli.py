@@ -21,7 +21,13 @@ from db.migrate import MigrationError
 from streamd.runtime import AlreadyServing
 
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
-MAIL_KINDS = ("verify_email", "reset_password", "registration_attempt")
+MAIL_KINDS = (
+    "verify_email",
+    "reset_password",
+    "registration_attempt",
+    "payment_receipt",
+    "refund_receipt",
+)
 
 
 class CliError(Exception):
