@@ -574,6 +574,13 @@ def _check_payments(settings: Settings) -> None:
         "stripe": ("stripe_secret_key", "stripe_webhook_secret"),
         "ecpay": ("ecpay_merchant_id", "ecpay_hash_key", "ecpay_hash_iv"),
     }
+    real = [p for p in chosen if p != "sandbox"]
+    if real and settings.public_url is None:
+        # Where buyers come back and notifications go must not come from a Host header.
+        raise ConfigError(
+            f"STREAMD_PAYMENTS_PROVIDERS={','.join(chosen)} is invalid: expected "
+            "STREAMD_PUBLIC_URL as well (providers send buyers and notifications there)"
+        )
     for provider, wanted in needs.items():
         missing = [s.env for s in SPECS if s.field in wanted and getattr(settings, s.field) is None]
         if provider in chosen and missing:

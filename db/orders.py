@@ -38,6 +38,9 @@ ENTITLED = ("paid", "partially_refunded")
 
 
 CAPTURE, FAIL, CANCEL, REFUND = "captured", "failed", "canceled", "refunded"
+REFUND_FAILED = "refund_failed"
+#: Refunds that hold part of the capture until they end: asked for, or of unknown outcome.
+RESERVED = ("pending", "unknown")
 
 
 class Event(Protocol):
@@ -46,7 +49,7 @@ class Event(Protocol):
     @property
     def event_id(self) -> str: ...
     @property
-    def kind(self) -> str: ...  # CAPTURE, FAIL, CANCEL or REFUND
+    def kind(self) -> str: ...  # CAPTURE, FAIL, CANCEL, REFUND or REFUND_FAILED
     @property
     def reference(self) -> str | None: ...
     @property
@@ -239,11 +242,18 @@ async def apply_event(
     conn: Connection, provider: str, event: Event, *, fee_bps: int, actor: str
 ) -> Outcome:
     """Record and apply one provider event, exactly once per (provider, event id). Call in a
-    transaction; raises LookupError (nothing recorded) when no order matches yet, so the
-    provider's retry can apply it later."""
+    transaction. An event naming no order of ours is recorded as ``unknown_order`` (an order
+    still being created is waited for: see `find_for_event`), so the provider stops resending
+    what another application on the same account caused."""
     order = await find_for_event(conn, provider, event)
     if order is None:
-        raise LookupError(f"no {provider} order for reference {event.reference!r}")
+        await conn.execute(
+            """INSERT INTO webhook_events (provider, event_id, kind, reference, outcome, event)
+               VALUES ($1, $2, $3, $4, 'unknown_order', $5::jsonb)
+               ON CONFLICT (provider, event_id) DO NOTHING""",
+            provider, event.event_id, str(event.kind), event.reference, event_json(event),
+        )  # fmt: skip
+        return Outcome("unknown_order", None)
     inserted = await conn.fetchval(
         """INSERT INTO webhook_events (provider, event_id, kind, reference, order_id, outcome,
                                        event)
@@ -306,6 +316,13 @@ async def _apply(
         return "applied"
     if event.kind == REFUND:
         return await _provider_refund(conn, order, event, fee_bps=fee_bps, actor=actor)
+    if event.kind == REFUND_FAILED:
+        refund = await _our_refund(conn, order, event)
+        if refund is None or refund["status"] not in RESERVED:
+            return "stale"
+        await fail_refund(conn, int(order["id"]), int(refund["id"]),
+                          event.message or "the provider could not refund", actor)  # fmt: skip
+        return "applied"
     return "ignored"
 
 
@@ -321,21 +338,16 @@ async def _provider_refund(
 ) -> str:
     if str(order["status"]) not in CAPTURED:
         return "deferred"  # a refund reported before its capture: replayed after the capture
-    refund = None
-    if event.refund_ref:
-        refund = await conn.fetchrow(
-            "SELECT * FROM refunds WHERE order_id = $1 AND provider_ref = $2 FOR UPDATE",
-            order["id"], event.refund_ref,
-        )  # fmt: skip
-    if refund is None and event.refund_id and event.refund_id.isdigit():
-        # Ours, reported before the refund call's answer gave us the provider's id.
-        refund = await conn.fetchrow(
-            "SELECT * FROM refunds WHERE order_id = $1 AND id = $2 FOR UPDATE",
-            order["id"], int(event.refund_id),
-        )  # fmt: skip
+    refund = await _our_refund(conn, order, event)
     if refund is not None:
         if refund["status"] == "succeeded":
             return "duplicate_effect"
+        if refund["status"] == "failed" and int(refund["amount"]) > await refundable(conn, order):
+            # Given up on, its amount refunded since by other means: money went out twice.
+            await _flag(conn, order, f"refund {refund['id']}, marked failed, was paid out after "
+                        "all, beyond what is left to refund", actor,
+                        {"event_id": event.event_id})  # fmt: skip
+            return "review"
         await succeed_refund(conn, order, refund, fee_bps=fee_bps, actor=actor,
                              provider_ref=event.refund_ref)  # fmt: skip
         return "applied"
@@ -361,6 +373,26 @@ async def _provider_refund(
     return "applied"
 
 
+async def _our_refund(
+    conn: Connection, order: asyncpg.Record, event: Event
+) -> asyncpg.Record | None:
+    """The refund row an event is about (locked): by the provider's refund id, else by ours
+    (echoed before the refund call's answer gave us the provider's)."""
+    if event.refund_ref:
+        refund = await conn.fetchrow(
+            "SELECT * FROM refunds WHERE order_id = $1 AND provider_ref = $2 FOR UPDATE",
+            order["id"], event.refund_ref,
+        )  # fmt: skip
+        if refund is not None:
+            return refund
+    if event.refund_id and event.refund_id.isascii() and event.refund_id.isdigit():
+        return await conn.fetchrow(
+            "SELECT * FROM refunds WHERE order_id = $1 AND id = $2 FOR UPDATE",
+            order["id"], int(event.refund_id),
+        )  # fmt: skip
+    return None
+
+
 async def _replay_deferred(conn: Connection, order_id: int, provider: str, *, fee_bps: int) -> None:
     rows = await conn.fetch(
         """SELECT id, event_id, event FROM webhook_events
@@ -383,9 +415,9 @@ async def _replay_deferred(conn: Connection, order_id: int, provider: str, *, fe
 async def refundable(conn: Executor, order: asyncpg.Record) -> int:
     """What can still be refunded: captured, less refunded and less pending refunds."""
     pending = await conn.fetchval(
-        "SELECT coalesce(sum(amount), 0) FROM refunds WHERE order_id = $1 AND status = 'pending'",
-        order["id"],
-    )
+        "SELECT coalesce(sum(amount), 0) FROM refunds WHERE order_id = $1 AND status = ANY($2)",
+        order["id"], list(RESERVED),
+    )  # fmt: skip
     return int(order["captured_amount"]) - int(order["refunded_amount"]) - int(pending)
 
 
@@ -459,12 +491,33 @@ async def succeed_refund(
 
 async def fail_refund(conn: Connection, order_id: int, refund_id: int, message: str,
                       actor: str) -> None:  # fmt: skip
-    await conn.execute(
-        "UPDATE refunds SET status = 'failed', message = $2 WHERE id = $1 AND status = 'pending'",
+    """A refund that will not happen: its amount is refundable again. Locks the order first
+    (as every refund change does: one lock order, no deadlock with apply_event)."""
+    await lock(conn, order_id)
+    failed = await conn.fetchval(
+        """UPDATE refunds SET status = 'failed', message = $2
+            WHERE id = $1 AND status = ANY($3) RETURNING id""",
+        refund_id, message[:500], list(RESERVED),
+    )  # fmt: skip
+    if failed is not None:
+        await record(conn, order_id, "refund_failed", actor,
+                     detail={"refund_id": refund_id, "message": message[:500]})  # fmt: skip
+
+
+async def refund_unknown(conn: Connection, order_id: int, refund_id: int, message: str,
+                         actor: str) -> None:  # fmt: skip
+    """The provider may or may not have refunded (its answer was lost) and the request cannot
+    safely be sent again: the amount stays reserved and the order is flagged for review."""
+    order = await lock(conn, order_id)
+    assert order is not None
+    changed = await conn.fetchval(
+        """UPDATE refunds SET status = 'unknown', message = $2
+            WHERE id = $1 AND status = 'pending' RETURNING id""",
         refund_id, message[:500],
     )  # fmt: skip
-    await record(conn, order_id, "refund_failed", actor,
-                 detail={"refund_id": refund_id, "message": message[:500]})  # fmt: skip
+    if changed is not None:
+        reason = f"refund {refund_id}: the provider's answer was lost; check its back office"
+        await _flag(conn, order, reason, actor, {"refund_id": refund_id, "message": message[:500]})
 
 
 async def refunds_of(db: Executor, order_id: int) -> list[asyncpg.Record]:
@@ -546,12 +599,19 @@ async def open_orders(db: Executor, *, older_than_s: float, limit: int) -> list[
     )  # fmt: skip
 
 
-async def stuck_refunds(db: Executor, *, older_than_s: float, limit: int) -> list[asyncpg.Record]:
-    """Refunds still pending (a provider error left them unanswered, or the provider said
-    pending), for the reconciler to retry with the same idempotency key."""
+async def claim_stuck_refunds(
+    db: Executor, *, older_than_s: float, limit: int
+) -> list[asyncpg.Record]:
+    """Refunds a retryable provider error left unsent-for-sure (pending, with no provider id),
+    for the reconciler to send again with the same idempotency key. Claimed: ``updated_at``
+    moves, so another process's reconciler leaves them for the next interval. Refunds the
+    provider accepted as pending (they have its id) wait for its webhook instead."""
     return await db.fetch(
-        """SELECT id, order_id FROM refunds
-            WHERE status = 'pending' AND updated_at < now() - make_interval(secs => $1)
-            ORDER BY updated_at LIMIT $2""",
+        """UPDATE refunds SET updated_at = now() WHERE id IN (
+               SELECT id FROM refunds
+                WHERE status = 'pending' AND provider_ref IS NULL
+                  AND updated_at < now() - make_interval(secs => $1)
+                ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+           RETURNING id, order_id""",
         older_than_s, limit,
     )  # fmt: skip

@@ -57,6 +57,7 @@ V = TypeVar("V")
 _VOD_PATH = re.compile(r"vod/(\d{1,18})/")
 _LIVE_PATH = re.compile(r"(\d{1,18})/(.*)")
 _POSTER = re.compile(r"[^/]+/poster\.jpg")
+_PREVIEW_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
 def cookie_name(kind: Kind, item_id: int) -> str:
@@ -89,7 +90,7 @@ def verify(
     settings: Settings, kind: Kind, item_id: int, token: str, now: float | None = None
 ) -> Grant | None:
     parts = token.split(".")
-    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 19 for p in parts[:3]):
+    if len(parts) != 4 or not all(p.isascii() and p.isdigit() and len(p) <= 19 for p in parts[:3]):
         return None
     user, owner, expires = int(parts[0]), parts[1] == "1", int(parts[2])
     if expires < (time.time() if now is None else now):
@@ -184,10 +185,11 @@ class PlaybackGuard:
             kind, item_id = "live", int(match[1])
         else:
             return False
+        preview = kind == "video" and path.endswith(_PREVIEW_SUFFIXES)
         db: Database = request.app.state.db
         access = await self._read_access(db, kind, item_id)
-        if not access.private and not access.sold:
-            return False
+        if not access.private and (not access.sold or preview):
+            return False  # free, or a sold video's poster and seek-bar images: its shop window
         settings: Settings = request.app.state.settings
         token = request.cookies.get(cookie_name(kind, item_id))
         grant = verify(settings, kind, item_id, token) if token is not None else None

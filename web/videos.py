@@ -124,7 +124,10 @@ async def get_video(call: Call) -> VideoOut:
 async def patch_video(call: Call) -> VideoOut:
     body = await call.body(VideoPatchIn)
     video_id = call.path_id("video_id")
-    _owned(await videos.get_full(call.db.primary, video_id), call.user)
+    before = _owned(await videos.get_full(call.db.primary, video_id), call.user)
+    if body.price is not None and before["live_id"] is not None:
+        raise ApiError(409, "not_for_sale", "a recording is sold with its live's ticket: set "
+                       "the live's price")  # fmt: skip
     await videos.update_details(
         call.db.primary, video_id, title=body.title, description=body.description,
         set_description="description" in body.model_fields_set, visibility=body.visibility,

@@ -251,3 +251,20 @@ def test_trusted_proxies() -> None:
     s = load_settings({"STREAMD_TRUSTED_PROXIES": "10.0.0.7, 10.1.0.0/16 ,::1,"})
     assert s.trusted_proxies == ("10.0.0.7", "10.1.0.0/16", "::1")
     assert load_settings({"STREAMD_TRUSTED_PROXIES": "*"}).trusted_proxies == ("*",)
+
+
+def test_payment_providers_need_their_keys_and_production_no_sandbox() -> None:
+    assert load_settings({}).payments_providers == ("sandbox",)
+    with pytest.raises(ConfigError, match="STREAMD_MODE=production: the sandbox takes no money"):
+        load_settings({"STREAMD_MODE": "production"})
+    with pytest.raises(ConfigError, match="expected STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET"):
+        load_settings({"STREAMD_PAYMENTS_PROVIDERS": "stripe",
+                       "STREAMD_PUBLIC_URL": "https://shop.example"})  # fmt: skip
+    stripe = {"STREAMD_PAYMENTS_PROVIDERS": "stripe", "STRIPE_SECRET_KEY": "sk_test_x",
+              "STRIPE_WEBHOOK_SECRET": "whsec_x"}  # fmt: skip
+    # Return and notification URLs must not come from a request's Host header.
+    with pytest.raises(ConfigError, match="expected STREAMD_PUBLIC_URL as well"):
+        load_settings(stripe)
+    settings = load_settings({**stripe, "STREAMD_PUBLIC_URL": "https://shop.example",
+                              "STREAMD_MODE": "production"})  # fmt: skip
+    assert settings.payments_providers == ("stripe",)

@@ -460,17 +460,18 @@ class EcpayProvider:
             message = f"ECPay did not answer ({type(exc).__name__})"
             if not replayable:
                 message += ": the outcome is unknown, check ECPay's back office before retrying"
-            raise ProviderError(message, retryable=replayable) from exc
+            raise ProviderError(message, retryable=replayable, unknown=not replayable) from exc
         if response.status_code == 403:  # ECPay's answer to calls made too fast
             raise ProviderError("ECPay is rate limiting this merchant", retryable=True)
-        if response.status_code in (502, 503, 504) or (response.status_code >= 500 and replayable):
+        if response.status_code in (502, 503) or (response.status_code >= 500 and replayable):
             # A gateway's answer: the request did not get through (or asking again is harmless).
             raise ProviderError(f"ECPay answered HTTP {response.status_code}", retryable=True)
         if response.status_code >= 500:
+            # 504 included: a gateway that gave up waiting, while ECPay may have done it.
             raise ProviderError(
                 f"ECPay answered HTTP {response.status_code}: the outcome is unknown, check"
-                " ECPay's back office before retrying"
-            )
+                " ECPay's back office before retrying", unknown=True,
+            )  # fmt: skip
         if response.status_code != 200:
             raise ProviderError(f"ECPay answered HTTP {response.status_code}")
         if len(response.content) > _MAX_ANSWER_BYTES:

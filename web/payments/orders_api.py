@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import asyncpg
 from starlette.responses import JSONResponse
 
+from db import chat as chat_db
 from db import lives, orders, users, videos
 from db.pools import Database
 from web.api import Call, Endpoint, HeaderParam, decode_cursor, paginate
@@ -102,6 +103,8 @@ async def _item(call: Call, body: OrderCreateIn) -> _Item:
             raise ApiError(404, "not_found", "no such video")
         if video["user_id"] == user.id:
             raise ApiError(409, "own_item", "this is your own video")
+        if video["live_id"] is not None:
+            raise ApiError(409, "not_for_sale", "a recording is sold with its live's ticket")
         amount, currency = _price(video, body)
         if await orders.entitled(db, user.id, video_id=int(video["id"])):
             raise ApiError(409, "already_owned", "you already bought this video")
@@ -119,12 +122,28 @@ async def _item(call: Call, body: OrderCreateIn) -> _Item:
         minimum = dict(call.settings.payments_tip_minimum).get(body.currency, 1)
         if body.amount < minimum:
             raise field_error("amount", f"the smallest tip is {display(minimum, body.currency)}")
+        await _may_post_tip(call, live)
         return _Item(int(live["user_id"]), f"Tip: {live['title']}", body.amount, body.currency)
     # An ended live's ticket still sells: it opens the live's recordings.
     amount, currency = _price(live, body)
     if await orders.entitled(db, user.id, live_id=int(live["id"])):
         raise ApiError(409, "already_owned", "you already have a ticket for this live")
     return _Item(int(live["user_id"]), f"Ticket: {live['title']}", amount, currency)
+
+
+async def _may_post_tip(call: Call, live: asyncpg.Record) -> None:
+    """A tip is a chat message: the chat's rules hold (on, not muted or banned, a ticket for
+    a sold live's chat)."""
+    db, user_id = call.db.primary, call.user.id
+    if not live["chat_enabled"]:
+        raise ApiError(409, "chat_off", "this live's chat is off: tips are shown there")
+    sanctions = await chat_db.active_sanctions(db, int(live["id"]))
+    if any(s["user_id"] == user_id for s in sanctions):
+        raise ApiError(403, "forbidden", "you may not post in this live's chat now")
+    if live["price_amount"] is not None and not await orders.entitled(
+        db, user_id, live_id=int(live["id"])
+    ):
+        raise ApiError(409, "ticket_required", "buy a ticket to this live before tipping")
 
 
 def _request_hash(body: OrderCreateIn) -> str:
@@ -184,8 +203,9 @@ async def create_order(call: Call) -> JSONResponse:
 async def _open_checkout(call: Call, row: asyncpg.Record) -> asyncpg.Record:
     provider = payments_of(call).providers[str(row["provider"])]
     user = await users.get_by_id(call.db.primary, call.user.id)
-    base = call.settings.public_url or str(call.request.base_url)
-    base = base.rstrip("/")
+    # The sandbox's pages are this site's: relative URLs, which no Host header can redirect.
+    # Real providers need absolute ones: STREAMD_PUBLIC_URL (config.settings insists on it).
+    base = "" if provider.name == "sandbox" else (call.settings.public_url or "").rstrip("/")
     order_id = int(row["id"])
     request = CheckoutRequest(
         reference=str(row["reference"]), amount=int(row["amount"]),
@@ -314,6 +334,11 @@ async def refund_order(call: Call) -> OrderDetailOut:
                            "window, can refund this order")  # fmt: skip
         if row["status"] not in orders.CAPTURED or row["status"] == "refunded":
             raise ApiError(409, "not_refundable", f"this order is {row['status']}")
+        if body.amount is not None:
+            try:
+                check_amount(body.amount, str(row["currency"]))
+            except AmountError as exc:
+                raise field_error("amount", str(exc)) from None
         try:
             refund = await orders.reserve_refund(conn, row, body.amount,
                                                  requested_by=f"user:{user.id}",

@@ -31,6 +31,7 @@ class EventKind(enum.StrEnum):
     FAILED = "failed"  # the payment was declined or failed for good
     CANCELED = "canceled"  # the checkout expired or the buyer abandoned it
     REFUNDED = "refunded"  # one refund succeeded: amount is that refund's amount
+    REFUND_FAILED = "refund_failed"  # a refund the provider had accepted failed after all
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +110,14 @@ class WebhookRejected(Exception):
 
 
 class ProviderError(Exception):
-    """The provider refused or could not be reached; the message is safe to show."""
+    """The provider refused or could not be reached; the message is safe to show.
+    ``retryable``: sending the same request again is safe. ``unknown``: the request may have
+    been carried out (an answer lost on the way back) and cannot safely be sent again."""
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    def __init__(self, message: str, *, retryable: bool = False, unknown: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.unknown = unknown
 
 
 class Provider(Protocol):

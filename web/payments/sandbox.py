@@ -109,7 +109,7 @@ class SandboxProvider:
         header = headers.get(SIGNATURE_HEADER, "")
         fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
         stamp, given = fields.get("t", ""), fields.get("v1", "")
-        if not stamp.isdigit() or not given:
+        if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12 or not given:
             raise WebhookRejected("bad_signature", f"no valid {SIGNATURE_HEADER} header")
         wanted = sign_body(self._secret, body, int(stamp)).rpartition("v1=")[2]
         if not hmac.compare_digest(given.encode(), wanted.encode()):

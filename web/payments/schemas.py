@@ -152,7 +152,9 @@ class RefundOut(BaseModel):
     id: int
     amount: int
     currency: str
-    status: Literal["pending", "succeeded", "failed"]
+    status: Literal["pending", "succeeded", "failed", "unknown"] = Field(
+        description="unknown: the provider's answer was lost; held for review, never resent"
+    )
     reason: str | None
     message: str | None = Field(description="the provider's answer when it failed")
     created_at: datetime

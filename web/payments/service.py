@@ -9,7 +9,6 @@ One `Payments` per process, on ``app.state.payments``; every state change itself
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -33,6 +32,7 @@ from web.payments.provider import (
     ProviderEvent,
     RefundRequest,
     RefundStatus,
+    WebhookRejected,
     WebhookReply,
 )
 
@@ -109,8 +109,7 @@ class Payments:
         self, provider: Provider, headers: Mapping[str, str], body: bytes
     ) -> WebhookReply:
         """A webhook: verified and parsed by the provider (WebhookRejected when forged, stale,
-        oversized or malformed), then each event applied once. LookupError: an event names no
-        order (yet); the provider's retry will find it."""
+        oversized or malformed), then each event applied once."""
         events = provider.parse_webhook(headers, body, time.time())
         for event in events:
             await self.apply(provider.name, event, actor=f"{provider.name}:{event.event_id}"[:200])
@@ -129,8 +128,14 @@ class Payments:
         if outcome.outcome == "review":
             log.warning("payments: order %s flagged for review by %s event %s",
                         outcome.order_id, provider, event.event_id)  # fmt: skip
-        if captured and outcome.order_id is not None:
-            await self._receipt(outcome.order_id, "payment_receipt")
+        elif outcome.outcome == "unknown_order":
+            log.warning("payments: %s event %s (%s) names no order here (reference %r)",
+                        provider, event.event_id, event.kind, event.reference)  # fmt: skip
+        if outcome.outcome == "applied" and outcome.order_id is not None:
+            if captured:
+                await self._receipt(outcome.order_id, "payment_receipt")
+            elif event.kind == EventKind.REFUNDED:
+                await self._receipt(outcome.order_id, "refund_receipt")
         return outcome
 
     async def _post_tip(self, conn: Connection, order_id: int) -> None:
@@ -176,8 +181,12 @@ class Payments:
                 )
                 return "pending"
             async with self._db.primary.acquire() as conn, conn.transaction():
-                await orders.fail_refund(conn, order_id, refund_id, str(exc), actor)
-            log.warning("payments: refund %d of order %d failed: %s", refund_id, order_id, exc)
+                if exc.unknown:
+                    await orders.refund_unknown(conn, order_id, refund_id, str(exc), actor)
+                else:
+                    await orders.fail_refund(conn, order_id, refund_id, str(exc), actor)
+            log.warning("payments: refund %d of order %d %s: %s", refund_id, order_id,
+                        "of unknown outcome" if exc.unknown else "failed", exc)  # fmt: skip
             raise
         async with self._db.primary.acquire() as conn, conn.transaction():
             locked = await orders.lock(conn, order_id)
@@ -210,16 +219,27 @@ class Payments:
         changed = 0
         rows = await orders.open_orders(self._db.primary, older_than_s=LOOKUP_AFTER_S, limit=BATCH)
         for order in rows:
-            changed += await self._reconcile_order(order)
-        stuck = await orders.stuck_refunds(
+            try:
+                changed += await self._reconcile_order(order)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad order must not stop the others, nor the refunds
+                log.exception("payments: reconciling order %d failed", order["id"])
+        stuck = await orders.claim_stuck_refunds(
             self._db.primary, older_than_s=REFUND_RETRY_AFTER_S, limit=BATCH
         )
         for refund in stuck:
-            with contextlib.suppress(ProviderError):
+            try:
                 status = await self.run_refund(
                     int(refund["order_id"]), int(refund["id"]), actor="reconciler"
                 )
                 changed += status != "pending"
+            except ProviderError:
+                changed += 1  # marked failed or unknown (and logged) by run_refund
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("payments: retrying refund %d failed", refund["id"])
         return changed
 
     async def _reconcile_order(self, order: asyncpg.Record) -> int:
@@ -228,10 +248,11 @@ class Payments:
             ref = order["checkout_ref"] or order["payment_ref"]
             try:
                 event = await provider.lookup(str(order["reference"]), ref)
-            except ProviderError as exc:
+            except (ProviderError, WebhookRejected) as exc:
+                # Not expired while the provider cannot say: the buyer may have paid.
                 log.warning("payments: lookup of order %d at %s failed: %s",
                             order["id"], provider.name, exc)  # fmt: skip
-                event = None
+                return 0
             if event is not None:
                 outcome = await self.apply(provider.name, event, actor="reconciler")
                 return int(outcome.outcome == "applied")

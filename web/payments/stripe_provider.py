@@ -389,10 +389,17 @@ def _refund_events(
 ) -> list[ProviderEvent]:
     """One REFUNDED per refund: at refund.created when it succeeded at once, else at the
     refund.updated whose ``previous_attributes`` show the status changing to succeeded. Later
-    updates of a succeeded refund (metadata, destination details) are not counted again."""
-    if refund.get("status") != "succeeded":
-        return []
-    if kind == "refund.updated" and not (isinstance(previous, dict) and "status" in previous):
+    updates of a succeeded refund (metadata, destination details) are not counted again. A
+    pending refund that ends failed or canceled (refund.updated) is one REFUND_FAILED."""
+    status = refund.get("status")
+    changed = isinstance(previous, dict) and "status" in previous
+    if status == "succeeded":
+        if kind == "refund.updated" and not changed:
+            return []
+        event_kind = EventKind.REFUNDED
+    elif status in ("failed", "canceled") and kind == "refund.updated" and changed:
+        event_kind = EventKind.REFUND_FAILED
+    else:
         return []
     refund_id, amount, currency = refund.get("id"), refund.get("amount"), refund.get("currency")
     if not isinstance(refund_id, str) or not isinstance(amount, int):
@@ -406,12 +413,15 @@ def _refund_events(
     return [
         ProviderEvent(
             event_id=event_id,
-            kind=EventKind.REFUNDED,
+            kind=event_kind,
             reference=reference,
             provider_ref=_id_of(payment_intent),
             amount=amount,
             currency=currency.upper(),
             refund_ref=refund_id,
+            message=f"refund {status}: {refund.get('failure_reason') or 'no reason given'}"
+            if event_kind is EventKind.REFUND_FAILED
+            else None,
             refund_id=_metadata(refund, "refund_id"),
             raw=event,
         )

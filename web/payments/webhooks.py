@@ -6,11 +6,13 @@ A webhook's raw body is read up to `MAX_WEBHOOK_BYTES` and handed, unparsed, to 
 applied (`web.payments.service.Payments.apply`). Answers:
 
 - 200 with what the provider expects (ECPay: ``1|OK``) once every event is recorded, including
-  an event seen before (a duplicate is acknowledged, so the provider stops resending it);
+  an event seen before (a duplicate is acknowledged, so the provider stops resending it) and one
+  naming no order here (recorded as ``unknown_order`` and logged: another application's, on a
+  shared provider account; an order still being created is waited for, never missed);
 - 400 ``{"error": {"code": "bad_signature" | "stale" | "malformed"}}`` for a forged, stale or
   malformed notification, 413 for one too large: nothing is applied, a warning is logged;
-- 503 when an event names an order that does not exist (yet), or the database is down: the
-  provider retries later (Stripe for 3 days, ECPay for a day).
+- 503 when the database is down: the provider retries later (Stripe for 3 days, ECPay for a
+  day).
 
 The sandbox page plays the provider's side: the buyer's "pay" or "decline" becomes a
 notification signed with the sandbox's key and goes through the very same `Payments.deliver`.
@@ -71,10 +73,6 @@ async def webhook(call: Call) -> Response:
     except WebhookRejected as exc:
         log.warning("payments: %s webhook from %s rejected (%s): %s", name, client, exc.code, exc)
         raise ApiError(400, exc.code, str(exc)) from None
-    except LookupError as exc:
-        log.warning("payments: %s webhook deferred: %s", name, exc)
-        raise ApiError(503, "unknown_order", f"{exc}; retry later",
-                       headers={"Retry-After": "60"}) from None  # fmt: skip
     except DB_ERRORS as exc:
         log.error("payments: %s webhook not recorded (database): %s", name, exc)
         raise ApiError(503, "unavailable", "could not record the notification; retry later",
@@ -155,7 +153,7 @@ async def sandbox_choice(request: Request) -> Response:
     payments: Payments = request.app.state.payments
     try:
         await payments.deliver(provider, headers, body)
-    except (LookupError, *DB_ERRORS) as exc:
+    except DB_ERRORS as exc:
         log.warning("payments: sandbox notification for %s not applied: %s", terms["ref"], exc)
         return _page("Try again", "<p>The shop could not record this payment. Try again.</p>", 503)
     return RedirectResponse(str(terms["return"]), status_code=303)

@@ -97,6 +97,15 @@ async def test_a_sold_video_plays_for_its_buyers(
         assert r.status_code == 200 and r.json()["price"]["display"] == "NT$300"
         path = f"/hls/vod/{video}/run1/360p/seg_1.m4s"
         assert (await api.client.get(path)).status_code == 403
+        # Its poster and seek-bar images are its shop window: public.
+        media = api.app.state.settings.media_dir
+        (media / f"hls/vod/{video}/run1/poster.jpg").write_bytes(b"\xff\xd8")
+        assert (await api.client.get(f"/hls/vod/{video}/run1/poster.jpg")).status_code == 200
+        # A cookie that is not one (non-ASCII digits included) is a refusal, not an error.
+        name = playback.cookie_name("video", video)
+        for junk in ("².1.9999999999.x", "1.1.²²².x", "...", "a.b.c.d"):
+            r = await api.client.get(path, headers={"Cookie": f"{name}={junk}".encode()})
+            assert r.status_code == 403, junk
         r = await api.client.post(f"/api/videos/{video}/playback", headers=buyer.auth)
         assert r.status_code == 402 and r.json()["error"]["details"]["price"]["amount"] == 30000
 
@@ -131,3 +140,13 @@ async def test_a_sold_live_s_recording_needs_the_live_s_ticket(api: Api) -> None
     assert r.status_code == 200
     assert f"streamd_live_{live_id}=" in r.headers["set-cookie"]
     assert f"Path=/hls/{live_id}/" in r.headers["set-cookie"]
+    # A recording has no price of its own: its files are the live's.
+    price = {"price": {"amount": 100, "currency": "USD"}}
+    r = await api.client.patch(f"/api/videos/{made['id']}", headers=creator.auth, json=price)
+    assert r.status_code == 409
+    r = await api.client.post(
+        "/api/orders", headers={**buyer.auth, "Idempotency-Key": "rec"},
+        json={"item": {"type": "video", "video_id": made["id"]}, "currency": "USD",
+              "provider": "sandbox"},
+    )  # fmt: skip
+    assert r.status_code == 409

@@ -367,14 +367,18 @@ async def test_pending_refund_is_counted_when_it_succeeds(
     assert deliver(provider, fake, later) == []
 
 
-async def test_failed_refund_update_gives_no_event(
+async def test_failed_refund_update_is_one_refund_failed(
     provider: StripeProvider, fake: StripeFake
 ) -> None:
     _, intent = await paid_session(provider, fake)
     fake.refund_status = "pending"
     result = await provider.refund(refund_of(intent, 700))
     assert result.refund_ref
-    assert deliver(provider, fake, fake.settle_refund(result.refund_ref, "failed")) == []
+    [failed] = deliver(provider, fake, fake.settle_refund(result.refund_ref, "failed"))
+    assert failed.kind is EventKind.REFUND_FAILED and failed.refund_ref == result.refund_ref
+    assert failed.refund_id == "RF1" and failed.message and "lost_or_stolen_card" in failed.message
+    # charge.refund.updated says the same of the same refund: not counted.
+    assert deliver(provider, fake, fake.events_of("charge.refund.updated")[-1]) == []
 
 
 def test_refund_reference_from_an_expanded_payment_intent() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from tests.web.api_helpers import Api, MakeApi, User
 from tests.web.payments.stripe_fake import StripeFake
+from tests.web.payments.test_orders_api import age_refunds
 
 WEBHOOK = "/api/payments/webhooks/stripe"
 
@@ -29,6 +30,7 @@ async def api(make_api: MakeApi, fake: StripeFake) -> Api:
     return await make_api(
         payments_providers=("stripe", "sandbox"), stripe_secret_key=fake.secret_key,
         stripe_webhook_secret=fake.webhook_secret, stripe_api_base=fake.base_url,
+        public_url="https://shop.example",
     )  # fmt: skip
 
 
@@ -72,7 +74,7 @@ async def test_a_stripe_checkout_paid_and_refunded(api: Api, fake: StripeFake) -
     sent = fake.sessions[session_id]
     assert sent["client_reference_id"] == order["reference"]
     assert sent["amount_total"] == 1999 and sent["currency"] == "usd"
-    assert sent["success_url"].startswith(f"http://test/payments/{order['id']}?return=1")
+    assert sent["success_url"].startswith(f"https://shop.example/payments/{order['id']}?return=1")
 
     fake.complete_session(session_id)
     (completed,) = fake.events_of("checkout.session.completed")
@@ -112,6 +114,11 @@ async def test_a_pending_refund_is_booked_by_its_webhook(api: Api, fake: StripeF
                               headers=admin.auth)  # fmt: skip
     assert r.status_code == 409  # the pending refund already holds all that was captured
 
+    # The reconciler leaves a refund Stripe accepted to its webhook: never sent again.
+    await age_refunds(api)
+    sent = len(fake.requests)
+    await api.app.state.payments.reconcile_once()
+    assert [r for r in fake.requests[sent:] if r.path.startswith("/v1/refunds")] == []
     (refund_id,) = fake.refunds
     updated = fake.settle_refund(refund_id)
     assert await post_event(api, fake, updated) == "applied"
@@ -131,9 +138,12 @@ async def test_the_reconciler_finds_a_payment_whose_webhook_never_came(
     (session_id,) = fake.sessions
     fake.complete_session(session_id)
     await api.pool.execute(
-        "UPDATE orders SET created_at = now() - interval '5 minutes' WHERE id = $1", order["id"]
+        "UPDATE orders SET created_at = now() - interval '45 minutes', "
+        "expires_at = now() - interval '1 minute' WHERE id = $1",
+        order["id"],
     )
-    fake.fail_next(3, status=503)  # Stripe down: the order stays pending, nothing breaks
+    # Stripe down: the order stays pending, not expired (the buyer may have paid).
+    fake.fail_next(3, status=503)
     assert await api.app.state.payments.reconcile_once() == 0
     assert await status_of(api, order["id"]) == ("pending", 0)
     assert await api.app.state.payments.reconcile_once() == 1
@@ -160,3 +170,25 @@ async def test_a_forged_stripe_webhook_is_refused(api: Api, fake: StripeFake) ->
     r = await api.client.post(WEBHOOK, content=body, headers=headers)
     assert r.status_code == 400 and r.json()["error"]["code"] == "stale"
     assert await api.pool.fetchval("SELECT count(*) FROM webhook_events") == 0
+
+
+async def test_a_refund_that_fails_at_stripe_frees_its_amount(api: Api, fake: StripeFake) -> None:
+    creator, buyer = await api.make_user("creator"), await api.make_user()
+    admin = await api.make_user("admin")
+    live = await api.create_live(creator, price={"amount": 1999, "currency": "USD"})
+    order = (await stripe_order(api, buyer, live["id"], "s-5"))["order"]
+    (session_id,) = fake.sessions
+    fake.complete_session(session_id)
+    assert await post_event(api, fake, fake.events_of("checkout.session.completed")[0]) == "applied"
+    fake.refund_status = "pending"
+    r = await api.client.post(f"/api/orders/{order['id']}/refunds", json={}, headers=admin.auth)
+    assert r.json()["refundable"] == 0
+    (refund_id,) = fake.refunds
+    failed = fake.settle_refund(refund_id, "failed")
+    assert await post_event(api, fake, failed) == "applied"
+    detail = (await api.client.get(f"/api/orders/{order['id']}", headers=admin.auth)).json()
+    assert detail["refunds"][0]["status"] == "failed" and "lost_or_stolen_card" in (
+        detail["refunds"][0]["message"])  # fmt: skip
+    assert detail["status"] == "paid" and detail["refundable"] == 1999
+    r = await api.client.post(f"/api/lives/{live['id']}/playback", headers=buyer.auth)
+    assert r.status_code == 200  # still the buyer's
