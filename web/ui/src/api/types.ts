@@ -246,7 +246,7 @@ export interface Refund {
   id: number
   amount: number
   currency: Currency
-  status: 'pending' | 'succeeded' | 'failed'
+  status: 'pending' | 'succeeded' | 'failed' | 'unknown'
   reason: string | null
   message: string | null
   created_at: string

@@ -207,7 +207,7 @@ export default {
       refunded: 'Refunded', refund_failed: 'Refund failed', flagged: 'Flagged for review',
     },
     refunds: 'Refunds', reason: 'Reason', provider_message: 'Provider’s answer',
-    refund_statuses: { pending: 'Pending', succeeded: 'Done', failed: 'Failed' },
+    refund_statuses: { pending: 'Pending', succeeded: 'Done', failed: 'Failed', unknown: 'Unknown: check the provider' },
     refund_title: 'Refund', refund_amount: 'Amount to refund', refund_max: 'Up to {amount}.',
     refund_reason: 'Reason (optional)', refund_button: 'Refund',
     refund_confirm: 'Refund {amount} to the buyer? This cannot be undone.', refund_done: 'Refund requested.',

@@ -209,7 +209,7 @@ const zhTW: typeof en = {
       refunded: '已退款', refund_failed: '退款失敗', flagged: '標記為待審核',
     },
     refunds: '退款', reason: '原因', provider_message: '金流服務的回覆',
-    refund_statuses: { pending: '處理中', succeeded: '完成', failed: '失敗' },
+    refund_statuses: { pending: '處理中', succeeded: '完成', failed: '失敗', unknown: '結果不明：請至金流後台確認' },
     refund_title: '退款', refund_amount: '退款金額', refund_max: '最多 {amount}。',
     refund_reason: '原因（選填）', refund_button: '退款',
     refund_confirm: '要退款 {amount} 給買家嗎？此操作無法復原。', refund_done: '已申請退款。',

@@ -1,1 +1,0 @@
-import"./index-CLtRF_-I.js";

@@ -1,1 +1,0 @@
-import"./css-BMs3B0jH.js";

@@ -1,0 +1,1 @@
+import"./css-BQ5ZId_p.js";
