@@ -1,1 +1,0 @@
-import"./css-BQ5ZId_p.js";

@@ -1,0 +1,1 @@
+import"./css-L-17AMFT.js";
