@@ -4,13 +4,16 @@ playlists and segments need a grant cookie whose user still holds a paid order."
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
-from tests.web.api_helpers import Api
+from tests.web.api_helpers import Api, MakeApi
 from tests.web.payments.test_orders_api import paid_order
 from tests.web.test_api_videos import record
+from tests.web.test_cdn import KEY, cloudfront_allows
 from tests.web.test_vod_playback import app_with_hls, ready_video
 from web import playback
 
@@ -150,3 +153,32 @@ async def test_a_sold_live_s_recording_needs_the_live_s_ticket(api: Api) -> None
               "provider": "sandbox"},
     )  # fmt: skip
     assert r.status_code == 409
+
+
+async def test_with_a_signing_cdn_buyers_get_cloudfront_cookies_for_the_live_only(
+    make_api: MakeApi, tmp_path: Path
+) -> None:
+    """The CDN cannot ask PostgreSQL: a buyer also gets CloudFront signed cookies whose policy
+    covers this live's prefix on the CDN and nothing else (checked as CloudFront checks them:
+    tests/web/test_cdn.py's cloudfront_allows, with the public key)."""
+    pem = tmp_path / "cf.pem"
+    pem.write_bytes(KEY.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))  # fmt: skip
+    api = await make_api(cdn_base_url="https://cdn.example.com", cdn_key_pair_id="K2JCJMDEHXQW5F",
+                         cdn_private_key=pem)  # fmt: skip
+    creator, buyer = await api.make_user("creator"), await api.make_user()
+    live = await api.create_live(creator, price={"amount": 499, "currency": "USD"})
+    await paid_order(api, buyer, live["id"])
+    r = await api.client.post(f"http://app.example.com/api/lives/{live['id']}/playback",
+                              headers=buyer.auth)  # fmt: skip
+    assert r.status_code == 200
+    cookies = {c.name: c.value for c in r.cookies.jar if c.name.startswith("CloudFront-")}
+    assert set(cookies) == {"CloudFront-Policy", "CloudFront-Signature", "CloudFront-Key-Pair-Id"}
+    assert all(c.domain.lstrip(".") == "example.com" for c in r.cookies.jar
+               if c.name.startswith("CloudFront-"))  # fmt: skip
+    now = time.time()
+    segment = f"https://cdn.example.com/hls/{live['id']}/1700000000/source/seg_1.m4s"
+    assert cloudfront_allows(segment, now, cookies=cookies)
+    other = f"https://cdn.example.com/hls/{live['id'] + 1}/1700000000/source/seg_1.m4s"
+    assert not cloudfront_allows(other, now, cookies=cookies)
