@@ -45,6 +45,20 @@ async def stripe_order(api: Api, buyer: User, live_id: int, key: str) -> dict[st
     return body
 
 
+async def paid_with_stripe(
+    api: Api, fake: StripeFake
+) -> tuple[User, User, dict[str, Any], dict[str, Any]]:
+    """(buyer, admin, live, order): a ticket bought through Stripe, its capture webhook in."""
+    creator, buyer = await api.make_user("creator"), await api.make_user()
+    admin = await api.make_user("admin")
+    live = await api.create_live(creator, price={"amount": 1999, "currency": "USD"})
+    order = (await stripe_order(api, buyer, live["id"], f"paid-{live['id']}"))["order"]
+    (session_id,) = fake.sessions
+    fake.complete_session(session_id)
+    assert await post_event(api, fake, fake.events_of("checkout.session.completed")[0]) == "applied"
+    return buyer, admin, live, order
+
+
 async def post_event(api: Api, fake: StripeFake, event: dict[str, Any]) -> str:
     headers, body = fake.webhook(event)
     r = await api.client.post(WEBHOOK, content=body, headers=headers)
@@ -98,13 +112,7 @@ async def test_a_stripe_checkout_paid_and_refunded(api: Api, fake: StripeFake) -
 
 
 async def test_a_pending_refund_is_booked_by_its_webhook(api: Api, fake: StripeFake) -> None:
-    creator, buyer = await api.make_user("creator"), await api.make_user()
-    admin = await api.make_user("admin")
-    live = await api.create_live(creator, price={"amount": 1999, "currency": "USD"})
-    order = (await stripe_order(api, buyer, live["id"], "s-2"))["order"]
-    (session_id,) = fake.sessions
-    fake.complete_session(session_id)
-    assert await post_event(api, fake, fake.events_of("checkout.session.completed")[0]) == "applied"
+    buyer, admin, live, order = await paid_with_stripe(api, fake)
 
     fake.refund_status = "pending"
     r = await api.client.post(f"/api/orders/{order['id']}/refunds", json={}, headers=admin.auth)
@@ -173,13 +181,7 @@ async def test_a_forged_stripe_webhook_is_refused(api: Api, fake: StripeFake) ->
 
 
 async def test_a_refund_that_fails_at_stripe_frees_its_amount(api: Api, fake: StripeFake) -> None:
-    creator, buyer = await api.make_user("creator"), await api.make_user()
-    admin = await api.make_user("admin")
-    live = await api.create_live(creator, price={"amount": 1999, "currency": "USD"})
-    order = (await stripe_order(api, buyer, live["id"], "s-5"))["order"]
-    (session_id,) = fake.sessions
-    fake.complete_session(session_id)
-    assert await post_event(api, fake, fake.events_of("checkout.session.completed")[0]) == "applied"
+    buyer, admin, live, order = await paid_with_stripe(api, fake)
     fake.refund_status = "pending"
     r = await api.client.post(f"/api/orders/{order['id']}/refunds", json={}, headers=admin.auth)
     assert r.json()["refundable"] == 0
