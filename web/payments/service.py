@@ -275,8 +275,10 @@ class Payments:
                     log.info("payments: the reconciler changed %d orders or refunds", changed)
             except asyncio.CancelledError:
                 raise
-            except (*DB_ERRORS, ProviderError, OSError) as exc:
+            except DB_ERRORS as exc:
                 log.warning("payments: reconciler pass failed: %s", exc)
+            except Exception:  # a bug must not end the task for the life of the process
+                log.exception("payments: reconciler pass failed")
             await asyncio.sleep(interval)
 
     # --- receipts ---
