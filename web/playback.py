@@ -38,6 +38,7 @@ from starlette.responses import JSONResponse, Response
 from config.secrets import derived_key
 from config.settings import Settings
 from db import orders
+from db.errors import DB_ERRORS
 from db.pools import Database
 from web.api import Call
 from web.cdn import CloudFrontSigner
@@ -187,7 +188,16 @@ class PlaybackGuard:
             return False
         preview = kind == "video" and path.endswith(_PREVIEW_SUFFIXES)
         db: Database = request.app.state.db
-        access = await self._read_access(db, kind, item_id)
+        try:
+            access = await self._read_access(db, kind, item_id)
+        except DB_ERRORS as exc:
+            # Neither served nor refused on a guess: a player retries a 503.
+            log.warning("hls: %s %d: cannot tell whether it is sold (%s)", kind, item_id, exc)
+            return error_response(
+                503, "unavailable", "playback is unavailable for a moment; retry",
+                headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store",
+                         "Retry-After": "5"},
+            )  # fmt: skip
         if not access.private and (not access.sold or preview):
             return False  # free, or a sold video's poster and seek-bar images: its shop window
         settings: Settings = request.app.state.settings
@@ -212,10 +222,22 @@ class PlaybackGuard:
         )  # fmt: skip
 
     async def _read_access(self, db: Database, kind: Kind, item_id: int) -> _Access:
+        """Whether the item is private or sold: read at most every ACCESS_TTL_S, and while the
+        database cannot answer, what it last said (DB_ERRORS only when it never did)."""
         now = time.monotonic()
         cached = self._access.get((kind, item_id))
         if cached is not None and cached[0] > now:
             return cached[1]
+        try:
+            access = await self._query_access(db, kind, item_id)
+        except DB_ERRORS:
+            if cached is None:
+                raise
+            return cached[1]
+        _remember(self._access, (kind, item_id), (now + ACCESS_TTL_S, access))
+        return access
+
+    async def _query_access(self, db: Database, kind: Kind, item_id: int) -> _Access:
         if kind == "video":
             row = await db.read.fetchrow(
                 "SELECT visibility = 'private' AS private, price_amount IS NOT NULL AS sold "
@@ -228,9 +250,7 @@ class PlaybackGuard:
                 "WHERE id = $1",
                 item_id,
             )
-        access = _Access(bool(row["private"]), bool(row["sold"])) if row is not None else _FREE
-        _remember(self._access, (kind, item_id), (now + ACCESS_TTL_S, access))
-        return access
+        return _Access(bool(row["private"]), bool(row["sold"])) if row is not None else _FREE
 
     async def _is_entitled(self, db: Database, kind: Kind, item_id: int, user_id: int) -> bool:
         now = time.monotonic()
@@ -238,10 +258,15 @@ class PlaybackGuard:
         cached = self._entitled.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        if kind == "video":
-            entitled = await orders.entitled(db.read, user_id, video_id=item_id)
-        else:
-            entitled = await orders.entitled(db.read, user_id, live_id=item_id)
+        try:
+            if kind == "video":
+                entitled = await orders.entitled(db.read, user_id, video_id=item_id)
+            else:
+                entitled = await orders.entitled(db.read, user_id, live_id=item_id)
+        except DB_ERRORS:
+            if cached is None:
+                return False  # refused (403) rather than served on a guess
+            return cached[1]
         _remember(self._entitled, key, (now + ACCESS_TTL_S, entitled))
         return entitled
 

@@ -182,3 +182,27 @@ async def test_with_a_signing_cdn_buyers_get_cloudfront_cookies_for_the_live_onl
     assert cloudfront_allows(segment, now, cookies=cookies)
     other = f"https://cdn.example.com/hls/{live['id'] + 1}/1700000000/source/seg_1.m4s"
     assert not cloudfront_allows(other, now, cookies=cookies)
+
+
+async def test_while_the_database_is_down_hls_answers_what_it_last_knew(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A free live keeps playing through a database outage (the guard's last answer), a sold
+    one stays locked, and an item never seen is a 503 to retry, not a guess."""
+    monkeypatch.setattr(playback, "ACCESS_TTL_S", 0.0)  # every request would read the database
+    async with app_with_hls(database_url, tmp_path) as api:
+        creator = await api.make_user("creator")
+        free = await api.create_live(creator)
+        sold = await api.create_live(creator, price={"amount": 499, "currency": "USD"})
+        never = await api.create_live(creator)
+        media = api.app.state.settings.media_dir
+        for live in (free, sold, never):
+            (media / "hls" / str(live["id"])).mkdir(parents=True)
+            (media / "hls" / str(live["id"]) / "master.m3u8").write_text("#EXTM3U\n")
+        assert (await api.client.get(f"/hls/{free['id']}/master.m3u8")).status_code == 200
+        assert (await api.client.get(f"/hls/{sold['id']}/master.m3u8")).status_code == 403
+        await api.app.state.db.read.close()  # the database goes away
+        assert (await api.client.get(f"/hls/{free['id']}/master.m3u8")).status_code == 200
+        assert (await api.client.get(f"/hls/{sold['id']}/master.m3u8")).status_code == 403
+        r = await api.client.get(f"/hls/{never['id']}/master.m3u8")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable"
