@@ -40,6 +40,7 @@ from config.settings import Settings
 from db import orders
 from db.errors import DB_ERRORS
 from db.pools import Database
+from db.types import Executor
 from web.api import Call
 from web.cdn import CloudFrontSigner
 from web.errors import ApiError, error_response
@@ -106,10 +107,21 @@ def payment_required(kind: Kind, price: PriceOut) -> ApiError:
                     "to watch", details={"price": price.model_dump(mode="json")})  # fmt: skip
 
 
-def granted(
+async def is_entitled(db: Executor, kind: Kind, item_id: int, user_id: int) -> bool:
+    """Whether one of the user's orders for this live or video still entitles them."""
+    if kind == "video":
+        return await orders.entitled(db, user_id, video_id=item_id)
+    return await orders.entitled(db, user_id, live_id=item_id)
+
+
+async def granted(
     call: Call, kind: Kind, item_id: int, owner: bool, price: PriceOut | None
 ) -> JSONResponse:
-    """The playback endpoints' 200: the grant cookie for the caller, and what it opens."""
+    """The playback endpoints' answer for a guarded item: the grant cookie for its owner (and
+    admins) or a buyer it entitles, and what it opens; 402 with the price for anyone else."""
+    if not owner and not await is_entitled(call.db.primary, kind, item_id, call.user.id):
+        assert price is not None  # a private video is visible to its owner only
+        raise payment_required(kind, price)
     expires = int(time.time()) + TTL_S
     out = PlaybackOut(private=True, expires_at=datetime.fromtimestamp(expires, UTC), price=price)
     log.info("%s %d: playback granted to user %d", kind, item_id, call.user.id)
@@ -259,10 +271,7 @@ class PlaybackGuard:
         if cached is not None and cached[0] > now:
             return cached[1]
         try:
-            if kind == "video":
-                entitled = await orders.entitled(db.read, user_id, video_id=item_id)
-            else:
-                entitled = await orders.entitled(db.read, user_id, live_id=item_id)
+            entitled = await is_entitled(db.read, kind, item_id, user_id)
         except DB_ERRORS:
             if cached is None:
                 return False  # refused (403) rather than served on a guess

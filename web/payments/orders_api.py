@@ -202,7 +202,6 @@ async def create_order(call: Call) -> JSONResponse:
 
 async def _open_checkout(call: Call, row: asyncpg.Record) -> asyncpg.Record:
     provider = payments_of(call).providers[str(row["provider"])]
-    user = await users.get_by_id(call.db.primary, call.user.id)
     # The sandbox's pages are this site's: relative URLs, which no Host header can redirect.
     # Real providers need absolute ones: STREAMD_PUBLIC_URL (config.settings insists on it).
     base = "" if provider.name == "sandbox" else (call.settings.public_url or "").rstrip("/")
@@ -210,7 +209,7 @@ async def _open_checkout(call: Call, row: asyncpg.Record) -> asyncpg.Record:
     request = CheckoutRequest(
         reference=str(row["reference"]), amount=int(row["amount"]),
         currency=str(row["currency"]), description=str(row["description"]),
-        buyer_email=user["email"] if user is not None else None,
+        buyer_email=call.user.email,
         return_url=f"{base}/payments/{order_id}?return=1",
         cancel_url=f"{base}/payments/{order_id}?canceled=1",
         notify_url=f"{base}/api/payments/webhooks/{row['provider']}",
