@@ -27,9 +27,18 @@ async def test_samples_oldest_first_with_viewer_counts(make_api: MakeApi) -> Non
                         "interval": 2.0, "samples": []}  # fmt: skip
 
     await lives.mark_live(api.pool, live["id"])
+    # Viewers as players make them: heartbeats, counted by the chat hub's report into
+    # lives.viewer_count. (Writing the column directly raced the hub's own periodic report,
+    # which sets a live without reported viewers back to 0.)
+    hub = api.app.state.chat
+    players = 0
     for viewers, fps in ((3, 30.0), (5, None)):
-        await api.pool.execute("UPDATE lives SET viewer_count = $2 WHERE id = $1",
-                               live["id"], viewers)  # fmt: skip
+        while players < viewers:
+            players += 1
+            address = f"198.51.100.{players}"
+            player_id, _ = hub.heartbeat(live["id"], None, address)  # issued
+            hub.heartbeat(live["id"], player_id, address)  # counted
+        await hub.report_once()
         sample = json.dumps({**SAMPLE, "fps": fps})
         assert await live_health.record(api.pool, [live["id"]], [sample]) == 1
     # Older than 10 minutes: not shown.
