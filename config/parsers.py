@@ -148,6 +148,20 @@ def origins(raw: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+_ICE_URL = re.compile(r"^(stun|stuns|turn|turns):[A-Za-z0-9.\-\[\]:]+(\?transport=(udp|tcp))?$")
+
+
+def ice_urls(raw: str) -> tuple[str, ...]:
+    """Comma-separated STUN/TURN URLs (RFC 7064/7065), e.g. ``stun:stun.example.com:3478``."""
+    out = tuple(filter(None, (part.strip() for part in raw.split(","))))
+    for url in out:
+        if not _ICE_URL.match(url):
+            raise ValueError(
+                "a comma-separated list of stun:HOST[:PORT] or turn:HOST[:PORT][?transport=udp|tcp]"
+            )
+    return out
+
+
 def boolean(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):

@@ -81,6 +81,10 @@ class Settings:
     rtmp_max_connections: int = 1000
     rtmp_handshake_timeout: float = 10.0
     rtmp_idle_timeout: float = 30.0
+    whip_max_publishers: int = 50
+    whip_ice_servers: tuple[str, ...] = ()
+    whip_turn_username: str | None = None
+    whip_turn_credential: str | None = None
     data_dir: Path = Path("./var")
     public_url: str | None = None
     jwt_secret: str | None = None
@@ -194,6 +198,10 @@ class Settings:
             return self.public_url.rstrip("/")
         return f"http://{_display_host(self.http_host)}:{self.http_port}"
 
+    def whip_url(self) -> str | None:
+        """OBS's WHIP Server field, when WHIP is on."""
+        return f"{self.http_base_url()}/whip" if self.whip_max_publishers > 0 else None
+
     def hls_base_url(self) -> str:
         """Where players find ``hls/...`` objects: the CDN (with the bucket prefix when the
         CDN's origin is the bucket), else streamd's own /hls route."""
@@ -250,6 +258,14 @@ SPECS: tuple[_Spec, ...] = (
           "seconds a client has to complete the handshake and publish"),
     _Spec("rtmp_idle_timeout", "STREAMD_RTMP_IDLE_TIMEOUT", p.positive_float,
           "seconds without any byte from a publisher before it is dropped"),
+    _Spec("whip_max_publishers", "STREAMD_WHIP_MAX_PUBLISHERS", p.int_range(0, 10_000),
+          "WHIP (WebRTC) publishers taken at once by this process; 0 turns WHIP off"),
+    _Spec("whip_ice_servers", "STREAMD_WHIP_ICE_SERVERS", p.ice_urls,
+          "STUN/TURN URLs for WHIP, comma-separated: used by streamd and sent to publishers"),
+    _Spec("whip_turn_username", "STREAMD_WHIP_TURN_USERNAME", p.text,
+          "username for the turn: URLs of STREAMD_WHIP_ICE_SERVERS"),
+    _Spec("whip_turn_credential", "STREAMD_WHIP_TURN_CREDENTIAL", p.secret,
+          "password for the turn: URLs of STREAMD_WHIP_ICE_SERVERS"),
     _Spec("data_dir", "STREAMD_DATA_DIR", p.directory, "data directory (database, media, secrets)"),
     _Spec("public_url", "STREAMD_PUBLIC_URL", p.http_url,
           "public base URL of the web app, used in printed and returned URLs"),

@@ -10,7 +10,7 @@ import signal
 import socket
 import ssl
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -25,6 +25,8 @@ from ingest.control import LiveControl
 from ingest.gate import PublishGate
 from ingest.metrics import IngestMetrics
 from ingest.server import COALESCE_S, LADDER_COALESCE_S, RtmpLimits, RtmpServer
+from ingest.session import PublishSession
+from ingest.whip.server import IceServer, WhipIngest, WhipLimits
 from packager.storage.base import Storage, known_object_headers
 from streamd.media import build_packager, build_storage
 from streamd.resources import chat_hub, database_pools
@@ -32,6 +34,7 @@ from streamd.worker import running_worker
 from web.app import create_app
 from web.hls import hls_routes
 from web.playback import PlaybackGuard
+from web.whip import whip_routes
 from web.ws_protocol import FrameWritingProtocol
 
 log = logging.getLogger("streamd")
@@ -69,9 +72,14 @@ async def run_server(settings: Settings, database_url: str) -> None:
             end_lives=False,
             coalesce_s=LADDER_COALESCE_S if settings.hls_ladder else COALESCE_S,
         )
+        whip = build_whip(settings, gate, rtmp.metrics, packager.on_session)
+
+        def stop_live(live_id: int, reason: str) -> bool:
+            return rtmp.stop_live(live_id, reason) or whip.stop_live(live_id, reason)
+
         # "Stop this live" from any process (API, admin) reaches the one holding the publisher,
         # through the chat hub's LISTEN connection (one per process, outside the pool).
-        control = {LIVE_CONTROL_CHANNEL: LiveControl(rtmp.stop_live).on_notify}
+        control = {LIVE_CONTROL_CHANNEL: LiveControl(stop_live).on_notify}
         try:
             async with chat_hub(settings, db, control) as hub:
                 await rtmp.listen(settings.rtmp_host, settings.rtmp_port)
@@ -84,8 +92,11 @@ async def run_server(settings: Settings, database_url: str) -> None:
                     db,
                     hub,
                     registry=registry,
-                    stop_live=rtmp.stop_live,
-                    extra_routes=hls_routes_for(settings, storage),
+                    stop_live=stop_live,
+                    extra_routes=[
+                        *(whip_routes(whip) if settings.whip_max_publishers > 0 else []),
+                        *hls_routes_for(settings, storage),
+                    ],
                     storage=storage,
                 )
                 # VOD transcoding in this process unless STREAMD_VOD_WORKERS=0 (web-only).
@@ -95,8 +106,30 @@ async def run_server(settings: Settings, database_url: str) -> None:
                     await _serve_http(settings, app)
         finally:
             await rtmp.close()
+            await whip.close()
             await packager.close()
             await gate.close()
+
+
+def build_whip(
+    settings: Settings,
+    gate: PublishGate,
+    metrics: IngestMetrics,
+    on_session: Callable[[PublishSession], None],
+) -> WhipIngest:
+    """The WHIP ingest of ``serve``: the RTMP gate and metrics, the same packager."""
+    servers = tuple(
+        IceServer(url, settings.whip_turn_username, settings.whip_turn_credential)
+        if url.startswith("turn")
+        else IceServer(url)
+        for url in settings.whip_ice_servers
+    )
+    return WhipIngest(
+        gate, metrics,
+        WhipLimits(settings.whip_max_publishers, settings.hls_target_duration, servers),
+        on_session,
+        end_lives=False,  # the packager ends a live once its reconnect window has passed
+    )  # fmt: skip
 
 
 def hls_routes_for(settings: Settings, storage: Storage) -> list[BaseRoute]:
@@ -195,6 +228,14 @@ def banner(settings: Settings) -> str:
             " Server and Stream Key",
             f"  OBS:      Server {settings.rtmp_base_url()}/{settings.rtmp_app}"
             "   Stream Key: in the studio (or `streamd live create`)",
+            *(
+                [
+                    f"  OBS 30+:  Service WHIP, Server {settings.whip_url()}"
+                    "   Bearer Token: the stream key"
+                ]
+                if settings.whip_url()
+                else []
+            ),
             f"  watch:    {web}/lives/LIVE_ID   or"
             f" {settings.hls_base_url()}/hls/LIVE_ID/master.m3u8 (VLC, Safari, ffplay)",
             f"  API:      {web}/docs   health: {web}/health   metrics: {web}/metrics",

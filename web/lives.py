@@ -198,7 +198,7 @@ async def get_ingest(call: Call) -> IngestOut:
         host = settings.rtmp_base_url().removeprefix("rtmp://").rsplit(":", 1)[0]
         rtmps = f"rtmps://{host}:{settings.rtmps_port}/{app}"
     return IngestOut(server=f"{settings.rtmp_base_url()}/{app}", stream_key=row["stream_key"],
-                     rtmps_server=rtmps, whip_url=None)  # fmt: skip
+                     rtmps_server=rtmps, whip_url=settings.whip_url())  # fmt: skip
 
 
 async def stop_live(call: Call) -> StopOut:

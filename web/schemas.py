@@ -370,7 +370,10 @@ class IngestOut(BaseModel):
     server: str = Field(description="OBS: Settings > Stream > Server")
     stream_key: str = Field(description="OBS: Settings > Stream > Stream Key")
     rtmps_server: str | None = Field(description="the same over TLS, when RTMPS is enabled")
-    whip_url: str | None = Field(description="WHIP endpoint (not available yet)")
+    whip_url: str | None = Field(
+        description="OBS 30+: Service WHIP, Server this URL, Bearer Token the stream key; "
+        "null when WHIP is off"
+    )
 
 
 class HealthSampleOut(BaseModel):

@@ -1,0 +1,273 @@
+"""One WHIP publisher: its peer connection, the taps on its receivers, and the same
+`PublishSession` an RTMP publisher feeds, so the packager cannot tell the two apart.
+
+    aiortc receiver (jitter buffer, NACK) --tap--> RTP timestamp + frame bytes
+        video: H264Framer (Annex B -> AVCC, parameter sets -> VideoConfig, GOP held after loss)
+        audio: Opus, to the AudioTranscoder's thread -> AAC
+    PublishClock (sender reports -> one millisecond timeline) -> PublishSession.feed
+
+Everything here runs on the event loop except the audio transcode. Keyframes are asked for
+(PLI) when media starts, after a loss, and whenever none came for a target duration: WebRTC
+encoders send few on their own, and the segmenter can only cut at one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+
+from ingest.session import PublishSession
+from ingest.whip.audio import AudioTranscoder
+from ingest.whip.clock import PublishClock
+from ingest.whip.codecs import AUDIO, VIDEO
+from ingest.whip.h264 import H264Framer
+from ingest.whip.tap import ReceiverTap
+from media.errors import CodecError
+from media.types import MediaPacket
+
+log = logging.getLogger(__name__)
+
+VIDEO_RATE = 90_000
+AUDIO_RATE = 48_000
+#: A keyframe request at most this often while the stream is waiting for one.
+PLI_MIN_INTERVAL_S = 0.5
+
+
+class WhipError(Exception):
+    """A refusal with its HTTP status and the API's error code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Negotiated:
+    answer: str
+    video: bool
+    audio: bool
+
+
+class WhipPublisher:
+    def __init__(
+        self,
+        session: PublishSession,
+        configuration: RTCConfiguration,
+        keyframe_interval_s: float,
+        on_closed: Callable[[WhipPublisher], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.resource_id = secrets.token_urlsafe(18)
+        self.etag = f'"{secrets.token_hex(8)}"'
+        self.session = session
+        self.pc = RTCPeerConnection(configuration)
+        self.keyframe_interval_s = keyframe_interval_s
+        self._on_closed = on_closed
+        self._now = clock
+        self._loop = asyncio.get_running_loop()
+        self.framer = H264Framer()
+        self.timeline: PublishClock[bytes] = PublishClock(
+            {"video": VIDEO_RATE, "audio": AUDIO_RATE}
+        )
+        self.audio: AudioTranscoder | None = None
+        self._video_tap: ReceiverTap | None = None
+        self._has_video = False
+        self._video_started = False
+        self._last_keyframe = 0.0
+        self._last_pli = -PLI_MIN_INTERVAL_S
+        self._last_video_ms = -1
+        self._last_media = self._now()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.bad_frames = 0
+        self.closed = False
+        self.close_reason = ""
+
+    # --- negotiation ---
+
+    async def negotiate(self, offer: str) -> Negotiated:
+        """Apply the publisher's offer and return the answer, candidates included (OBS sends
+        an offer without candidates and learns ours only from the answer)."""
+        if "a=simulcast" in offer or "a=rid:" in offer:
+            raise WhipError(
+                422, "simulcast_unsupported",
+                "simulcast is not supported: turn Simulcast off in OBS (Settings > Stream)",
+            )  # fmt: skip
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise WhipError(400, "bad_sdp", f"the offer is not valid SDP: {exc}") from None
+        video = audio = False
+        for transceiver in self.pc.getTransceivers():
+            codecs = [c.name for c in transceiver._codecs if c.name.lower() != "rtx"]
+            if transceiver.kind == "video" and VIDEO in codecs:
+                _prefer(transceiver, VIDEO)
+                self._video_tap = ReceiverTap(transceiver.receiver)
+                self._video_tap.install(self._on_video, self._on_video_report, self._on_loss)
+                video = True
+            elif transceiver.kind == "audio" and AUDIO in codecs:
+                _prefer(transceiver, AUDIO)
+                ReceiverTap(transceiver.receiver).install(
+                    self._on_audio, self._on_audio_report, lambda: None
+                )
+                audio = True
+            else:
+                transceiver.direction = "inactive"
+        if not video:
+            # Audio alone makes no HLS a player shows; VP8/VP9/AV1 are not taken yet.
+            raise WhipError(
+                422, "unsupported_codec",
+                "the offer has no H.264 video (packetization-mode 1); OBS: use the x264 or a "
+                "hardware H.264 encoder",
+            )  # fmt: skip
+        self._has_video = True
+        if audio:
+            self.audio = AudioTranscoder(self._deliver_audio, f"whip-audio-{self.session.live_id}")
+            self.session.set_audio_config(self.audio.config)
+        self.pc.on("connectionstatechange", self._on_state)
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        self._spawn(self._watch())
+        return Negotiated(self.pc.localDescription.sdp, video, audio)
+
+    # --- media (event loop) ---
+
+    def _on_video(self, codec: str, rtp: int, data: bytes) -> None:
+        self._last_media = self._now()
+        if codec != VIDEO:
+            return
+        for ms, frame in self.timeline.frame("video", rtp, self._now(), data):
+            self._video(ms, frame)
+
+    def _on_audio(self, codec: str, rtp: int, data: bytes) -> None:
+        self._last_media = self._now()
+        if codec != AUDIO:
+            return
+        for ms, frame in self.timeline.frame("audio", rtp, self._now(), data):
+            if self.audio is not None and self._video_started:
+                self.audio.submit(ms, frame)
+
+    def _on_video_report(self, rtp: int, ntp: int) -> None:
+        self.timeline.report("video", rtp, ntp)
+
+    def _on_audio_report(self, rtp: int, ntp: int) -> None:
+        self.timeline.report("audio", rtp, ntp)
+
+    def _on_loss(self) -> None:
+        if not self.framer.broken:
+            log.info("live %d: WHIP video lost frames; waiting for the next keyframe",
+                     self.session.live_id)  # fmt: skip
+        self.framer.lost()
+
+    def _video(self, ms: int, data: bytes) -> None:
+        try:
+            framed = self.framer.frame(data)
+        except CodecError as exc:
+            self.bad_frames += 1
+            if self.bad_frames == 1:
+                log.warning("live %d: WHIP video frame refused: %s", self.session.live_id, exc)
+            self.framer.lost()
+            framed = None
+        if framed is None:
+            self._want_keyframe()
+            return
+        if framed.config is not None:
+            self.session.set_video_config(framed.config)
+        if framed.keyframe:
+            self._last_keyframe = self._now()
+        # No B-frames over WebRTC: decode order is presentation order.
+        ms = max(ms, self._last_video_ms + 1)
+        self._last_video_ms = ms
+        self._video_started = True
+        self.session.feed(MediaPacket("video", ms, ms, framed.keyframe, framed.data))
+
+    def _deliver_audio(self, packets: list[tuple[int, bytes]]) -> None:
+        """From the transcoder's thread."""
+        self._loop.call_soon_threadsafe(self._feed_audio, packets)
+
+    def _feed_audio(self, packets: list[tuple[int, bytes]]) -> None:
+        if self.closed:
+            return
+        self.session.feed_batch([MediaPacket("audio", ms, ms, True, data) for ms, data in packets])
+
+    def _want_keyframe(self) -> None:
+        now = self._now()
+        if now - self._last_pli >= PLI_MIN_INTERVAL_S and self._video_tap is not None:
+            self._last_pli = now
+            self._spawn(self._request_keyframe())
+
+    async def _request_keyframe(self) -> None:
+        if self._video_tap is not None:
+            with contextlib.suppress(ConnectionError, RuntimeError):  # transport closing
+                await self._video_tap.request_keyframe()
+
+    # --- life ---
+
+    def _on_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected":
+            log.info("live %d: WHIP publisher %s connected", self.session.live_id,
+                     self.session.client)  # fmt: skip
+        elif state in ("failed", "closed"):
+            self._spawn(self.close(f"connection {state}"))
+
+    async def _watch(self, media_timeout_s: float = 10.0, connect_timeout_s: float = 15.0) -> None:
+        """Keyframes on the segment grid; the end of a publisher that went away silently."""
+        started = self._now()
+        while not self.closed:
+            await asyncio.sleep(min(0.5, self.keyframe_interval_s / 2))
+            now = self._now()
+            if self.pc.connectionState != "connected":
+                if now - started > connect_timeout_s:
+                    await self.close("no connection (ICE or DTLS failed)")
+                continue
+            if now - self._last_media > media_timeout_s:
+                await self.close(f"no media for {media_timeout_s:.0f} s")
+            elif self._video_started and now - self._last_keyframe >= self.keyframe_interval_s:
+                self._want_keyframe()
+
+    async def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        log.info("live %d: WHIP publish ended: %s", self.session.live_id, reason)
+        if self.audio is not None:
+            self.audio.close()
+        self.session.end()
+        self._on_closed(self)
+        await self.pc.close()
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = self._loop.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("live %d: WHIP task failed", self.session.live_id,
+                      exc_info=task.exception())  # fmt: skip
+
+
+def _prefer(transceiver: RTCRtpTransceiver, name: str) -> None:
+    """Answer with ``name`` only, and its retransmission format (Chrome lists VP8 first; H.264
+    is what passes through)."""
+    kept = [c for c in transceiver._codecs if c.name == name]
+    types = {c.payloadType for c in kept}
+    transceiver._codecs = kept + [
+        c for c in transceiver._codecs
+        if c.name.lower() == "rtx" and c.parameters.get("apt") in types
+    ]  # fmt: skip
