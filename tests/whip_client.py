@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import io
 import math
 import time
 from array import array
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 import av
 import httpx
+import m3u8
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
@@ -135,3 +137,27 @@ async def publish(
                 await http.delete(httpx.URL(whip_url).join(location), headers=headers)
             await pc.close()
     return result
+
+
+def marks(rendition: str) -> tuple[list[float], list[float]]:
+    """Times (s) of the white frames and of the tone onsets in one rendition's segments."""
+    playlist = m3u8.loads(httpx.get(f"{rendition}/live.m3u8").text)
+    data = httpx.get(f"{rendition}/init.mp4").content + b"".join(
+        httpx.get(f"{rendition}/{s.uri}").content for s in playlist.segments
+    )
+    flashes: list[float] = []
+    beeps: list[float] = []
+    with av.open(io.BytesIO(data)) as container:
+        for frame in container.decode(video=0):
+            luma = bytes(frame.planes[0])[::97]
+            if sum(luma) / len(luma) > 128 and (not flashes or frame.time - flashes[-1] > 0.5):
+                flashes.append(float(frame.time))
+    with av.open(io.BytesIO(data)) as container:
+        for frame in container.decode(audio=0):
+            assert frame.format.name == "fltp"
+            left = array("f", bytes(frame.planes[0]))[: frame.samples]
+            loud = [i for i, value in enumerate(left) if abs(value) > 0.05]
+            onset = float(frame.time) + (loud[0] / frame.sample_rate if loud else 0.0)
+            if loud and (not beeps or onset - beeps[-1] > 0.5):
+                beeps.append(onset)
+    return flashes, beeps

@@ -8,25 +8,22 @@ names). Nothing is mocked: real PostgreSQL (embedded), real WebRTC over loopback
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import subprocess
 import tempfile
 import threading
 import time
-from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import httpx
 import imageio_ffmpeg
 import m3u8
 import pytest
 
 from tests.helpers import ServeProcess, cli_env, run_cli
-from tests.whip_client import publish
+from tests.whip_client import marks, publish
 
 pytestmark = pytest.mark.slow
 
@@ -344,27 +341,3 @@ def test_an_aiortc_publish_becomes_hls_every_rendition_decodes_av_in_sync(
         print(name, "A/V offsets (s):", [round(o, 3) for o in offsets])
         assert max(offsets) < 0.1, (name, flashes, beeps)
     assert not any("Traceback" in line for line in platform.log), "".join(platform.log[-40:])
-
-
-def marks(rendition: str) -> tuple[list[float], list[float]]:
-    """Times (s) of the white frames and of the tone onsets in one rendition's segments."""
-    playlist = m3u8.loads(httpx.get(f"{rendition}/live.m3u8").text)
-    data = httpx.get(f"{rendition}/init.mp4").content + b"".join(
-        httpx.get(f"{rendition}/{s.uri}").content for s in playlist.segments
-    )
-    flashes: list[float] = []
-    beeps: list[float] = []
-    with av.open(io.BytesIO(data)) as container:
-        for frame in container.decode(video=0):
-            luma = bytes(frame.planes[0])[::97]
-            if sum(luma) / len(luma) > 128 and (not flashes or frame.time - flashes[-1] > 0.5):
-                flashes.append(float(frame.time))
-    with av.open(io.BytesIO(data)) as container:
-        for frame in container.decode(audio=0):
-            assert frame.format.name == "fltp"
-            left = array("f", bytes(frame.planes[0]))[: frame.samples]
-            loud = [i for i, value in enumerate(left) if abs(value) > 0.05]
-            onset = float(frame.time) + (loud[0] / frame.sample_rate if loud else 0.0)
-            if loud and (not beeps or onset - beeps[-1] > 0.5):
-                beeps.append(onset)
-    return flashes, beeps
