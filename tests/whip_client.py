@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 import av
 import httpx
 import m3u8
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamTrack
 
 FPS = 30
@@ -102,7 +107,7 @@ async def publish(
     audio: bool = True, delete: bool = True,
 ) -> Published:  # fmt: skip
     """Publish for ``seconds`` once connected; DELETE the session at the end."""
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # host candidates: no STUN request
     clock = _Clock()
     video = pc.addTransceiver(MarkedVideo(clock, *size), direction="sendonly")
     h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.name == "H264"]

@@ -268,3 +268,21 @@ def test_payment_providers_need_their_keys_and_production_no_sandbox() -> None:
     settings = load_settings({**stripe, "STREAMD_PUBLIC_URL": "https://shop.example",
                               "STREAMD_MODE": "production"})  # fmt: skip
     assert settings.payments_providers == ("stripe",)
+
+
+def test_whip_settings() -> None:
+    s = load_settings({})
+    assert s.whip_max_publishers == 50 and s.whip_ice_servers == ()
+    assert s.whip_url() == "http://localhost:8080/whip"
+    s = load_settings({
+        "STREAMD_WHIP_ICE_SERVERS": "stun:stun.example.com:3478, turn:turn.example.com?transport=tcp",
+        "STREAMD_WHIP_MAX_PUBLISHERS": "0",
+    })  # fmt: skip
+    assert s.whip_ice_servers == (
+        "stun:stun.example.com:3478",
+        "turn:turn.example.com?transport=tcp",
+    )
+    assert s.whip_url() is None
+    for bad in ("http://stun.example.com", "stun:", "stun:a b"):
+        with pytest.raises(ConfigError, match="STREAMD_WHIP_ICE_SERVERS"):
+            load_settings({"STREAMD_WHIP_ICE_SERVERS": bad})

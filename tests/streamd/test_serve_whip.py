@@ -126,11 +126,11 @@ def aiortc_offer() -> str:
     """A real aiortc offer (H.264 + Opus), never connected."""
 
     async def make() -> str:
-        from aiortc import RTCPeerConnection
+        from aiortc import RTCConfiguration, RTCPeerConnection
 
         from tests.whip_client import MarkedAudio, MarkedVideo, _Clock
 
-        pc = RTCPeerConnection()
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         clock = _Clock()
         pc.addTransceiver(MarkedVideo(clock, 64, 64), direction="sendonly")
         pc.addTransceiver(MarkedAudio(clock), direction="sendonly")

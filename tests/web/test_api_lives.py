@@ -160,8 +160,13 @@ async def test_stream_key_rotate_and_ingest(make_api: MakeApi) -> None:
         "server": "rtmp://live.example.com:1935/live",
         "stream_key": key["stream_key"],
         "rtmps_server": None,
-        "whip_url": None,
+        "whip_url": "https://live.example.com/whip",
     }
+    off = await make_api(public_url="https://live.example.com", whip_max_publishers=0)
+    owner = await off.make_user("creator")
+    other = await off.create_live(owner)
+    r = await off.client.get(f"/api/lives/{other['id']}/ingest", headers=owner.auth)
+    assert r.json()["whip_url"] is None
 
     target = await lives.get_publish_target(api.pool, key["stream_key"])
     assert target is not None and target["id"] == live["id"]
