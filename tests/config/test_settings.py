@@ -274,14 +274,11 @@ def test_whip_settings() -> None:
     s = load_settings({})
     assert s.whip_max_publishers == 50 and s.whip_ice_servers == ()
     assert s.whip_url() == "http://localhost:8080/whip"
-    s = load_settings({
-        "STREAMD_WHIP_ICE_SERVERS": "stun:stun.example.com:3478, turn:turn.example.com?transport=tcp",
-        "STREAMD_WHIP_MAX_PUBLISHERS": "0",
-    })  # fmt: skip
-    assert s.whip_ice_servers == (
-        "stun:stun.example.com:3478",
-        "turn:turn.example.com?transport=tcp",
+    servers = ("stun:stun.example.com:3478", "turn:turn.example.com?transport=tcp")
+    s = load_settings(
+        {"STREAMD_WHIP_ICE_SERVERS": ", ".join(servers), "STREAMD_WHIP_MAX_PUBLISHERS": "0"}
     )
+    assert s.whip_ice_servers == servers
     assert s.whip_url() is None
     for bad in ("http://stun.example.com", "stun:", "stun:a b"):
         with pytest.raises(ConfigError, match="STREAMD_WHIP_ICE_SERVERS"):
