@@ -148,7 +148,12 @@ def origins(raw: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-_ICE_URL = re.compile(r"^(stun|stuns|turn|turns):[A-Za-z0-9.\-\[\]:]+(\?transport=(udp|tcp))?$")
+# What aiortc's parse_stun_turn_uri takes: a host name or IPv4 address (no IPv6 literal), an
+# optional port, and ?transport on TURN only (RFC 7064 defines none for STUN).
+_ICE_URL = re.compile(
+    r"^(stun|stuns):[A-Za-z0-9.\-]+(:[0-9]{1,5})?$"
+    r"|^(turn|turns):[A-Za-z0-9.\-]+(:[0-9]{1,5})?(\?transport=(udp|tcp))?$"
+)
 
 
 def ice_urls(raw: str) -> tuple[str, ...]:
@@ -158,6 +163,7 @@ def ice_urls(raw: str) -> tuple[str, ...]:
         if not _ICE_URL.match(url):
             raise ValueError(
                 "a comma-separated list of stun:HOST[:PORT] or turn:HOST[:PORT][?transport=udp|tcp]"
+                " (host name or IPv4 address)"
             )
     return out
 

@@ -264,7 +264,7 @@ SPECS: tuple[_Spec, ...] = (
           "STUN/TURN URLs for WHIP, comma-separated: used by streamd and sent to publishers"),
     _Spec("whip_turn_username", "STREAMD_WHIP_TURN_USERNAME", p.text,
           "username for the turn: URLs of STREAMD_WHIP_ICE_SERVERS"),
-    _Spec("whip_turn_credential", "STREAMD_WHIP_TURN_CREDENTIAL", p.secret,
+    _Spec("whip_turn_credential", "STREAMD_WHIP_TURN_CREDENTIAL", p.text,
           "password for the turn: URLs of STREAMD_WHIP_ICE_SERVERS"),
     _Spec("data_dir", "STREAMD_DATA_DIR", p.directory, "data directory (database, media, secrets)"),
     _Spec("public_url", "STREAMD_PUBLIC_URL", p.http_url,
@@ -500,6 +500,7 @@ def load_settings(
     _check_jwt(settings)
     _check_storage(settings)
     _check_vod(settings)
+    _check_whip(settings)
     _check_payments(settings)
     if (settings.smtp_username is None) != (settings.smtp_password is None):
         raise ConfigError(
@@ -577,6 +578,15 @@ def _check_vod(settings: Settings) -> None:
                 "STREAMD_VOD_BACKEND=mediaconvert is invalid: expected "
                 "STREAMD_MEDIACONVERT_ROLE_ARN as well"
             )
+
+
+def _check_whip(settings: Settings) -> None:
+    turn = [url for url in settings.whip_ice_servers if url.startswith("turn")]
+    if turn and (settings.whip_turn_username is None or settings.whip_turn_credential is None):
+        raise ConfigError(
+            f"STREAMD_WHIP_ICE_SERVERS={','.join(turn)} is invalid: expected "
+            "STREAMD_WHIP_TURN_USERNAME and STREAMD_WHIP_TURN_CREDENTIAL as well"
+        )
 
 
 def _check_payments(settings: Settings) -> None:

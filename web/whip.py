@@ -18,9 +18,10 @@ origin may publish with it.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
@@ -64,6 +65,16 @@ def _error(status: int, code: str, message: str, extra: dict[str, str] | None = 
     return error_response(status, code, message, headers={**CORS, **(extra or {})})
 
 
+async def _capped(request: Request) -> AsyncIterator[bytes]:
+    """The body's chunks, stopping one chunk past MAX_OFFER_BYTES (never buffered further)."""
+    size = 0
+    async for chunk in request.stream():
+        yield chunk
+        size += len(chunk)
+        if size > MAX_OFFER_BYTES:
+            return
+
+
 def whip_routes(whip: WhipIngest) -> list[BaseRoute]:
     async def endpoint(request: Request) -> Response:
         if request.method == "OPTIONS":
@@ -83,7 +94,12 @@ def whip_routes(whip: WhipIngest) -> list[BaseRoute]:
             return _error(415, "unsupported_media_type", f"send the offer as {SDP}",
                           {"Accept-Post": SDP})  # fmt: skip
         body = bytearray()
-        async for chunk in request.stream():
+        try:
+            chunks = [chunk async for chunk in _capped(request)]
+        except ClientDisconnect:
+            log.info("whip %s: the client went away during the offer", peer)
+            return Response(status_code=400)
+        for chunk in chunks:
             body += chunk
             if len(body) > MAX_OFFER_BYTES:
                 log.warning("whip %s refused (too_large): offer over %d bytes", peer,
@@ -117,12 +133,15 @@ def whip_routes(whip: WhipIngest) -> list[BaseRoute]:
         if request.method == "OPTIONS":
             return Response(status_code=204, headers={**PREFLIGHT, "Allow": "DELETE, OPTIONS"})
         if request.method == "PATCH":
+            log.info("whip: PATCH on %s refused (trickle ICE and ICE restarts unsupported)",
+                     resource_id[:8])  # fmt: skip
             return _error(
                 405, "method_not_allowed",
                 "trickle ICE and ICE restarts are not supported: the answer has every candidate",
                 {"Allow": "DELETE, OPTIONS"},
             )  # fmt: skip
         if not await whip.delete(resource_id):
+            log.info("whip: DELETE of an unknown or ended session %s…", resource_id[:8])
             return _error(404, "not_found", "no such WHIP session (it may have ended)")
         return Response(status_code=200, headers=CORS)
 

@@ -39,10 +39,11 @@ def split_annexb(data: bytes) -> list[bytes]:
         if following < 0:
             units.append(data[start:])
             break
-        end = following - 1 if data[following - 1] == 0 and following - 1 >= start else following
-        units.append(data[start:end])
+        units.append(data[start:following])
         start = following + 3
-    nals = [nal for nal in units if nal]
+    # A NAL unit never ends in a zero byte: zeros before a start code belong to it (a 4-byte
+    # start code's first byte, trailing_zero_8bits).
+    nals = [stripped for nal in units if (stripped := nal.rstrip(b"\x00"))]
     for nal in nals:
         if nal[0] & 0x80:
             raise CodecError("H.264 NAL unit with the forbidden_zero_bit set")
@@ -59,12 +60,13 @@ class Framed:
 
 
 class H264Framer:
-    __slots__ = ("_config", "_pps", "_sps", "broken")
+    __slots__ = ("_config", "_pps", "_sps", "_unsent", "broken")
 
     def __init__(self) -> None:
         self._sps: bytes | None = None
         self._pps: bytes | None = None
         self._config: VideoConfig | None = None
+        self._unsent = False  # a config not yet handed out with a frame
         #: Frames were lost since the last IDR: hold everything until the next one.
         self.broken = True
 
@@ -87,6 +89,8 @@ class H264Framer:
             if kind in (NAL_SPS, NAL_PPS):
                 if len(nal) > MAX_PARAMETER_SET:
                     raise CodecError("H.264 parameter set too large")
+                if kind == NAL_SPS and len(nal) < 4:
+                    raise CodecError("H.264 SPS too short")
                 if kind == NAL_SPS:
                     sps = nal
                 else:
@@ -99,17 +103,18 @@ class H264Framer:
             if NAL_SLICE <= kind <= NAL_IDR:
                 has_slice = True
             out += len(nal).to_bytes(NAL_LENGTH_SIZE, "big") + nal
-        config = None
         if sps is not None and pps is not None and (sps != self._sps or pps != self._pps):
             record = AvcDecoderConfigurationRecord(
                 sps[1], sps[2], sps[3], NAL_LENGTH_SIZE, (sps,), (pps,)
             )
-            config = parse_config(bytes(record))
-            self._sps, self._pps, self._config = sps, pps, config
+            self._config = parse_config(bytes(record))
+            self._sps, self._pps, self._unsent = sps, pps, True
         if not has_slice:
             return None  # parameter sets or SEI alone: nothing to show
         if keyframe and self._config is not None:
             self.broken = False
         if self.broken:
             return None
+        # A config that came with a frame held back goes out with the first frame let through.
+        config, self._unsent = (self._config if self._unsent else None), False
         return Framed(bytes(out), keyframe, config)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InvalidAccessError, OperationError
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 from ingest.session import PublishSession
@@ -104,17 +105,22 @@ class WhipPublisher:
             )  # fmt: skip
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+        except OperationError as exc:  # an m-line with no codec in common (AV1, HEVC, G722...)
+            raise WhipError(
+                422, "unsupported_codec", f"{exc}: send H.264 video and Opus audio"
+            ) from None
+        except (ValueError, KeyError, IndexError, TypeError, InvalidAccessError) as exc:
             raise WhipError(400, "bad_sdp", f"the offer is not valid SDP: {exc}") from None
         video = audio = False
         for transceiver in self.pc.getTransceivers():
             codecs = [c.name for c in transceiver._codecs if c.name.lower() != "rtx"]
-            if transceiver.kind == "video" and VIDEO in codecs:
+            # One video and one audio track: further m-lines are answered inactive.
+            if transceiver.kind == "video" and VIDEO in codecs and not video:
                 _prefer(transceiver, VIDEO)
                 self._video_tap = ReceiverTap(transceiver.receiver)
                 self._video_tap.install(self._on_video, self._on_video_report, self._on_loss)
                 video = True
-            elif transceiver.kind == "audio" and AUDIO in codecs:
+            elif transceiver.kind == "audio" and AUDIO in codecs and not audio:
                 _prefer(transceiver, AUDIO)
                 ReceiverTap(transceiver.receiver).install(
                     self._on_audio, self._on_audio_report, lambda: None
@@ -130,14 +136,25 @@ class WhipPublisher:
                 "hardware H.264 encoder",
             )  # fmt: skip
         self._has_video = True
+        self.pc.on("connectionstatechange", self._on_state)
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)  # gathers every candidate first
+        if self.closed:  # closed while gathering (the publish lock lost, a shutdown)
+            raise WhipError(409, "closed", "the publish was closed while it was set up")
         if audio:
             self.audio = AudioTranscoder(self._deliver_audio, f"whip-audio-{self.session.live_id}")
             self.session.set_audio_config(self.audio.config)
-        self.pc.on("connectionstatechange", self._on_state)
-        answer = await self.pc.createAnswer()
-        await self.pc.setLocalDescription(answer)
         self._spawn(self._watch())
         return Negotiated(self.pc.localDescription.sdp, video, audio)
+
+    async def abort(self) -> None:
+        """Undo a negotiation that failed: nothing was announced, nothing to end."""
+        self.closed = True
+        if self.audio is not None:
+            self.audio.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.pc.close()
 
     # --- media (event loop) ---
 
@@ -178,7 +195,8 @@ class WhipPublisher:
             self.framer.lost()
             framed = None
         if framed is None:
-            self._want_keyframe()
+            if self.framer.broken:
+                self._want_keyframe()
             return
         if framed.config is not None:
             self.session.set_video_config(framed.config)
@@ -215,6 +233,7 @@ class WhipPublisher:
     def _on_state(self) -> None:
         state = self.pc.connectionState
         if state == "connected":
+            self._last_media = self._now()  # the media timeout counts from here
             log.info("live %d: WHIP publisher %s connected", self.session.live_id,
                      self.session.client)  # fmt: skip
         elif state in ("failed", "closed"):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer
 
@@ -96,7 +97,7 @@ class WhipIngest:
 
         def lost() -> None:
             if holder:
-                asyncio.get_running_loop().create_task(holder[0].close("publish lock lost"))
+                self._track(holder[0].close("publish lock lost"))
 
         outcome = await self.gate.admit(self.gate.app_name, key, lost)
         if not isinstance(outcome, Admitted):
@@ -111,11 +112,14 @@ class WhipIngest:
         try:
             negotiated = await publisher.negotiate(offer)
         except BaseException as exc:
-            publisher.closed = True
-            await publisher.pc.close()
-            await self.gate.release(outcome.live_id, ended=False)
+            try:
+                await publisher.abort()
+            finally:
+                await self.gate.release(outcome.live_id, ended=False)
             if isinstance(exc, WhipError):
                 self._reject(exc.code, peer, exc.message)
+            else:
+                log.exception("whip %s: negotiation failed", peer)
             raise
         self.publishers[publisher.resource_id] = publisher
         self.metrics.sessions.inc()
@@ -131,9 +135,11 @@ class WhipIngest:
         if self.publishers.pop(publisher.resource_id, None) is None:
             return
         self.metrics.sessions.dec()
-        task = asyncio.get_running_loop().create_task(
-            self.gate.release(publisher.session.live_id, ended=self.end_lives)
-        )
+        self._track(self.gate.release(publisher.session.live_id, ended=self.end_lives))
+
+    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a task kept until it ends (close() waits for them)."""
+        task = asyncio.get_running_loop().create_task(coro)
         self._releases.add(task)
         task.add_done_callback(self._releases.discard)
 
@@ -149,7 +155,7 @@ class WhipIngest:
         """End a live's WHIP publish from the server side (owner or admin pressed stop)."""
         for publisher in list(self.publishers.values()):
             if publisher.session.live_id == live_id:
-                asyncio.get_running_loop().create_task(publisher.close(f"stopped: {reason}"))
+                self._track(publisher.close(f"stopped: {reason}"))
                 return True
         return False
 

@@ -16,6 +16,7 @@ pyproject.toml (`TESTED_AIORTC`, checked by tests/ingest/whip/test_tap.py).
 
 from __future__ import annotations
 
+import logging
 import queue
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
@@ -24,12 +25,15 @@ from typing import Any
 from aiortc import RTCRtpReceiver
 from aiortc.rtp import RtcpSrPacket
 
+log = logging.getLogger(__name__)
+
 #: The aiortc releases this module was tested with, as (major, minor) bounds [low, high).
 TESTED_AIORTC = ((1, 16), (1, 17))
 
 _QUEUE = "_RTCRtpReceiver__decoder_queue"
 _MAPPER = "_RTCRtpReceiver__timestamp_mapper"
 _STARTED = "_RTCRtpReceiver__started"
+_RTX = "_RTCRtpReceiver__rtx_ssrc"  # RTX SSRC -> media SSRC
 
 #: (codec name as aiortc writes it, e.g. "H264" or "opus"; RTP timestamp; frame bytes)
 OnFrame = Callable[[str, int, bytes], None]
@@ -63,7 +67,10 @@ class _Diverter(queue.Queue[Any]):
             super().put(None, block, timeout)
             return
         codec, frame = item
-        self._on_frame(codec.name, frame.timestamp, frame.data)
+        try:
+            self._on_frame(codec.name, frame.timestamp, frame.data)
+        except Exception:  # raised into aiortc's transport, it would end the connection
+            log.exception("whip: a received frame could not be handled; dropped")
 
 
 class _RawTimestamps:
@@ -101,7 +108,10 @@ class ReceiverTap:
         async def rtcp(packet: Any) -> None:
             if isinstance(packet, RtcpSrPacket):
                 info = packet.sender_info
-                on_report(info.rtp_timestamp, info.ntp_timestamp)
+                try:
+                    on_report(info.rtp_timestamp, info.ntp_timestamp)
+                except Exception:
+                    log.exception("whip: a sender report could not be handled")
             await handle_rtcp(packet)
 
         async def pli_after_loss(media_ssrc: int) -> None:
@@ -113,8 +123,12 @@ class ReceiverTap:
 
     async def request_keyframe(self) -> bool:
         """Send a PLI to the sender of the receiver's media; False before media arrived."""
-        sources = self.receiver.getSynchronizationSources()
+        # Not a retransmission stream's SSRC (aiortc lists those too): its sender ignores a PLI.
+        rtx = getattr(self.receiver, _RTX, {})
+        sources = [
+            s.source for s in self.receiver.getSynchronizationSources() if s.source not in rtx
+        ]
         if self._send_pli is None or not sources:
             return False
-        await self._send_pli(sources[-1].source)
+        await self._send_pli(sources[0])
         return True

@@ -276,10 +276,19 @@ def test_whip_settings() -> None:
     assert s.whip_url() == "http://localhost:8080/whip"
     servers = ("stun:stun.example.com:3478", "turn:turn.example.com?transport=tcp")
     s = load_settings(
-        {"STREAMD_WHIP_ICE_SERVERS": ", ".join(servers), "STREAMD_WHIP_MAX_PUBLISHERS": "0"}
-    )
+        {"STREAMD_WHIP_ICE_SERVERS": ", ".join(servers), "STREAMD_WHIP_MAX_PUBLISHERS": "0",
+         "STREAMD_WHIP_TURN_USERNAME": "u", "STREAMD_WHIP_TURN_CREDENTIAL": "p"}
+    )  # fmt: skip
     assert s.whip_ice_servers == servers
     assert s.whip_url() is None
-    for bad in ("http://stun.example.com", "stun:", "stun:a b"):
+    for bad in ("http://stun.example.com", "stun:", "stun:a b", "stun:[2001:db8::1]:3478",
+                "stun:stun.example.com?transport=udp"):  # fmt: skip
         with pytest.raises(ConfigError, match="STREAMD_WHIP_ICE_SERVERS"):
             load_settings({"STREAMD_WHIP_ICE_SERVERS": bad})
+    with pytest.raises(ConfigError, match="STREAMD_WHIP_TURN_USERNAME"):
+        load_settings({"STREAMD_WHIP_ICE_SERVERS": "turn:turn.example.com"})
+    turn = {"STREAMD_WHIP_ICE_SERVERS": "turn:turn.example.com"}
+    s = load_settings(
+        {**turn, "STREAMD_WHIP_TURN_USERNAME": "u", "STREAMD_WHIP_TURN_CREDENTIAL": "p"}
+    )
+    assert s.whip_turn_credential == "p"

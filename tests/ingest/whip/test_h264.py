@@ -94,3 +94,31 @@ def test_garbage_is_a_codec_error(data: bytes) -> None:
 def test_split_annexb_handles_three_and_four_byte_start_codes() -> None:
     data = b"\x00\x00\x00\x01\x67\x42" + b"\x00\x00\x01\x68\xce" + b"\x00\x00\x00\x01\x65\x88\x80"
     assert split_annexb(data) == [b"\x67\x42", b"\x68\xce", b"\x65\x88\x80"]
+
+
+def test_a_short_sps_is_a_codec_error_not_a_crash() -> None:
+    with pytest.raises(CodecError, match="SPS too short"):
+        H264Framer().frame(b"\x00\x00\x00\x01\x67\x42")
+
+
+def test_trailing_zeros_before_a_start_code_are_not_part_of_the_nal() -> None:
+    data = b"\x00\x00\x01\x67\x42\x00\x00\x00\x00\x01\x68\xce\x00\x00"
+    assert split_annexb(data) == [b"\x67\x42", b"\x68\xce"]
+
+
+def test_a_config_on_a_held_frame_goes_out_with_the_next_idr() -> None:
+    """Parameter sets arriving on a frame that is held back (the stream is broken) must not be
+    lost: the IDR that follows without them still carries the config."""
+    frames = annexb_frames(count=6, gop=5)  # IDRs at 0 and 5, each with SPS/PPS
+    framer = H264Framer()
+    sps_pps = b"".join(
+        b"\x00\x00\x00\x01" + nal for nal in split_annexb(frames[0][0]) if nal[0] & 0x1F in (7, 8)
+    )
+    assert framer.frame(sps_pps + frames[1][0]) is None  # a P-frame with the parameter sets
+    idr = b"".join(
+        b"\x00\x00\x00\x01" + nal
+        for nal in split_annexb(frames[5][0])
+        if nal[0] & 0x1F not in (7, 8)
+    )
+    framed = framer.frame(idr)
+    assert framed is not None and framed.keyframe and framed.config is not None
