@@ -264,3 +264,13 @@ def paginate(rows: list[asyncpg.Record], limit: int) -> tuple[list[asyncpg.Recor
     if len(rows) > limit:
         return rows[:limit], encode_cursor(int(rows[limit - 1]["id"]))
     return rows, None
+
+
+async def read_capped(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it passes ``limit`` bytes (never buffered beyond it)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)

@@ -18,7 +18,6 @@ origin may publish with it.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from starlette.requests import ClientDisconnect, Request
@@ -27,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from ingest.whip.publisher import WhipError
 from ingest.whip.server import IceServer, WhipIngest
+from web.api import read_capped
 from web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -65,16 +65,6 @@ def _error(status: int, code: str, message: str, extra: dict[str, str] | None = 
     return error_response(status, code, message, headers={**CORS, **(extra or {})})
 
 
-async def _capped(request: Request) -> AsyncIterator[bytes]:
-    """The body's chunks, stopping one chunk past MAX_OFFER_BYTES (never buffered further)."""
-    size = 0
-    async for chunk in request.stream():
-        yield chunk
-        size += len(chunk)
-        if size > MAX_OFFER_BYTES:
-            return
-
-
 def whip_routes(whip: WhipIngest) -> list[BaseRoute]:
     async def endpoint(request: Request) -> Response:
         if request.method == "OPTIONS":
@@ -93,18 +83,14 @@ def whip_routes(whip: WhipIngest) -> list[BaseRoute]:
             log.warning("whip %s refused (unsupported_media_type): %r", peer, content_type)
             return _error(415, "unsupported_media_type", f"send the offer as {SDP}",
                           {"Accept-Post": SDP})  # fmt: skip
-        body = bytearray()
         try:
-            chunks = [chunk async for chunk in _capped(request)]
+            body = await read_capped(request, MAX_OFFER_BYTES)
         except ClientDisconnect:
             log.info("whip %s: the client went away during the offer", peer)
             return Response(status_code=400)
-        for chunk in chunks:
-            body += chunk
-            if len(body) > MAX_OFFER_BYTES:
-                log.warning("whip %s refused (too_large): offer over %d bytes", peer,
-                            MAX_OFFER_BYTES)  # fmt: skip
-                return _error(413, "too_large", f"an offer is at most {MAX_OFFER_BYTES} bytes")
+        if body is None:
+            log.warning("whip %s refused (too_large): offer over %d bytes", peer, MAX_OFFER_BYTES)
+            return _error(413, "too_large", f"an offer is at most {MAX_OFFER_BYTES} bytes")
         try:
             offer = body.decode("utf-8")
         except UnicodeDecodeError:

@@ -55,8 +55,7 @@ class WhipError(Exception):
 @dataclass(frozen=True, slots=True)
 class Negotiated:
     answer: str
-    video: bool
-    audio: bool
+    audio: bool  # video is always there: an offer without it is refused
 
 
 class WhipPublisher:
@@ -82,7 +81,6 @@ class WhipPublisher:
         )
         self.audio: AudioTranscoder | None = None
         self._video_tap: ReceiverTap | None = None
-        self._has_video = False
         self._video_started = False
         self._last_keyframe = 0.0
         self._last_pli = -PLI_MIN_INTERVAL_S
@@ -91,7 +89,6 @@ class WhipPublisher:
         self._tasks: set[asyncio.Task[None]] = set()
         self.bad_frames = 0
         self.closed = False
-        self.close_reason = ""
 
     # --- negotiation ---
 
@@ -135,7 +132,6 @@ class WhipPublisher:
                 "the offer has no H.264 video (packetization-mode 1); OBS: use the x264 or a "
                 "hardware H.264 encoder",
             )  # fmt: skip
-        self._has_video = True
         self.pc.on("connectionstatechange", self._on_state)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)  # gathers every candidate first
@@ -145,7 +141,7 @@ class WhipPublisher:
             self.audio = AudioTranscoder(self._deliver_audio, f"whip-audio-{self.session.live_id}")
             self.session.set_audio_config(self.audio.config)
         self._spawn(self._watch())
-        return Negotiated(self.pc.localDescription.sdp, video, audio)
+        return Negotiated(self.pc.localDescription.sdp, audio)
 
     async def abort(self) -> None:
         """Undo a negotiation that failed: nothing was announced, nothing to end."""
@@ -159,17 +155,17 @@ class WhipPublisher:
     # --- media (event loop) ---
 
     def _on_video(self, codec: str, rtp: int, data: bytes) -> None:
-        self._last_media = self._now()
+        self._last_media = now = self._now()
         if codec != VIDEO:
             return
-        for ms, frame in self.timeline.frame("video", rtp, self._now(), data):
+        for ms, frame in self.timeline.frame("video", rtp, now, data):
             self._video(ms, frame)
 
     def _on_audio(self, codec: str, rtp: int, data: bytes) -> None:
-        self._last_media = self._now()
+        self._last_media = now = self._now()
         if codec != AUDIO:
             return
-        for ms, frame in self.timeline.frame("audio", rtp, self._now(), data):
+        for ms, frame in self.timeline.frame("audio", rtp, now, data):
             if self.audio is not None and self._video_started:
                 self.audio.submit(ms, frame)
 
@@ -258,7 +254,6 @@ class WhipPublisher:
         if self.closed:
             return
         self.closed = True
-        self.close_reason = reason
         log.info("live %d: WHIP publish ended: %s", self.session.live_id, reason)
         if self.audio is not None:
             self.audio.close()

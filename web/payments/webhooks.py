@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from db.errors import DB_ERRORS
-from web.api import Call, Endpoint
+from web.api import Call, Endpoint, read_capped
 from web.errors import ApiError
 from web.payments.money import display
 from web.payments.provider import MAX_WEBHOOK_BYTES, WebhookRejected
@@ -42,16 +42,6 @@ PAGE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
 )
 MAX_FORM_BYTES = 8 * 1024
-
-
-async def read_capped(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it passes ``limit`` bytes (never buffered beyond it)."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 async def webhook(call: Call) -> Response:
