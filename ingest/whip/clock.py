@@ -71,7 +71,8 @@ class PublishClock(Generic[T]):
     """Times the frames of one publish's tracks (named by the caller: "video", "audio").
 
     `frame` takes a frame's RTP timestamp, its arrival time and the caller's item, and returns
-    the (milliseconds, item) pairs now ready, in arrival order per track. Every anchor is kept
+    the (track, milliseconds, item) triples now ready, in arrival order per track: one track's
+    frame can release another's (its report came meanwhile). Every anchor is kept
     on the arrival clock: the sender's clock is mapped onto it once, by the first frame of the
     first track with a report, so tracks timed by reports and by arrival share one timeline."""
 
@@ -93,7 +94,7 @@ class PublishClock(Generic[T]):
         if state.report is None and state.anchor is None:
             state.report = (state.extender.extend(rtp), ntp_to_seconds(ntp))
 
-    def frame(self, track: str, rtp: int, arrival: float, item: T) -> list[tuple[int, T]]:
+    def frame(self, track: str, rtp: int, arrival: float, item: T) -> list[tuple[str, int, T]]:
         state = self._tracks[track]
         extended = state.extender.extend(rtp)
         if len(state.held) >= MAX_HELD:
@@ -117,7 +118,7 @@ class PublishClock(Generic[T]):
             elif now - first_arrival >= REPORT_WAIT_S:
                 state.anchor = (first_rtp, first_arrival)
 
-    def _release(self) -> list[tuple[int, T]]:
+    def _release(self) -> list[tuple[str, int, T]]:
         started = [t for t in self._tracks.values() if t.held or t.anchor is not None]
         if self._origin is None:
             # The origin is the earliest first frame of the tracks that have started: wait
@@ -125,11 +126,12 @@ class PublishClock(Generic[T]):
             if any(t.anchor is None for t in started):
                 return []
             self._origin = min(t.seconds(t.held[0][0]) for t in started if t.held)
-        out: list[tuple[int, T]] = []
-        for state in started:
+        out: list[tuple[str, int, T]] = []
+        for name, state in self._tracks.items():
             if state.anchor is None:
                 continue
             while state.held:
                 rtp, _, item = state.held.popleft()
-                out.append((max(0, round((state.seconds(rtp) - self._origin) * 1000)), item))
+                ms = max(0, round((state.seconds(rtp) - self._origin) * 1000))
+                out.append((name, ms, item))
         return out

@@ -50,6 +50,17 @@ def split_annexb(data: bytes) -> list[bytes]:
     return nals
 
 
+def has_idr(data: bytes) -> bool:
+    """Whether an Annex B access unit holds an IDR slice: a look at each NAL header only
+    (the arrival of a keyframe is timed before the frame is framed)."""
+    start = data.find(b"\x00\x00\x01")
+    while 0 <= start < len(data) - 3:
+        if data[start + 3] & 0x1F == NAL_IDR:
+            return True
+        start = data.find(b"\x00\x00\x01", start + 3)
+    return False
+
+
 @dataclass(slots=True)
 class Framed:
     """One access unit as the packager takes it; ``config`` set when it changed."""

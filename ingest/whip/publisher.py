@@ -18,6 +18,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from ingest.session import PublishSession
 from ingest.whip.audio import AudioTranscoder
 from ingest.whip.clock import PublishClock
 from ingest.whip.codecs import AUDIO, VIDEO
-from ingest.whip.h264 import H264Framer
+from ingest.whip.h264 import H264Framer, has_idr
 from ingest.whip.tap import ReceiverTap
 from media.errors import CodecError
 from media.types import MediaPacket
@@ -40,6 +41,10 @@ VIDEO_RATE = 90_000
 AUDIO_RATE = 48_000
 #: A keyframe request at most this often while the stream is waiting for one.
 PLI_MIN_INTERVAL_S = 0.5
+#: Audio timed before the first video keyframe is out, held for it: ~3 s of 20 ms Opus.
+EARLY_AUDIO_FRAMES = 150
+#: Held audio this far before the first keyframe still goes out (one Opus frame).
+EARLY_AUDIO_SLACK_MS = 20
 
 
 class WhipError(Exception):
@@ -82,6 +87,10 @@ class WhipPublisher:
         self.audio: AudioTranscoder | None = None
         self._video_tap: ReceiverTap | None = None
         self._video_started = False
+        # Audio cannot go out before the first keyframe (the packager would start the session
+        # on it), and video may be timed later than audio (its sender report comes later):
+        # what the timeline releases meanwhile waits here, not dropped.
+        self._early_audio: deque[tuple[int, bytes]] = deque(maxlen=EARLY_AUDIO_FRAMES)
         self._last_keyframe = 0.0
         self._last_pli = -PLI_MIN_INTERVAL_S
         self._last_video_ms = -1
@@ -158,16 +167,29 @@ class WhipPublisher:
         self._last_media = now = self._now()
         if codec != VIDEO:
             return
-        for ms, frame in self.timeline.frame("video", rtp, now, data):
-            self._video(ms, frame)
+        if has_idr(data):
+            # Timed at arrival: the timeline may hold frames (waiting for a sender report), and
+            # the next keyframe request must not wait for that too.
+            self._last_keyframe = now
+        self._timed(self.timeline.frame("video", rtp, now, data))
 
     def _on_audio(self, codec: str, rtp: int, data: bytes) -> None:
         self._last_media = now = self._now()
         if codec != AUDIO:
             return
-        for ms, frame in self.timeline.frame("audio", rtp, now, data):
-            if self.audio is not None and self._video_started:
+        self._timed(self.timeline.frame("audio", rtp, now, data))
+
+    def _timed(self, frames: list[tuple[str, int, bytes]]) -> None:
+        # A frame of one track can release the other's: each goes where its track goes.
+        for track, ms, frame in frames:
+            if track == "video":
+                self._video(ms, frame)
+            elif self.audio is None:
+                continue
+            elif self._video_started:
                 self.audio.submit(ms, frame)
+            else:
+                self._early_audio.append((ms, frame))
 
     def _on_video_report(self, rtp: int, ntp: int) -> None:
         self.timeline.report("video", rtp, ntp)
@@ -196,13 +218,20 @@ class WhipPublisher:
             return
         if framed.config is not None:
             self.session.set_video_config(framed.config)
-        if framed.keyframe:
-            self._last_keyframe = self._now()
         # No B-frames over WebRTC: decode order is presentation order.
         ms = max(ms, self._last_video_ms + 1)
         self._last_video_ms = ms
-        self._video_started = True
         self.session.feed(MediaPacket("video", ms, ms, framed.keyframe, framed.data))
+        if not self._video_started:
+            self._video_started = True
+            self._release_early_audio(ms)
+
+    def _release_early_audio(self, first_video_ms: int) -> None:
+        if self.audio is not None:
+            for ms, frame in self._early_audio:
+                if ms >= first_video_ms - EARLY_AUDIO_SLACK_MS:
+                    self.audio.submit(ms, frame)
+        self._early_audio.clear()
 
     def _deliver_audio(self, packets: list[tuple[int, bytes]]) -> None:
         """From the transcoder's thread."""
@@ -239,7 +268,7 @@ class WhipPublisher:
         """Keyframes on the segment grid; the end of a publisher that went away silently."""
         started = self._now()
         while not self.closed:
-            await asyncio.sleep(min(0.5, self.keyframe_interval_s / 2))
+            await asyncio.sleep(min(0.25, self.keyframe_interval_s / 4))
             now = self._now()
             if self.pc.connectionState != "connected":
                 if now - started > connect_timeout_s:

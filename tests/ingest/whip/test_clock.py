@@ -12,6 +12,12 @@ def ntp(seconds: float) -> int:
     return NTP_2026 + round(seconds * 2**32)
 
 
+def timed(out: list[tuple[str, int, str]]) -> dict[str, int]:
+    """{item: ms}, each item named after its track ("v0" is video's)."""
+    assert all(item[0] == track[0] for track, _, item in out), out
+    return {item: ms for _, ms, item in out}
+
+
 def test_extender_crosses_the_32_bit_wrap_and_takes_reordering() -> None:
     ext = RtpExtender()
     assert ext.extend(0xFFFF_FF00) == 0xFFFF_FF00
@@ -31,7 +37,7 @@ def test_reports_put_both_tracks_on_the_sender_clock() -> None:
     out += clock.frame("audio", 5_000_000, 100.3, "a0")
     out += clock.frame("video", 1000 + 3000, 100.31, "v1")  # +33.3 ms
     out += clock.frame("audio", 5_000_000 + 960, 100.32, "a1")  # +20 ms
-    assert dict((item, ms) for ms, item in out) == {"v0": 0, "a0": 40, "v1": 33, "a1": 60}
+    assert timed(out) == {"v0": 0, "a0": 40, "v1": 33, "a1": 60}
 
 
 def test_frames_wait_for_every_started_track_s_report() -> None:
@@ -42,7 +48,7 @@ def test_frames_wait_for_every_started_track_s_report() -> None:
     assert clock.frame("video", 3000, 1.03, "v1") == []  # audio started without one: all wait
     clock.report("audio", 0, ntp(0))
     released = clock.frame("audio", 960, 1.02, "a1")
-    assert dict((item, ms) for ms, item in released) == {"v0": 0, "v1": 33, "a0": 10, "a1": 20}
+    assert timed(released) == {"v0": 0, "v1": 33, "a0": 10, "a1": 20}
 
 
 def test_without_reports_frames_are_timed_by_arrival() -> None:
@@ -50,7 +56,7 @@ def test_without_reports_frames_are_timed_by_arrival() -> None:
     assert clock.frame("video", 7_000, 50.0, "v0") == []
     assert clock.frame("audio", 123, 50.05, "a0") == []
     out = clock.frame("video", 7_000 + 90_000 * 2, 50.0 + REPORT_WAIT_S + 0.5, "v1")
-    assert dict((item, ms) for ms, item in out) == {"v0": 0, "a0": 50, "v1": 2000}
+    assert timed(out) == {"v0": 0, "a0": 50, "v1": 2000}
     assert sorted(clock.by_arrival) == ["audio", "video"]
 
 
@@ -59,10 +65,10 @@ def test_a_track_late_to_report_keeps_the_others_timeline() -> None:
     the video's report put on the arrival clock."""
     clock: PublishClock[str] = PublishClock({"video": 90_000, "audio": 48_000})
     clock.report("video", 0, ntp(500.0))  # the sender's clock is far from ours
-    assert [item for _, item in clock.frame("video", 0, 10.0, "v0")] == ["v0"]
+    assert [item for _, _, item in clock.frame("video", 0, 10.0, "v0")] == ["v0"]
     clock.frame("audio", 0, 10.1, "a0")
     out = clock.frame("video", 90_000 * 2, 10.0 + REPORT_WAIT_S + 0.5, "v1")
-    assert dict((item, ms) for ms, item in out) == {"a0": 100, "v1": 2000}
+    assert timed(out) == {"a0": 100, "v1": 2000}
 
 
 def test_held_frames_are_bounded() -> None:
@@ -71,4 +77,4 @@ def test_held_frames_are_bounded() -> None:
         assert clock.frame("video", i * 3000, 1.0, i) == []
     assert clock.dropped == 50
     released = clock.frame("video", 999 * 3000, 1.0 + REPORT_WAIT_S, 999)
-    assert [item for _, item in released][:2] == [51, 52]
+    assert [item for _, _, item in released][:2] == [51, 52]

@@ -7,7 +7,7 @@ from fractions import Fraction
 import av
 import pytest
 
-from ingest.whip.h264 import NAL_LENGTH_SIZE, H264Framer, split_annexb
+from ingest.whip.h264 import NAL_LENGTH_SIZE, H264Framer, has_idr, split_annexb
 from media.errors import CodecError
 
 
@@ -122,3 +122,10 @@ def test_a_config_on_a_held_frame_goes_out_with_the_next_idr() -> None:
     )
     framed = framer.frame(idr)
     assert framed is not None and framed.keyframe and framed.config is not None
+
+
+def test_has_idr_looks_at_nal_headers_only() -> None:
+    frames = annexb_frames()
+    assert [has_idr(data) for data, _ in frames] == [keyframe for _, keyframe in frames]
+    assert not has_idr(b"") and not has_idr(b"\x00\x00\x01") and not has_idr(b"\x00\x00\x01\x41")
+    assert has_idr(b"\x00\x00\x00\x01\x09\xf0\x00\x00\x01\x65\x88")  # behind an AUD
