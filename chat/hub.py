@@ -96,6 +96,8 @@ class Hub:
         self.heartbeats = Heartbeats(2 * config.heartbeat_interval, config.viewers_per_address)
         self.player_ids = PlayerIds(config.player_key)
         self.totals: dict[int, int] = {}  # viewers per live across processes, last report
+        #: More viewers held by this process, per live (WebRTC playback's), reported with ours.
+        self.viewer_sources: list[Callable[[], dict[int, int]]] = []
         self.connected = asyncio.Event()  # the LISTEN connection is up and caught up
         self.stats = {"slow_disconnects": 0, "reconnects": 0, "bad_notifications": 0}
         self._writer: MessageWriter | None = None
@@ -523,6 +525,9 @@ class Hub:
             sockets = socket_viewers((c.viewer_key for c in room.clients),
                                      self.config.viewers_per_address)  # fmt: skip
             counts[live_id] = counts.get(live_id, 0) + sockets
+        for source in self.viewer_sources:
+            for live_id, viewers in source().items():
+                counts[live_id] = counts.get(live_id, 0) + viewers
         return counts
 
     async def report_once(self) -> None:

@@ -83,6 +83,7 @@ class Settings:
     rtmp_idle_timeout: float = 30.0
     whip_max_publishers: int = 50
     whip_ice_servers: tuple[str, ...] = ()
+    whep_max_viewers: int = 200
     whip_turn_username: str | None = None
     whip_turn_credential: str | None = None
     data_dir: Path = Path("./var")
@@ -202,6 +203,10 @@ class Settings:
         """OBS's WHIP Server field, when WHIP is on."""
         return f"{self.http_base_url()}/whip" if self.whip_max_publishers > 0 else None
 
+    def whep_base_url(self) -> str | None:
+        """Where WebRTC playback is offered (``/whep/{live}``), when it is on."""
+        return f"{self.http_base_url()}/whep" if self.whep_max_viewers > 0 else None
+
     def hls_base_url(self) -> str:
         """Where players find ``hls/...`` objects: the CDN (with the bucket prefix when the
         CDN's origin is the bucket), else streamd's own /hls route."""
@@ -262,6 +267,8 @@ SPECS: tuple[_Spec, ...] = (
           "WHIP (WebRTC) publishers taken at once by this process; 0 turns WHIP off"),
     _Spec("whip_ice_servers", "STREAMD_WHIP_ICE_SERVERS", p.ice_urls,
           "STUN/TURN URLs for WHIP, comma-separated: used by streamd and sent to publishers"),
+    _Spec("whep_max_viewers", "STREAMD_WHEP_MAX_VIEWERS", p.int_range(0, 100_000),
+          "WebRTC (WHEP) viewers served at once by this process; 0 turns WHEP playback off"),
     _Spec("whip_turn_username", "STREAMD_WHIP_TURN_USERNAME", p.text,
           "username for the turn: URLs of STREAMD_WHIP_ICE_SERVERS"),
     _Spec("whip_turn_credential", "STREAMD_WHIP_TURN_CREDENTIAL", p.text,

@@ -158,6 +158,8 @@ class PublishSession:
     ended: bool = False
     #: Called on every dropped item (the server counts drops in its metrics).
     drop_hook: Callable[[Subscription], None] | None = None
+    #: Asks the publisher for a keyframe, where its protocol can (WHIP's PLI; RTMP cannot).
+    request_keyframe: Callable[[], None] | None = None
     _subscriptions: list[Subscription] = field(default_factory=list)
     _ended_event: asyncio.Event = field(default_factory=asyncio.Event)
 

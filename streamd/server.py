@@ -28,12 +28,14 @@ from ingest.server import COALESCE_S, LADDER_COALESCE_S, RtmpLimits, RtmpServer
 from ingest.session import PublishSession
 from ingest.whip.server import IceServer, WhipIngest, WhipLimits
 from packager.storage.base import Storage, known_object_headers
+from packager.whep.server import WhepLimits, WhepServer
 from streamd.media import build_packager, build_storage
 from streamd.resources import chat_hub, database_pools
 from streamd.worker import running_worker
 from web.app import create_app
 from web.hls import hls_routes
 from web.playback import PlaybackGuard
+from web.whep import whep_routes
 from web.whip import whip_routes
 from web.ws_protocol import FrameWritingProtocol
 
@@ -59,6 +61,12 @@ async def run_server(settings: Settings, database_url: str) -> None:
         storage = build_storage(settings, registry)
         packager = build_packager(settings, db.primary, registry, storage)
         await packager.recover()  # finish recordings a crash left open, before new publishes
+        whep = build_whep(settings)
+
+        def on_session(session: PublishSession) -> None:
+            packager.on_session(session)
+            whep.on_session(session)
+
         rtmp = RtmpServer(
             gate,
             IngestMetrics(registry),
@@ -67,12 +75,12 @@ async def run_server(settings: Settings, database_url: str) -> None:
                 handshake_timeout=settings.rtmp_handshake_timeout,
                 idle_timeout=settings.rtmp_idle_timeout,
             ),
-            on_session=packager.on_session,
+            on_session=on_session,
             # The packager ends a live once its reconnect window has passed.
             end_lives=False,
             coalesce_s=LADDER_COALESCE_S if settings.hls_ladder else COALESCE_S,
         )
-        whip = build_whip(settings, gate, rtmp.metrics, packager.on_session)
+        whip = build_whip(settings, gate, rtmp.metrics, on_session)
 
         def stop_live(live_id: int, reason: str) -> bool:
             return rtmp.stop_live(live_id, reason) or whip.stop_live(live_id, reason)
@@ -82,6 +90,8 @@ async def run_server(settings: Settings, database_url: str) -> None:
         control = {LIVE_CONTROL_CHANNEL: LiveControl(stop_live).on_notify}
         try:
             async with chat_hub(settings, db, control) as hub:
+                hub.viewer_sources.append(whep.counts)  # WebRTC viewers count as viewers
+                guard = PlaybackGuard()
                 await rtmp.listen(settings.rtmp_host, settings.rtmp_port)
                 if settings.rtmps_port is not None:
                     await rtmp.listen(
@@ -95,7 +105,8 @@ async def run_server(settings: Settings, database_url: str) -> None:
                     stop_live=stop_live,
                     extra_routes=[
                         *(whip_routes(whip) if settings.whip_max_publishers > 0 else []),
-                        *hls_routes_for(settings, storage),
+                        *(whep_routes(whep, guard) if settings.whep_max_viewers > 0 else []),
+                        *hls_routes_for(settings, storage, guard),
                     ],
                     storage=storage,
                 )
@@ -107,6 +118,7 @@ async def run_server(settings: Settings, database_url: str) -> None:
         finally:
             await rtmp.close()
             await whip.close()
+            await whep.close()
             await packager.close()
             await gate.close()
 
@@ -118,25 +130,43 @@ def build_whip(
     on_session: Callable[[PublishSession], None],
 ) -> WhipIngest:
     """The WHIP ingest of ``serve``: the RTMP gate and metrics, the same packager."""
-    servers = tuple(
-        IceServer(url, settings.whip_turn_username, settings.whip_turn_credential)
-        if url.startswith("turn")
-        else IceServer(url)
-        for url in settings.whip_ice_servers
-    )
     return WhipIngest(
         gate, metrics,
-        WhipLimits(settings.whip_max_publishers, settings.hls_target_duration, servers),
+        WhipLimits(settings.whip_max_publishers, settings.hls_target_duration,
+                   ice_servers(settings)),
         on_session,
         end_lives=False,  # the packager ends a live once its reconnect window has passed
     )  # fmt: skip
 
 
-def hls_routes_for(settings: Settings, storage: Storage) -> list[BaseRoute]:
+def build_whep(settings: Settings) -> WhepServer:
+    """WebRTC playback of the lives published to this process (RTMP or WHIP)."""
+    return WhepServer(
+        WhepLimits(
+            max_viewers=settings.whep_max_viewers,
+            reconnect_window_s=settings.hls_reconnect_window,
+            ice_servers=ice_servers(settings),
+            viewers_per_address=settings.chat_viewers_per_address,
+        )
+    )
+
+
+def ice_servers(settings: Settings) -> tuple[IceServer, ...]:
+    return tuple(
+        IceServer(url, settings.whip_turn_username, settings.whip_turn_credential)
+        if url.startswith("turn")
+        else IceServer(url)
+        for url in settings.whip_ice_servers
+    )
+
+
+def hls_routes_for(
+    settings: Settings, storage: Storage, guard: PlaybackGuard | None = None
+) -> list[BaseRoute]:
     """/hls as ``serve`` mounts it, with the headers the packager stores objects with. With S3,
     /hls reads through the storage: no bucket name in any URL."""
     reader = storage if settings.storage == "s3" else None
-    return hls_routes(settings.media_dir, known_object_headers, reader, PlaybackGuard())
+    return hls_routes(settings.media_dir, known_object_headers, reader, guard or PlaybackGuard())
 
 
 async def _serve_http(settings: Settings, app: Starlette) -> None:

@@ -106,7 +106,7 @@ async def create_live(call: Call) -> LiveOut:
     )  # fmt: skip
     public = await lives.get_public(call.db.primary, row["id"])
     assert public is not None
-    return LiveOut.from_row(public, call.settings.hls_base_url())
+    return LiveOut.from_row(public, call.settings.hls_base_url(), call.settings.whep_base_url())
 
 
 async def list_lives(call: Call) -> JSONResponse:
@@ -114,7 +114,7 @@ async def list_lives(call: Call) -> JSONResponse:
     before = decode_cursor(query.cursor)
     statuses = (query.status,) if query.status else PUBLIC_STATUSES
     key = f"api:lives:{query.status or ''}:{query.user or ''}:{before or ''}:{query.limit}"
-    base = call.settings.hls_base_url()
+    base, whep = call.settings.hls_base_url(), call.settings.whep_base_url()
 
     async def compute() -> dict[str, object]:
         rows = await lives.list_public(
@@ -122,7 +122,7 @@ async def list_lives(call: Call) -> JSONResponse:
             limit=query.limit + 1,
         )  # fmt: skip
         page, cursor = paginate(rows, query.limit)
-        items = [LiveOut.from_row(r, base) for r in page]
+        items = [LiveOut.from_row(r, base, whep) for r in page]
         return LiveListOut(items=items, next_cursor=cursor).model_dump(mode="json")
 
     # Already in its JSON form: served as stored, without another validation pass.
@@ -131,13 +131,13 @@ async def list_lives(call: Call) -> JSONResponse:
 
 async def get_live(call: Call) -> JSONResponse:
     live_id = call.path_id("live_id")
-    base = call.settings.hls_base_url()
+    base, whep = call.settings.hls_base_url(), call.settings.whep_base_url()
 
     async def compute() -> dict[str, object] | None:
         row = await lives.get_public(call.db.read, live_id)
         if row is None or not row["owner_active"]:
             return None
-        return LiveOut.from_row(row, base).model_dump(mode="json")
+        return LiveOut.from_row(row, base, whep).model_dump(mode="json")
 
     value = await _cached(call, _live_key(live_id), compute)
     if value is None:
@@ -160,7 +160,7 @@ async def update_live(call: Call) -> LiveOut:
     if row is None:
         raise _not_found()
     await forget_live(call, live_id)
-    return LiveOut.from_row(row, call.settings.hls_base_url())
+    return LiveOut.from_row(row, call.settings.hls_base_url(), call.settings.whep_base_url())
 
 
 async def delete_live(call: Call) -> None:
@@ -213,8 +213,8 @@ async def stop_live(call: Call) -> StopOut:
     public = await lives.get_public(call.db.primary, live_id)
     if public is None:
         raise _not_found()
-    return StopOut(live=LiveOut.from_row(public, call.settings.hls_base_url()),
-                   disconnected=disconnected)  # fmt: skip
+    live = LiveOut.from_row(public, call.settings.hls_base_url(), call.settings.whep_base_url())
+    return StopOut(live=live, disconnected=disconnected)
 
 
 async def playback_access(call: Call) -> JSONResponse:

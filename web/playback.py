@@ -70,6 +70,12 @@ def cookie_path(kind: Kind, item_id: int) -> str:
     return f"/hls/vod/{item_id}/" if kind == "video" else f"/hls/{item_id}/"
 
 
+def cookie_paths(kind: Kind, item_id: int) -> tuple[str, ...]:
+    """Where the grant cookie is sent: /hls, and for a live its WebRTC playback (WHEP)."""
+    whep = (f"/whep/{item_id}",) if kind == "live" else ()
+    return (cookie_path(kind, item_id), *whep)
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
     user_id: int
@@ -138,11 +144,12 @@ def grant_response(
     expires = int(time.time()) + TTL_S
     response = JSONResponse(body)
     secure = request.url.scheme == "https" or (settings.public_url or "").startswith("https:")
-    response.set_cookie(
-        cookie_name(kind, item_id), sign(settings, kind, item_id, grant, expires),
-        max_age=TTL_S, path=cookie_path(kind, item_id), secure=secure, httponly=True,
-        samesite="lax",
-    )  # fmt: skip
+    token = sign(settings, kind, item_id, grant, expires)
+    for path in cookie_paths(kind, item_id):
+        response.set_cookie(
+            cookie_name(kind, item_id), token, max_age=TTL_S, path=path, secure=secure,
+            httponly=True, samesite="lax",
+        )  # fmt: skip
     signer = CloudFrontSigner.from_settings(settings)
     domain = shared_domain(request.url.hostname, settings.cdn_base_url)
     if signer is not None and domain is not None:
@@ -199,6 +206,13 @@ class PlaybackGuard:
         else:
             return False
         preview = kind == "video" and path.endswith(_PREVIEW_SUFFIXES)
+        return await self.check(request, kind, item_id, preview)
+
+    async def check(
+        self, request: Request, kind: Kind, item_id: int, preview: bool = False
+    ) -> Response | bool:
+        """Whether ``request`` may play the item (``preview``: one of a sold video's shop
+        window images): a refusal, True (guarded: answer privately) or False (free)."""
         db: Database = request.app.state.db
         try:
             access = await self._read_access(db, kind, item_id)
@@ -221,7 +235,8 @@ class PlaybackGuard:
         ):
             return True
         client = request.client.host if request.client else "?"
-        log.warning("hls: %s %d refused to %s (%s)", kind, item_id, client,
+        log.warning("%s: %s %d refused to %s (%s)", request.url.path.split("/")[1], kind,
+                    item_id, client,
                     "no valid playback cookie" if grant is None else "not entitled")  # fmt: skip
         message = (
             "this video is private: sign in as its owner and open it from its page"

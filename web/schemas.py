@@ -318,14 +318,20 @@ class LiveOut(BaseModel):
     viewer_count: int
     chat_enabled: bool
     playback_url: str
+    whep_url: str | None = Field(
+        default=None,
+        description="WebRTC playback (WHEP, under a second behind) while the live is on air; "
+        "null when off air or when this server offers none",
+    )
     thumbnail_url: str | None
     price: PriceOut | None = Field(description="the ticket price; null when free")
     created_at: datetime
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record, base_url: str) -> LiveOut:
-        """``base_url``: ``Settings.hls_base_url()``, the CDN when one is configured."""
+    def from_row(cls, row: asyncpg.Record, base_url: str, whep_base: str | None = None) -> LiveOut:
+        """``base_url``: ``Settings.hls_base_url()``, the CDN when one is configured;
+        ``whep_base``: ``Settings.whep_base_url()``."""
         hls = f"{base_url}/hls/{row['id']}"
         return cls(
             id=row["id"], title=row["title"], description=row["description"],
@@ -333,6 +339,7 @@ class LiveOut(BaseModel):
             scheduled_start=row["scheduled_start"], start_time=row["start_time"],
             end_time=row["end_time"], viewer_count=row["viewer_count"],
             chat_enabled=row["chat_enabled"], playback_url=f"{hls}/master.m3u8",
+            whep_url=f"{whep_base}/{row['id']}" if whep_base and row["status"] == "live" else None,
             # The poster the packager wrote (set once it exists): of the broadcast on air only.
             thumbnail_url=media_url(base_url, row["thumbnail_url"])
             if row["status"] == "live" and row["thumbnail_url"] else None,

@@ -105,8 +105,8 @@ async def my_lives(call: Call) -> LiveListOut:
         call.db.read, call.user.id, before_id=decode_cursor(query.cursor), limit=query.limit + 1
     )
     page, cursor = paginate(rows, query.limit)
-    base = call.settings.hls_base_url()
-    return LiveListOut(items=[LiveOut.from_row(r, base) for r in page], next_cursor=cursor)
+    base, whep = call.settings.hls_base_url(), call.settings.whep_base_url()
+    return LiveListOut(items=[LiveOut.from_row(r, base, whep) for r in page], next_cursor=cursor)
 
 
 async def get_profile(call: Call) -> ProfileOut:

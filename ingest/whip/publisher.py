@@ -27,11 +27,12 @@ from aiortc.exceptions import InvalidAccessError, OperationError
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 from ingest.session import PublishSession
-from ingest.whip.audio import AudioTranscoder
+from ingest.whip.audio import OpusToAac
 from ingest.whip.clock import PublishClock
 from ingest.whip.codecs import AUDIO, VIDEO
 from ingest.whip.h264 import H264Framer, has_idr
 from ingest.whip.tap import ReceiverTap
+from media.audio_transcode import AudioTranscoder
 from media.errors import CodecError
 from media.types import MediaPacket
 
@@ -75,6 +76,7 @@ class WhipPublisher:
         self.resource_id = secrets.token_urlsafe(18)
         self.etag = f'"{secrets.token_hex(8)}"'
         self.session = session
+        session.request_keyframe = self._want_keyframe  # for WHEP viewers that join
         self.pc = RTCPeerConnection(configuration)
         self.keyframe_interval_s = keyframe_interval_s
         self._on_closed = on_closed
@@ -147,8 +149,11 @@ class WhipPublisher:
         if self.closed:  # closed while gathering (the publish lock lost, a shutdown)
             raise WhipError(409, "closed", "the publish was closed while it was set up")
         if audio:
-            self.audio = AudioTranscoder(self._deliver_audio, f"whip-audio-{self.session.live_id}")
-            self.session.set_audio_config(self.audio.config)
+            codec = OpusToAac()
+            self.audio = AudioTranscoder(
+                codec, self._deliver_audio, f"whip-audio-{self.session.live_id}"
+            )
+            self.session.set_audio_config(codec.config)
         self._spawn(self._watch())
         return Negotiated(self.pc.localDescription.sdp, audio)
 

@@ -10,7 +10,8 @@ from fractions import Fraction
 
 import av
 
-from ingest.whip.audio import RATE, AudioTranscoder, OpusToAac
+from ingest.whip.audio import RATE, OpusToAac
+from media.audio_transcode import AudioTranscoder
 
 
 def opus_packets(seconds: float) -> list[bytes]:
@@ -85,7 +86,7 @@ def test_the_transcoder_thread_delivers_in_order() -> None:
         if got and got[-1][0] > 900:
             done.set()
 
-    transcoder = AudioTranscoder(deliver, "test-audio")
+    transcoder = AudioTranscoder(OpusToAac(), deliver, "test-audio")
     for i, data in enumerate(opus_packets(1.2)):
         transcoder.submit(i * 20, data)
     assert done.wait(10)

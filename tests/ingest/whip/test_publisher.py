@@ -8,9 +8,10 @@ import asyncio
 from aiortc import RTCConfiguration
 
 from ingest.session import PublishSession
-from ingest.whip.audio import AudioTranscoder
+from ingest.whip.audio import OpusToAac
 from ingest.whip.clock import NTP_UNIX_OFFSET_S
 from ingest.whip.publisher import AUDIO_RATE, VIDEO_RATE, WhipPublisher
+from media.audio_transcode import AudioTranscoder
 from media.types import MediaPacket
 from tests.ingest.whip.test_audio import opus_packets
 from tests.ingest.whip.test_h264 import annexb_frames
@@ -32,8 +33,9 @@ async def test_audio_before_a_late_video_report_is_kept() -> None:
     publisher = WhipPublisher(
         session, RTCConfiguration(iceServers=[]), 2.0, lambda _: None, clock=lambda: now[0]
     )
-    publisher.audio = AudioTranscoder(publisher._deliver_audio, "test-audio")
-    session.set_audio_config(publisher.audio.config)
+    codec = OpusToAac()
+    publisher.audio = AudioTranscoder(codec, publisher._deliver_audio, "test-audio")
+    session.set_audio_config(codec.config)
     video = annexb_frames(count=60, gop=300)
     audio = opus_packets(2.0)
     v0, a0 = 1234, 5678  # random RTP starts, as senders pick
