@@ -144,6 +144,7 @@ class LiveRelay:
         self._detach()
         self.session = session
         self._offset = None
+        self._base = None  # a new sender: its own transit time
         self._subscription = session.subscribe("whep", SUBSCRIPTION_ITEMS)
         self._consumer = self._loop.create_task(
             self._consume(self._subscription), name=f"whep-source-{self.live_id}"

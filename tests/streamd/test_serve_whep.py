@@ -65,7 +65,7 @@ def platform() -> Iterator[Platform]:
                        stdin=PASSWORD)  # fmt: skip
         assert made.returncode == 0, made.stderr
         lives = {}
-        for name in ("main", "bframes", "idle"):
+        for name in ("main", "bframes", "idle", "sold"):
             made = run_cli("live", "create", "--user", "lena", "--title", name, env=env)
             lives[name] = json.loads(made.stdout)
         server = ServeProcess(env)
@@ -154,3 +154,26 @@ def test_a_stream_with_b_frames_is_refused_with_why(platform: Platform) -> None:
         stop(publisher)
     assert got.status == 422, got.body
     assert json.loads(got.body)["error"]["code"] == "b_frames"
+
+
+def test_a_sold_live_plays_only_with_its_grant(platform: Platform) -> None:
+    """The /hls guard decides for WHEP too: no grant -> 403; the owner's grant (the cookie that
+    ``POST /api/lives/{id}/playback`` sets, now also for ``/whep/{id}``) gets through the guard
+    (then 404: not on air)."""
+    live_id = platform.lives["sold"]["id"]
+    with httpx.Client(base_url=platform.server.base_url, timeout=10) as http:
+        login = http.post("/api/auth/login", json={"username": "lena", "password": PASSWORD.strip()})
+        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        priced = http.patch(f"/api/lives/{live_id}", headers=auth,
+                            json={"price": {"amount": 499, "currency": "USD"}})  # fmt: skip
+        assert priced.status_code == 200, priced.text
+        sdp = {"Content-Type": "application/sdp"}
+        offer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+        refused = httpx.post(platform.whep("sold"), content=offer, headers=sdp)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "playback_forbidden"
+        granted = http.post(f"/api/lives/{live_id}/playback", headers=auth)
+        assert granted.status_code == 200, granted.text
+        assert f"Path=/whep/{live_id}" in granted.headers["set-cookie"]
+        through = http.post(f"/whep/{live_id}", content=offer, headers=sdp)  # with the cookie
+        assert through.status_code == 404 and through.json()["error"]["code"] == "not_live"

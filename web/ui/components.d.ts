@@ -39,6 +39,7 @@ declare module 'vue' {
     LiveCard: typeof import('./src/components/LiveCard.vue')['default']
     LivePriceCard: typeof import('./src/components/LivePriceCard.vue')['default']
     LoadState: typeof import('./src/components/LoadState.vue')['default']
+    LowLatencySwitch: typeof import('./src/components/LowLatencySwitch.vue')['default']
     OrderList: typeof import('./src/components/OrderList.vue')['default']
     OrderStatusTag: typeof import('./src/components/OrderStatusTag.vue')['default']
     OrderTimeline: typeof import('./src/components/OrderTimeline.vue')['default']
@@ -53,5 +54,6 @@ declare module 'vue' {
     StatusTag: typeof import('./src/components/StatusTag.vue')['default']
     VideoCard: typeof import('./src/components/VideoCard.vue')['default']
     VideoProgressBar: typeof import('./src/components/VideoProgressBar.vue')['default']
+    WhepPlayer: typeof import('./src/components/WhepPlayer.vue')['default']
   }
 }

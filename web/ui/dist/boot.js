@@ -7,7 +7,7 @@
   request.catch(function () {});
   window.__streamdPrefetch = {};
   window.__streamdPrefetch[path] = request;
-  ["/assets/LiveWatchView-CZhMm-nx.js","/assets/LiveWatchView-FRcFw4kU.css","/assets/app-DbAD3U6a.js","/assets/rolldown-runtime-BLXQ4ufn.js","/assets/HlsPlayer-BJ_HQkqI.js","/assets/HlsPlayer-BU9nlwBN.css","/assets/hls-22D11oyj.js","/assets/index-Cc-PZDuR.js","/assets/index-Bvmf7ne9.css","/assets/vue-D37tWHdj.js","/assets/LoadState-DpylgG2B.js","/assets/LoadState-Rbd9Sssd.css","/assets/PaywallPanel-BgBTpHLp.js","/assets/PaywallPanel-CFUHPIiZ.css","/assets/StatusTag-V5T5SoH8.js","/assets/NotFoundView-C-g-hYWW.js","/assets/NotFoundView-DAwMrgAp.css"].forEach(function (href) {
+  ["/assets/LiveWatchView-B2UveI3R.js","/assets/LiveWatchView-DEpDYq8c.css","/assets/rolldown-runtime-BLXQ4ufn.js","/assets/app-CtLLG2vB.js","/assets/HlsPlayer-CmyhrXXD.js","/assets/HlsPlayer-BU9nlwBN.css","/assets/hls-22D11oyj.js","/assets/index-B7gU4hEt.js","/assets/index-Bvmf7ne9.css","/assets/vue-zfwpsBjC.js","/assets/LoadState-B5Bsf4QE.js","/assets/LoadState-Rbd9Sssd.css","/assets/PaywallPanel-D3vCFjGR.js","/assets/PaywallPanel-CFUHPIiZ.css","/assets/StatusTag-HrkrZQ2H.js","/assets/NotFoundView-BILMXt9y.js","/assets/NotFoundView-DAwMrgAp.css"].forEach(function (href) {
     var link = document.createElement('link');
     // crossorigin as on the tags Vite itself writes, or the browser will not reuse them.
     if (/\.css$/.test(href)) { link.rel = 'preload'; link.as = 'style'; }

@@ -36,6 +36,9 @@ export interface Live {
   viewer_count: number
   chat_enabled: boolean
   playback_url: string
+  /** WebRTC playback (WHEP): absolute, such as http://host:8080/whep/5; null unless the live is
+   * on air and the server offers it. */
+  whep_url: string | null
   thumbnail_url: string | null
   price: Price | null // the ticket price; null when free
   created_at: string

@@ -101,6 +101,9 @@ export default {
     fullscreen: 'Full screen', quality: 'Quality', auto: 'Auto', live_edge: 'LIVE',
     loading: 'Loading the stream…', failed: 'The stream cannot be played.',
     unsupported: 'This browser cannot play HLS video.',
+    low_latency: 'Low latency', low_latency_hint: 'WebRTC, under a second behind; HLS otherwise',
+    low_latency_failed: 'Low latency playback failed: playing over HLS instead.',
+    connecting: 'Connecting…',
   },
   chat: {
     title: 'Chat', placeholder: 'Say something…', send: 'Send', empty: 'No messages yet.',
@@ -136,6 +139,7 @@ export default {
     stream_key: 'Stream key', reveal: 'Show', hide: 'Hide', copy: 'Copy',
     copied: '{what} copied.', copy_failed: 'Could not copy: select the text and copy it.',
     key_secret: 'Anyone with the key can stream as you. Never show it on stream.',
+    whip_help: 'Or with OBS 30 or newer over WebRTC: in Settings → Stream choose the service "WHIP", paste this URL into Server and the stream key into Bearer Token.',
     rotate: 'New key', rotate_confirm: 'Make a new stream key? The old one stops working for new streams; update OBS.',
     rotated: 'New key made: paste it into OBS.',
     preview: 'Preview', waiting: 'Start streaming in OBS: the preview appears within a few seconds.',

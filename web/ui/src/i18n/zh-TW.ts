@@ -103,6 +103,9 @@ const zhTW: typeof en = {
     fullscreen: '全螢幕', quality: '畫質', auto: '自動', live_edge: '直播',
     loading: '正在載入直播…', failed: '無法播放這個串流。',
     unsupported: '這個瀏覽器無法播放 HLS 影片。',
+    low_latency: '低延遲', low_latency_hint: 'WebRTC，延遲不到一秒；關閉時使用 HLS',
+    low_latency_failed: '低延遲播放失敗：已改用 HLS 播放。',
+    connecting: '連線中…',
   },
   chat: {
     title: '聊天室', placeholder: '說點什麼…', send: '送出', empty: '還沒有訊息。',
@@ -138,6 +141,7 @@ const zhTW: typeof en = {
     stream_key: '串流金鑰', reveal: '顯示', hide: '隱藏', copy: '複製',
     copied: '已複製{what}。', copy_failed: '無法複製：請選取文字後自行複製。',
     key_secret: '任何取得金鑰的人都能以你的身分直播。絕對不要在直播畫面上顯示它。',
+    whip_help: '或使用 OBS 30 以上版本透過 WebRTC 串流：在「設定 → 串流」服務選擇「WHIP」，把這個網址貼到「伺服器」，把串流金鑰貼到「Bearer Token」。',
     rotate: '產生新金鑰', rotate_confirm: '要產生新的串流金鑰嗎？舊金鑰將無法用於新的直播；請更新 OBS。',
     rotated: '已產生新金鑰：請貼到 OBS。',
     preview: '預覽', waiting: '在 OBS 開始串流：幾秒內就會出現預覽。',

@@ -1,1 +1,0 @@
-import{En as e,J as t,Lt as n,gt as r,pn as i,wn as a,xt as o}from"./app-DbAD3U6a.js";var s=[`data-status`],c=o({__name:`StatusTag`,props:{status:{}},setup(o){let{t:c}=t();return(t,l)=>(n(),r(`span`,{class:a([`tag`,`tag-${o.status}`]),"data-status":o.status},e(i(c)(`status.${o.status}`)),11,s))}});export{c as t};

@@ -1,0 +1,1 @@
+import"./css-DEmo2W9H.js";

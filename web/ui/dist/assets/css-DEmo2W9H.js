@@ -1,0 +1,1 @@
+import"./index-B7gU4hEt.js";

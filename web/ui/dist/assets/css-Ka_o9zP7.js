@@ -1,1 +1,0 @@
-import"./css-L-17AMFT.js";
