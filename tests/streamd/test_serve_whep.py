@@ -162,7 +162,9 @@ def test_a_sold_live_plays_only_with_its_grant(platform: Platform) -> None:
     (then 404: not on air)."""
     live_id = platform.lives["sold"]["id"]
     with httpx.Client(base_url=platform.server.base_url, timeout=10) as http:
-        login = http.post("/api/auth/login", json={"username": "lena", "password": PASSWORD.strip()})
+        login = http.post(
+            "/api/auth/login", json={"username": "lena", "password": PASSWORD.strip()}
+        )
         auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
         priced = http.patch(f"/api/lives/{live_id}", headers=auth,
                             json={"price": {"amount": 499, "currency": "USD"}})  # fmt: skip
