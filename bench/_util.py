@@ -239,3 +239,24 @@ def flv_info(path: Path, frame_rate: float = 30.0) -> FlvInfo:
         pos += 11 + size + 4
     duration = (last - (first or 0)) / 1000 + 1 / frame_rate
     return FlvInfo(len(data), duration, counts[9], counts[8])
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def streamd_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``streamd`` run on its own data directory and loopback ports."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMD_", "DATABASE_"))}
+    env.update(STREAMD_DATA_DIR=str(data_dir), STREAMD_HTTP_HOST="127.0.0.1",
+               STREAMD_RTMP_HOST="127.0.0.1", STREAMD_HTTP_PORT=str(free_port()),
+               STREAMD_RTMP_PORT=str(free_port()), **extra)  # fmt: skip
+    return env
+
+
+def streamd_cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
+    """``streamd ARGS`` (user create, live create...): its stdout; exits on failure."""
+    done = subprocess.run([sys.executable, "-m", "streamd", *args], input=stdin, env=env,
+                          capture_output=True, text=True, cwd=REPO, timeout=120)  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"streamd {' '.join(args)}: {done.stderr}")
+    return done.stdout

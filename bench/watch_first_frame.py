@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from typing import Any
 
 import httpx
 import imageio_ffmpeg
-from _util import free_port, log, median, wait_until
+from _util import log, median, streamd_cli, streamd_env, wait_until
 from playwright.sync_api import Browser, sync_playwright
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,22 +80,6 @@ HLS_BUILDS = {
     "plain-hls-light": UI / "node_modules" / "hls.js" / "dist" / "hls.light.min.js",
     "plain-hls-full": UI / "node_modules" / "hls.js" / "dist" / "hls.min.js",
 }
-
-
-def streamd_env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMD_", "DATABASE_"))}
-    env.update(STREAMD_DATA_DIR=str(data_dir), STREAMD_HTTP_HOST="127.0.0.1",
-               STREAMD_RTMP_HOST="127.0.0.1", STREAMD_HTTP_PORT=str(free_port()),
-               STREAMD_RTMP_PORT=str(free_port()))  # fmt: skip
-    return env
-
-
-def cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
-    done = subprocess.run([sys.executable, "-m", "streamd", *args], input=stdin, env=env,
-                          capture_output=True, text=True, cwd=REPO, timeout=120)  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"streamd {' '.join(args)}: {done.stderr}")
-    return done.stdout
 
 
 def wait_for(what: str, check: Any, timeout: float) -> None:
@@ -160,9 +143,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="streamd-bench-watch-") as tmp:
         env = streamd_env(Path(tmp) / "var")
         env["STREAMD_UI_DIR"] = str(ui_dir_with_plain_pages(Path(tmp) / "ui"))
-        cli(env, "user", "create", "--username", "bench", "--email", "bench@example.com",
+        streamd_cli(env, "user", "create", "--username", "bench", "--email", "bench@example.com",
             "--password-stdin", "--role", "creator", stdin=PASSWORD + "\n")  # fmt: skip
-        live = json.loads(cli(env, "live", "create", "--user", "bench", "--title", "bench"))
+        live = json.loads(streamd_cli(env, "live", "create", "--user", "bench", "--title", "bench"))
         base = f"http://127.0.0.1:{env['STREAMD_HTTP_PORT']}"
         serve = subprocess.Popen(
             [sys.executable, "-m", "streamd", "serve"], env=env, cwd=REPO,

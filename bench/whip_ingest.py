@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import subprocess
 import sys
@@ -38,7 +37,15 @@ from typing import Any
 import av
 import httpx
 import imageio_ffmpeg
-from _util import cpu_seconds, free_port, log, median, process_tree, wait_until
+from _util import (
+    cpu_seconds,
+    log,
+    median,
+    process_tree,
+    streamd_cli,
+    streamd_env,
+    wait_until,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -130,22 +137,6 @@ async def publish_all(url: str, keys: list[str], h264: Path, opus: Path) -> None
 # --- the measurement ---
 
 
-def streamd_env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMD_", "DATABASE_"))}
-    env.update(STREAMD_DATA_DIR=str(data_dir), STREAMD_HTTP_HOST="127.0.0.1",
-               STREAMD_RTMP_HOST="127.0.0.1", STREAMD_HTTP_PORT=str(free_port()),
-               STREAMD_RTMP_PORT=str(free_port()), STREAMD_HLS_LADDER="none")  # fmt: skip
-    return env
-
-
-def cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
-    done = subprocess.run([sys.executable, "-m", "streamd", *args], input=stdin, env=env,
-                          capture_output=True, text=True, cwd=REPO, timeout=120)  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"streamd {' '.join(args)}: {done.stderr}")
-    return done.stdout
-
-
 def source_playlist(base: str, live_id: int) -> str:
     """The URL of the live's source rendition playlist (its broadcast's folder, from the
     master playlist)."""
@@ -169,11 +160,13 @@ def media_seconds(url: str) -> float:
 
 def run(system: str, n: int, clip: dict[str, Path], args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="streamd-bench-whip-") as tmp:
-        env = streamd_env(Path(tmp) / "var")
-        cli(env, "user", "create", "--username", "bench", "--email", "bench@example.com",
-            "--password-stdin", "--role", "creator", stdin=PASSWORD + "\n")  # fmt: skip
-        lives = [json.loads(cli(env, "live", "create", "--user", "bench", "--title", f"l{i}"))
-                 for i in range(n)]  # fmt: skip
+        env = streamd_env(Path(tmp) / "var", STREAMD_HLS_LADDER="none")
+        streamd_cli(env, "user", "create", "--username", "bench", "--email", "b@example.com",
+                    "--password-stdin", "--role", "creator", stdin=PASSWORD + "\n")  # fmt: skip
+        lives = [
+            json.loads(streamd_cli(env, "live", "create", "--user", "bench", "--title", f"l{i}"))
+            for i in range(n)
+        ]
         base = f"http://127.0.0.1:{env['STREAMD_HTTP_PORT']}"
         serve = subprocess.Popen([sys.executable, "-m", "streamd", "serve"], env=env, cwd=REPO,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip

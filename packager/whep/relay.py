@@ -251,6 +251,8 @@ class LiveRelay:
             self._base = transit
 
     def _schedule(self, frame: OutFrame) -> None:
+        if self._base is None:  # the last Opus of a session that just ended, after attach()
+            self._anchor(frame.ms)
         assert self._base is not None
         due = self._base + frame.ms / 1000 + self.delay_s
         heapq.heappush(self._heap, (due, next(self._order), frame))

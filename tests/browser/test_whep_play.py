@@ -12,11 +12,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.browser_helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     PageWatch,
     Platform,
     new_context,
@@ -26,14 +24,6 @@ from tests.browser.browser_helpers import (
 from tests.whep_client import publish_marked, stop
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
