@@ -54,7 +54,11 @@ async def test_a_sold_live_plays_for_ticket_holders_until_refunded(
         assert await statuses() == [200, 200, 200]
         r = await api.client.get(f"/hls/{live['id']}/master.m3u8")
         assert r.headers["cache-control"].startswith("private")
-        token = api.client.cookies[playback.cookie_name("live", live["id"])]
+        name = playback.cookie_name("live", live["id"])
+        token = api.client.cookies.get(name, path=f"/hls/{live['id']}/")
+        assert token is not None
+        # The same grant for WebRTC playback (WHEP), on its own path.
+        assert api.client.cookies.get(name, path=f"/whep/{live['id']}") == token
         api.client.cookies.clear()
         other = await api.create_live(creator, price={"amount": 499, "currency": "USD"})
         (media / "hls" / str(other["id"])).mkdir(parents=True)
