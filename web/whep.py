@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ingest.whip.signaling import SignalingError
 from packager.whep.server import WhepServer
-from packager.whep.viewer import WhepError
 from web.playback import PlaybackGuard
 from web.webrtc_http import CORS, PREFLIGHT, SDP, created, no_patch, peer_of, read_offer, refusal
 
@@ -45,7 +45,7 @@ def whep_routes(whep: WhepServer, guard: PlaybackGuard) -> list[BaseRoute]:
             return allowed
         try:
             viewer = await whep.play(live_id, offer, peer)
-        except WhepError as exc:
+        except SignalingError as exc:
             log.warning("whep %s refused (%s): live %d: %s", peer, exc.code, live_id, exc.message)
             headers = {"Retry-After": "5"} if exc.status == 503 else None
             return refusal(exc.status, exc.code, exc.message, headers)

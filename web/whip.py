@@ -24,14 +24,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ingest.whip.publisher import WhipError
 from ingest.whip.server import WhipIngest
+from ingest.whip.signaling import SignalingError
 from web.webrtc_http import (
     CORS,
     PREFLIGHT,
     SDP,
     created,
-    link_header,
     no_patch,
     peer_of,
     read_offer,
@@ -41,7 +40,6 @@ from web.webrtc_http import (
 log = logging.getLogger(__name__)
 
 WHIP_PATH = "/whip"
-__all__ = ["WHIP_PATH", "link_header", "whip_routes"]
 
 
 def whip_routes(whip: WhipIngest) -> list[BaseRoute]:
@@ -62,7 +60,7 @@ def whip_routes(whip: WhipIngest) -> list[BaseRoute]:
             return offer
         try:
             publisher, answer = await whip.publish(token.strip(), offer, peer)
-        except WhipError as exc:
+        except SignalingError as exc:
             headers = {"Retry-After": "5"} if exc.status == 503 else None
             return refusal(exc.status, exc.code, exc.message, headers)
         location = f"{WHIP_PATH}/{quote(publisher.resource_id)}"

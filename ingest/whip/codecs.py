@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aiortc.codecs import CODECS
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 #: Main, High and Constrained High, level 3.1 (the level is not compared at negotiation).
 EXTRA_H264_PROFILES = ("4d001f", "64001f", "640c1f")
@@ -46,3 +47,16 @@ def accept_h264_profiles() -> None:
                 },
             )
         )
+
+
+def keep_codecs(transceiver: RTCRtpTransceiver, kept: list[RTCRtpCodecParameters]) -> bool:
+    """Answer with ``kept`` only, and their retransmission (RTX) formats; False when ``kept``
+    is empty (the offer has none of them: nothing is changed)."""
+    if not kept:
+        return False
+    types = {c.payloadType for c in kept}
+    transceiver._codecs = kept + [
+        c for c in transceiver._codecs
+        if c.name.lower() == "rtx" and c.parameters.get("apt") in types
+    ]  # fmt: skip
+    return True

@@ -29,8 +29,9 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from ingest.session import PublishSession
 from ingest.whip.audio import OpusToAac
 from ingest.whip.clock import PublishClock
-from ingest.whip.codecs import AUDIO, VIDEO
+from ingest.whip.codecs import AUDIO, VIDEO, keep_codecs
 from ingest.whip.h264 import H264Framer, has_idr
+from ingest.whip.signaling import SignalingError
 from ingest.whip.tap import ReceiverTap
 from media.audio_transcode import AudioTranscoder
 from media.errors import CodecError
@@ -46,16 +47,6 @@ PLI_MIN_INTERVAL_S = 0.5
 EARLY_AUDIO_FRAMES = 150
 #: Held audio this far before the first keyframe still goes out (one Opus frame).
 EARLY_AUDIO_SLACK_MS = 20
-
-
-class WhipError(Exception):
-    """A refusal with its HTTP status and the API's error code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +98,18 @@ class WhipPublisher:
         """Apply the publisher's offer and return the answer, candidates included (OBS sends
         an offer without candidates and learns ours only from the answer)."""
         if "a=simulcast" in offer or "a=rid:" in offer:
-            raise WhipError(
+            raise SignalingError(
                 422, "simulcast_unsupported",
                 "simulcast is not supported: turn Simulcast off in OBS (Settings > Stream)",
             )  # fmt: skip
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
         except OperationError as exc:  # an m-line with no codec in common (AV1, HEVC, G722...)
-            raise WhipError(
+            raise SignalingError(
                 422, "unsupported_codec", f"{exc}: send H.264 video and Opus audio"
             ) from None
         except (ValueError, KeyError, IndexError, TypeError, InvalidAccessError) as exc:
-            raise WhipError(400, "bad_sdp", f"the offer is not valid SDP: {exc}") from None
+            raise SignalingError(400, "bad_sdp", f"the offer is not valid SDP: {exc}") from None
         video = audio = False
         for transceiver in self.pc.getTransceivers():
             codecs = [c.name for c in transceiver._codecs if c.name.lower() != "rtx"]
@@ -138,7 +129,7 @@ class WhipPublisher:
                 transceiver.direction = "inactive"
         if not video:
             # Audio alone makes no HLS a player shows; VP8/VP9/AV1 are not taken yet.
-            raise WhipError(
+            raise SignalingError(
                 422, "unsupported_codec",
                 "the offer has no H.264 video (packetization-mode 1); OBS: use the x264 or a "
                 "hardware H.264 encoder",
@@ -147,7 +138,7 @@ class WhipPublisher:
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)  # gathers every candidate first
         if self.closed:  # closed while gathering (the publish lock lost, a shutdown)
-            raise WhipError(409, "closed", "the publish was closed while it was set up")
+            raise SignalingError(409, "closed", "the publish was closed while it was set up")
         if audio:
             codec = OpusToAac()
             self.audio = AudioTranscoder(
@@ -311,11 +302,5 @@ class WhipPublisher:
 
 
 def _prefer(transceiver: RTCRtpTransceiver, name: str) -> None:
-    """Answer with ``name`` only, and its retransmission format (Chrome lists VP8 first; H.264
-    is what passes through)."""
-    kept = [c for c in transceiver._codecs if c.name == name]
-    types = {c.payloadType for c in kept}
-    transceiver._codecs = kept + [
-        c for c in transceiver._codecs
-        if c.name.lower() == "rtx" and c.parameters.get("apt") in types
-    ]  # fmt: skip
+    """Answer with ``name`` only (Chrome lists VP8 first; H.264 is what passes through)."""
+    keep_codecs(transceiver, [c for c in transceiver._codecs if c.name == name])

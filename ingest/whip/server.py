@@ -20,7 +20,8 @@ from ingest.gate import Admitted, PublishGate, RejectReason, redact
 from ingest.metrics import IngestMetrics
 from ingest.session import PublishSession, Subscription
 from ingest.whip.codecs import accept_h264_profiles
-from ingest.whip.publisher import WhipError, WhipPublisher
+from ingest.whip.publisher import WhipPublisher
+from ingest.whip.signaling import SignalingError
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +83,12 @@ class WhipIngest:
         )
 
     async def publish(self, key: str, offer: str, peer: str) -> tuple[WhipPublisher, str]:
-        """Admit and negotiate one publisher: (publisher, answer SDP), or `WhipError`."""
+        """Admit and negotiate one publisher: (publisher, answer SDP), or `SignalingError`."""
         if len(self.publishers) + self._admitting >= self.limits.max_publishers:
             self._reject("at_capacity", peer, "at capacity")
-            raise WhipError(503, "at_capacity", "this server takes no more WHIP publishers now")
+            raise SignalingError(
+                503, "at_capacity", "this server takes no more WHIP publishers now"
+            )
         self._admitting += 1
         try:
             return await self._publish(key, offer, peer)
@@ -102,7 +105,7 @@ class WhipIngest:
         outcome = await self.gate.admit(self.gate.app_name, key, lost)
         if not isinstance(outcome, Admitted):
             self._reject(outcome.reason, peer, f"key {redact(key)}: {outcome.message}")
-            raise WhipError(_REJECTION_STATUS[outcome.reason], outcome.reason, outcome.message)
+            raise SignalingError(_REJECTION_STATUS[outcome.reason], outcome.reason, outcome.message)
         session = PublishSession(outcome.live_id, "whip", peer)
         session.drop_hook = self._count_drop
         publisher = WhipPublisher(
@@ -116,7 +119,7 @@ class WhipIngest:
                 await publisher.abort()
             finally:
                 await self.gate.release(outcome.live_id, ended=False)
-            if isinstance(exc, WhipError):
+            if isinstance(exc, SignalingError):
                 self._reject(exc.code, peer, exc.message)
             else:
                 log.exception("whip %s: negotiation failed", peer)
@@ -175,4 +178,4 @@ class WhipIngest:
         log.warning("whip %s refused (%s): %s", peer, reason, detail)
 
 
-__all__ = ["IceServer", "WhipError", "WhipIngest", "WhipLimits"]
+__all__ = ["IceServer", "WhipIngest", "WhipLimits"]

@@ -20,8 +20,9 @@ from chat.viewers import socket_viewers, viewer_key
 from ingest.session import PublishSession
 from ingest.whip.codecs import accept_h264_profiles
 from ingest.whip.server import IceServer
+from ingest.whip.signaling import SignalingError
 from packager.whep.relay import LiveRelay
-from packager.whep.viewer import WhepError, WhepViewer
+from packager.whep.viewer import WhepViewer
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,12 @@ class WhepServer:
     # --- viewers ---
 
     async def play(self, live_id: int, offer: str, peer: str) -> WhepViewer:
-        """Set up one viewer: its answer is ``viewer.answer``; `WhepError` on refusal."""
+        """Set up one viewer: its answer is ``viewer.answer``; `SignalingError` on refusal."""
         if len(self.viewers) + self._negotiating >= self.limits.max_viewers:
-            raise WhepError(503, "at_capacity", "this server takes no more WebRTC viewers now")
+            raise SignalingError(503, "at_capacity", "this server takes no more WebRTC viewers now")
         session = self.sessions.get(live_id)
         if session is None:
-            raise WhepError(404, "not_live", "this live is not on air on this server; use HLS")
+            raise SignalingError(404, "not_live", "this live is not on air on this server; use HLS")
         relay = self.relays.get(live_id)
         if relay is None:
             relay = self.relays[live_id] = LiveRelay(live_id)
@@ -103,9 +104,9 @@ class WhepServer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(relay.probed.wait(), PROBE_TIMEOUT_S)
         if relay.unplayable is not None:
-            raise WhepError(422, "unsupported_codec", f"{relay.unplayable}; use HLS")
+            raise SignalingError(422, "unsupported_codec", f"{relay.unplayable}; use HLS")
         if relay.reorders:
-            raise WhepError(422, "b_frames", "the stream has B-frames, which WebRTC players "
+            raise SignalingError(422, "b_frames", "the stream has B-frames, which WebRTC players "
                             "render badly; use HLS (the streamer can set bframes=0)")  # fmt: skip
 
     def _closed(self, viewer: WhepViewer) -> None:

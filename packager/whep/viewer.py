@@ -16,25 +16,16 @@ import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidAccessError, OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
+from ingest.whip.codecs import keep_codecs
+from ingest.whip.signaling import SignalingError
 from packager.whep.relay import LiveRelay, OutFrame, ViewerFeed
 
 log = logging.getLogger(__name__)
 
 MS = Fraction(1, 1000)
 CONNECT_TIMEOUT_S = 15.0
-
-
-class WhepError(Exception):
-    """A refusal with its HTTP status and the API's error code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 class RelayTrack(MediaStreamTrack):
@@ -78,9 +69,9 @@ class WhepViewer:
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
         except OperationError as exc:
-            raise WhepError(422, "unsupported_codec", f"{exc}: play H.264 and Opus") from None
+            raise SignalingError(422, "unsupported_codec", f"{exc}: play H.264 and Opus") from None
         except (ValueError, KeyError, IndexError, TypeError, InvalidAccessError) as exc:
-            raise WhepError(400, "bad_sdp", f"the offer is not valid SDP: {exc}") from None
+            raise SignalingError(400, "bad_sdp", f"the offer is not valid SDP: {exc}") from None
         video = audio = False
         profile = self.relay.video.profile_idc if self.relay.video is not None else 0x42
         for transceiver in self.pc.getTransceivers():
@@ -93,12 +84,14 @@ class WhepViewer:
             else:
                 transceiver.direction = "inactive"
         if not video:
-            raise WhepError(422, "unsupported_codec", "the offer has no H.264 video to receive")
+            raise SignalingError(
+                422, "unsupported_codec", "the offer has no H.264 video to receive"
+            )
         self.pc.on("connectionstatechange", self._on_state)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)  # gathers every candidate first
         if self.closed:
-            raise WhepError(503, "closed", "the live ended while the viewer was set up")
+            raise SignalingError(503, "closed", "the live ended while the viewer was set up")
         self.relay.add(self.feed)
         self._spawn(self._watch())
         return str(self.pc.localDescription.sdp)
@@ -156,7 +149,7 @@ class WhepViewer:
 def _prefer(transceiver: RTCRtpTransceiver, name: str) -> bool:
     """Answer with ``name`` only (and its retransmission format); False when not offered."""
     kept = [c for c in transceiver._codecs if c.name.lower() == name.lower()]
-    return _keep(transceiver, kept[:1])
+    return keep_codecs(transceiver, kept[:1])
 
 
 def _prefer_h264(transceiver: RTCRtpTransceiver, profile_idc: int) -> bool:
@@ -168,15 +161,4 @@ def _prefer_h264(transceiver: RTCRtpTransceiver, profile_idc: int) -> bool:
     ]  # fmt: skip
     same = [c for c in offered if str(c.parameters.get("profile-level-id", ""))[:2].lower()
             == f"{profile_idc:02x}"]  # fmt: skip
-    return _keep(transceiver, (same or offered)[:1])
-
-
-def _keep(transceiver: RTCRtpTransceiver, kept: list[RTCRtpCodecParameters]) -> bool:
-    if not kept:
-        return False
-    types = {c.payloadType for c in kept}
-    transceiver._codecs = kept + [
-        c for c in transceiver._codecs
-        if c.name.lower() == "rtx" and c.parameters.get("apt") in types
-    ]  # fmt: skip
-    return True
+    return keep_codecs(transceiver, (same or offered)[:1])
