@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -90,3 +93,25 @@ class ServeProcess:
             self.proc.send_signal(signal.SIGTERM)
         out, err = self.proc.communicate(timeout=timeout)
         return self.proc.returncode, out, err
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str]) -> Iterator[tuple[ServeProcess, list[str]]]:
+    """``streamd serve`` while the block runs, healthy, with its log lines collected as they
+    come (so a chatty server never blocks on a full pipe); terminated and reaped after."""
+    server = ServeProcess(env)
+    log: list[str] = []
+    assert server.proc.stderr is not None
+    reader = threading.Thread(target=lambda: log.extend(server.proc.stderr or []), daemon=True)
+    reader.start()
+    try:
+        server.wait_healthy()
+        yield server, log
+    finally:
+        if server.proc.poll() is None:
+            server.proc.terminate()
+        server.proc.wait(timeout=60)
+        reader.join(timeout=10)
+        for pipe in (server.proc.stdout, server.proc.stderr):
+            if pipe is not None:
+                pipe.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import ServeProcess, cli_env, run_cli
+from tests.helpers import ServeProcess, cli_env, run_cli, serving
 from tests.whep_client import publish_marked, stop, watch
 
 pytestmark = pytest.mark.slow
@@ -68,22 +68,8 @@ def platform() -> Iterator[Platform]:
         for name in ("main", "bframes", "idle", "sold"):
             made = run_cli("live", "create", "--user", "lena", "--title", name, env=env)
             lives[name] = json.loads(made.stdout)
-        server = ServeProcess(env)
-        log: list[str] = []
-        assert server.proc.stderr is not None
-        reader = threading.Thread(target=lambda: log.extend(server.proc.stderr or []), daemon=True)
-        reader.start()
-        try:
-            server.wait_healthy()
+        with serving(env) as (server, log):
             yield Platform(server, log, lives)
-        finally:
-            if server.proc.poll() is None:
-                server.proc.terminate()
-            server.proc.wait(timeout=60)
-            reader.join(timeout=10)
-            for pipe in (server.proc.stdout, server.proc.stderr):
-                if pipe is not None:
-                    pipe.close()
 
 
 def test_a_viewer_gets_the_rtmp_live_decoded_in_sync_and_counted(platform: Platform) -> None:

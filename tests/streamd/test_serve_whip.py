@@ -11,7 +11,6 @@ import asyncio
 import json
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import imageio_ffmpeg
 import m3u8
 import pytest
 
-from tests.helpers import ServeProcess, cli_env, run_cli
+from tests.helpers import ServeProcess, cli_env, run_cli, serving
 from tests.whip_client import marks, publish
 
 pytestmark = pytest.mark.slow
@@ -104,22 +103,8 @@ def platform() -> Iterator[Platform]:
         )
         assert run_cli("user", "role", "--username", "otto", "--role", "viewer",
                        env=env).returncode == 0  # fmt: skip
-        server = ServeProcess(env)
-        log: list[str] = []
-        assert server.proc.stderr is not None
-        reader = threading.Thread(target=lambda: log.extend(server.proc.stderr or []), daemon=True)
-        reader.start()
-        try:
-            server.wait_healthy()
+        with serving(env) as (server, log):
             yield Platform(server, server.env, log, lives)
-        finally:
-            if server.proc.poll() is None:
-                server.proc.terminate()
-            server.proc.wait(timeout=60)
-            reader.join(timeout=10)
-            for pipe in (server.proc.stdout, server.proc.stderr):
-                if pipe is not None:
-                    pipe.close()
 
 
 def aiortc_offer() -> str:
