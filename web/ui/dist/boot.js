@@ -7,7 +7,7 @@
   request.catch(function () {});
   window.__streamdPrefetch = {};
   window.__streamdPrefetch[path] = request;
-  ["/assets/LiveWatchView-B2UveI3R.js","/assets/LiveWatchView-DEpDYq8c.css","/assets/rolldown-runtime-BLXQ4ufn.js","/assets/app-CtLLG2vB.js","/assets/HlsPlayer-CmyhrXXD.js","/assets/HlsPlayer-BU9nlwBN.css","/assets/hls-22D11oyj.js","/assets/index-B7gU4hEt.js","/assets/index-Bvmf7ne9.css","/assets/vue-zfwpsBjC.js","/assets/LoadState-B5Bsf4QE.js","/assets/LoadState-Rbd9Sssd.css","/assets/PaywallPanel-D3vCFjGR.js","/assets/PaywallPanel-CFUHPIiZ.css","/assets/StatusTag-HrkrZQ2H.js","/assets/NotFoundView-BILMXt9y.js","/assets/NotFoundView-DAwMrgAp.css"].forEach(function (href) {
+  ["/assets/LiveWatchView-Cs-uVk-2.js","/assets/LiveWatchView-DEpDYq8c.css","/assets/rolldown-runtime-BLXQ4ufn.js","/assets/app-Bkm6DAbI.js","/assets/HlsPlayer-BxlwwjD2.js","/assets/HlsPlayer-Bnhc0TOM.css","/assets/hls-22D11oyj.js","/assets/index-BNYCRL3c.js","/assets/index-Bvmf7ne9.css","/assets/vue-DPw11_bI.js","/assets/LoadState-BH_epufh.js","/assets/LoadState-Rbd9Sssd.css","/assets/PaywallPanel-D9My9Oxp.js","/assets/PaywallPanel-CFUHPIiZ.css","/assets/StatusTag-Dl8lPIvY.js","/assets/NotFoundView-BNxdQKrt.js","/assets/NotFoundView-DAwMrgAp.css"].forEach(function (href) {
     var link = document.createElement('link');
     // crossorigin as on the tags Vite itself writes, or the browser will not reuse them.
     if (/\.css$/.test(href)) { link.rel = 'preload'; link.as = 'style'; }

@@ -1,0 +1,1 @@
+import{$ as e,Et as t,Ht as n,jn as r,kn as i,vn as a,xt as o}from"./app-Bkm6DAbI.js";var s=[`data-status`],c=t({__name:`StatusTag`,props:{status:{}},setup(t){let{t:c}=e();return(e,l)=>(n(),o(`span`,{class:i([`tag`,`tag-${t.status}`]),"data-status":t.status},r(a(c)(`status.${t.status}`)),11,s))}});export{c as t};

@@ -1,1 +1,0 @@
-import{An as e,On as t,Q as n,Tt as r,Vt as i,_n as a,bt as o}from"./app-CtLLG2vB.js";var s=[`data-status`],c=r({__name:`StatusTag`,props:{status:{}},setup(r){let{t:c}=n();return(n,l)=>(i(),o(`span`,{class:t([`tag`,`tag-${r.status}`]),"data-status":r.status},e(a(c)(`status.${r.status}`)),11,s))}});export{c as t};

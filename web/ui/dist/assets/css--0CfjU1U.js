@@ -1,0 +1,1 @@
+import"./index-BNYCRL3c.js";

@@ -1,1 +1,0 @@
-import"./css-DEmo2W9H.js";

@@ -1,1 +1,0 @@
-import"./index-B7gU4hEt.js";

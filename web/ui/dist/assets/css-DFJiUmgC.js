@@ -1,0 +1,1 @@
+import"./css--0CfjU1U.js";
