@@ -2,8 +2,9 @@
 
 A fragment holds one ``traf`` per track (``tfhd`` with default-base-is-moof, ``tfdt`` with the
 decode time of its first sample, one ``trun``) and one ``mdat`` with the video samples followed
-by the audio samples. Cutting a segment into several fragments (``fragment_ms``) is how LL-HLS
-parts will be published later; one fragment per segment is the default.
+by the audio samples. A segment is one fragment by default, or several (``fragment_ms``); with
+LL-HLS each part is one fragment (:meth:`CmafMuxer.media_part`), and the segment is its parts'
+fragments end to end.
 
 Timing rules, the ones players are strict about:
 - video decode times are the packets' dts in 90 kHz ticks; a sample lasts until the next dts,
@@ -31,7 +32,7 @@ from packager.hls.mp4 import (
     full_box,
     init_segment,
 )
-from packager.hls.segment import Segment, TrackFormat
+from packager.hls.segment import Part, Segment, TrackFormat
 
 # trun flags: data offset, then per sample duration, size, flags, composition time offset.
 _TRUN_VIDEO = 0x000001 | 0x000100 | 0x000200 | 0x000400 | 0x000800
@@ -61,7 +62,7 @@ class CmafMuxer:
 
     def media_segment(self, segment: Segment) -> bytes:
         video_times = _video_timing(segment.video, segment.video_end_dts)
-        audio_times = self._audio_timing(segment)
+        audio_times = self._audio_timing(segment.fmt, segment.audio)
         parts: list[bytes] = []
         for v_range, a_range in self._fragment_ranges(segment):
             self._sequence += 1
@@ -75,6 +76,19 @@ class CmafMuxer:
                 )
             )
         return b"".join(parts)
+
+    def media_part(self, part: Part) -> bytes:
+        """One LL-HLS part as one fragment; the same counters as whole segments, so a segment
+        made of its parts' fragments is what :meth:`media_segment` would have made of it with
+        fragments cut at the parts' boundaries."""
+        self._sequence += 1
+        return _fragment(
+            self._sequence,
+            part.video,
+            _video_timing(part.video, part.video_end_dts),
+            part.audio,
+            self._audio_timing(part.fmt, part.audio),
+        )
 
     def _fragment_ranges(self, segment: Segment) -> list[tuple[tuple[int, int], tuple[int, int]]]:
         """Index ranges of video and audio samples for each fragment of the segment."""
@@ -93,15 +107,15 @@ class CmafMuxer:
             v0, a0 = v1, a1
         return ranges
 
-    def _audio_timing(self, segment: Segment) -> list[int]:
+    def _audio_timing(self, fmt: TrackFormat, audio: Sequence[MediaPacket]) -> list[int]:
         """Start time (in samples) of each AAC frame, plus the end of the last one."""
-        config = segment.fmt.audio
-        if config is None or not segment.audio:
+        config = fmt.audio
+        if config is None or not audio:
             return [0]
         rate = config.sample_rate
         times: list[int] = []
         expected = self._audio_next
-        for packet in segment.audio:
+        for packet in audio:
             from_ms = packet.pts_ms * rate // 1000
             # Forward jumps over half a frame are real gaps; anything else is rounding.
             if expected is None or from_ms - expected > AAC_FRAME_SAMPLES // 2:

@@ -64,3 +64,26 @@ class Muxer(Protocol):
         ...
 
     def media_segment(self, segment: Segment) -> bytes: ...
+
+
+@dataclass(slots=True)
+class Part:
+    """One LL-HLS partial segment: the next run of a segment's packets, published before the
+    segment is complete. A segment's parts, in order, hold exactly its packets, so the segment's
+    bytes are its parts' bytes end to end (one fMP4 fragment each).
+
+    ``duration_ms`` spans from the part's start (the segment's start for its first part, else
+    its first video sample's decode time) to the next part's; the parts of a segment add up to
+    its EXTINF. ``video_end_dts`` is the decode time right after its last video sample.
+    """
+
+    fmt: TrackFormat
+    sequence: int  # the media sequence number of its segment
+    index: int  # 0, 1, ... within the segment
+    duration_ms: int
+    video: list[MediaPacket]
+    audio: list[MediaPacket]
+    video_end_dts: int
+    independent: bool  # starts with a keyframe (INDEPENDENT=YES)
+    last: bool  # the segment's last part: the segment follows
+    discontinuity: bool  # its segment is a discontinuity

@@ -20,6 +20,18 @@ time past the keyframe; frames that arrive later open the next segment instead (
 audio clock keeps them in place, so only the boundary moves, by a frame or three). The default,
 0, publishes at the keyframe, as nginx-rtmp does: the lowest lag. Ladder renditions get the
 source's audio long before their encoded video, so their audio boundaries are always exact.
+
+LL-HLS parts (``part_ms`` > 0): a segment in progress is also cut into parts at fixed offsets
+from its start (start + k x step, on the video decode timeline), so renditions cut at the
+same segment starts cut their parts at the same times too. The step is ``part_ms`` rounded to a
+whole number of the source's frames (10 frames at 30 fps for 333 ms), so every part lasts the
+same and none exceeds the PART-TARGET the playlist announces; the source picks it and records
+it in the :class:`CutPlan`, and ladder renditions take it from there. A part is handed out
+as soon as the first video frame past its end arrives (that frame's decode time ends the part's
+last sample); it takes the segment's audio up to that time, and audio that comes later goes
+into the next part. The segment's last part is handed out just before the segment itself, so
+a segment's parts hold exactly its packets. Output is in publishing order: a segment's parts,
+then the segment.
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ from collections.abc import Iterator
 
 from media.types import AudioConfig, MediaPacket, VideoConfig
 from packager.hls.mp4 import AAC_FRAME_SAMPLES
-from packager.hls.segment import Segment, TrackFormat
+from packager.hls.segment import Part, Segment, TrackFormat
 
 #: Ladder keyframes match a planned start within this many ms (timestamp rounding).
 FOLLOW_TOLERANCE_MS = 10
@@ -39,6 +51,13 @@ FOLLOW_TOLERANCE_MS = 10
 MAX_OVERSHOOT_MS = 500
 _PENDING_AUDIO_MS = 10_000  # audio kept while no segment is open (before the first keyframe)
 _DEFAULT_FRAME_MS = 33
+#: A frame this close before a part boundary starts the next part (integer-ms timestamps).
+PART_TOLERANCE_MS = 2
+
+
+def part_step(target_ms: int, frame_ms: float) -> float:
+    """The part length: ``target_ms`` rounded to a whole number of frames."""
+    return max(1, round(target_ms / frame_ms)) * frame_ms
 
 
 class CutPlan:
@@ -46,6 +65,7 @@ class CutPlan:
 
     def __init__(self, keep: int = 512) -> None:
         self._starts: collections.deque[tuple[int, int]] = collections.deque(maxlen=keep)
+        self.part_step_ms: float | None = None  # chosen by the source (LL-HLS parts)
 
     def add(self, start_ms: int, sequence: int) -> None:
         self._starts.append((start_ms, sequence))
@@ -66,6 +86,21 @@ class CutPlan:
         return before
 
 
+class _PartCursor:
+    """How much of one segment has gone out as parts."""
+
+    __slots__ = ("audio", "index", "start_ms", "video")
+
+    def __init__(self, start_ms: int) -> None:
+        self.video = 0  # packets already in parts
+        self.audio = 0
+        self.index = 0  # of the next part
+        self.start_ms = start_ms  # of the next part
+
+
+Output = Segment | Part
+
+
 class Segmenter:
     def __init__(
         self,
@@ -74,8 +109,10 @@ class Segmenter:
         audio_wait_ms: int = 0,
         plan: CutPlan | None = None,
         follow: bool = False,
+        part_ms: int = 0,
     ) -> None:
         self.target_ms = target_ms
+        self.part_ms = part_ms
         self.audio_wait_ms = audio_wait_ms
         self.plan = plan
         self.follow = follow
@@ -94,6 +131,8 @@ class Segmenter:
         self._last_keyframe_ms: int | None = None
         self._audio_high = -(1 << 62)
         self._video_high = -(1 << 62)
+        self._cursors: dict[int, _PartCursor] = {}  # segment sequence -> its parts so far
+        self._part_step: float | None = None
 
     @property
     def max_duration_ms(self) -> int:
@@ -113,15 +152,18 @@ class Segmenter:
             self.audio_config = config
             self._config_changed()
 
-    def push(self, packet: MediaPacket) -> list[Segment]:
+    def push(self, packet: MediaPacket) -> list[Output]:
         if packet.kind == "video":
             if self.video_config is not None:
                 self._push_video(packet)
         elif self.audio_config is not None:
             self._push_audio(packet)
-        return list(self._ready())
+        out = list(self._ready())
+        if self.part_ms > 0 and self._current is not None and not self._closing:
+            out.extend(self._cut_parts(self._current))
+        return out
 
-    def flush(self, until_ms: int | None = None) -> list[Segment]:
+    def flush(self, until_ms: int | None = None) -> list[Output]:
         """End of a session (or of a ladder generation): close and return every segment.
 
         Audio at or after ``until_ms`` belongs to what comes next and is kept for it. The next
@@ -132,13 +174,13 @@ class Segmenter:
             self._discontinuity = True
         return out
 
-    def gap(self) -> list[Segment]:
+    def gap(self) -> list[Output]:
         """Packets were lost (a slow consumer resynced): close the segment in progress at its
         last sample and start again at the next keyframe. Timestamps go on, so no
         discontinuity is signalled; the playlist just has a shorter segment before the hole."""
         return self._close_all(None)
 
-    def interrupt(self) -> list[Segment]:
+    def interrupt(self) -> list[Output]:
         """The video stops here and resumes later after a hole in media time (a shed ladder
         rung): close everything at the end of the last frame; the next segment is a
         discontinuity. Audio past that end waits (bounded) for the segment that resumes."""
@@ -244,6 +286,8 @@ class Segmenter:
         self._opened += 1
         if self.plan is not None and not self.follow:
             self.plan.add(start, segment.sequence)
+        if self.part_ms > 0:
+            self._cursors[segment.sequence] = _PartCursor(start)
 
     def _sequence_for(self, start_ms: int) -> int:
         if self._next_sequence is None:  # the rendition's first segment
@@ -253,7 +297,7 @@ class Segmenter:
         self._next_sequence += 1
         return sequence
 
-    def _ready(self) -> Iterator[Segment]:
+    def _ready(self) -> Iterator[Output]:
         """Closed segments whose audio is complete, in order."""
         while self._closing:
             segment = self._closing[0]
@@ -266,9 +310,100 @@ class Segmenter:
             ):
                 return
             self._emitted = True
-            yield self._closing.popleft()
+            yield from self._finish(self._closing.popleft())
 
-    def _close_all(self, until_ms: int | None) -> list[Segment]:
+    def _finish(self, segment: Segment) -> Iterator[Output]:
+        """A complete segment, after its last part when parts are cut."""
+        cursor = self._cursors.pop(segment.sequence, None)
+        if cursor is not None:
+            end = segment.start_ms + segment.duration_ms
+            part = self._part(segment, cursor, len(segment.video), len(segment.audio),
+                              segment.video_end_dts, end, last=True)  # fmt: skip
+            if part is not None:
+                yield part
+        yield segment
+
+    # --- LL-HLS parts ---
+
+    def _cut_parts(self, segment: Segment) -> Iterator[Part]:
+        """The parts of the segment in progress that are complete: a video frame (or, without
+        video, an audio frame) at or past each part's end has arrived."""
+        cursor = self._cursors.get(segment.sequence)
+        if cursor is None:
+            return
+        by_video = segment.fmt.video is not None
+        packets = segment.video if by_video else segment.audio
+        step = self.part_step_ms(segment)
+        if step is None:
+            return
+        while True:
+            end = segment.start_ms + (cursor.index + 1) * step - PART_TOLERANCE_MS
+            # The part's first packet stays in it whatever its time: a part is never empty.
+            cut = (cursor.video if by_video else cursor.audio) + 1
+            while cut < len(packets) and _time(packets[cut], by_video) < end:
+                cut += 1
+            if cut >= len(packets):
+                return
+            cut_ms = _time(packets[cut], by_video)
+            if by_video:
+                v_end = cut
+                a_end = cursor.audio
+                while a_end < len(segment.audio) and segment.audio[a_end].pts_ms < cut_ms:
+                    a_end += 1
+                end_dts = segment.video[cut].dts_ms
+            else:
+                v_end, a_end, end_dts = 0, cut, 0
+            part = self._part(segment, cursor, v_end, a_end, end_dts, cut_ms, last=False)
+            if part is not None:
+                yield part
+
+    def part_step_ms(self, segment: Segment | None = None) -> float | None:
+        """The part length in ms (see the module docstring); None until it is known."""
+        if self._part_step is not None or self.part_ms <= 0:
+            return self._part_step
+        if self.follow:
+            self._part_step = self.plan.part_step_ms if self.plan is not None else None
+            return self._part_step
+        video = self.video_config
+        if video is not None and video.frame_rate:
+            frame_ms = 1000 / float(video.frame_rate)
+        elif video is not None and segment is not None and len(segment.video) >= 2:
+            frame_ms = float(self._frame_ms(segment))
+        elif video is not None:
+            return None  # a frame rate from the first two frames
+        else:
+            frame_ms = float(AAC_FRAME_SAMPLES * 1000 / self.audio_config.sample_rate
+                             if self.audio_config else self.part_ms)  # fmt: skip
+        self._part_step = part_step(self.part_ms, frame_ms)
+        if self.plan is not None and self.plan.part_step_ms is None:
+            self.plan.part_step_ms = self._part_step
+        return self._part_step
+
+    def _part(
+        self, segment: Segment, cursor: _PartCursor, v_end: int, a_end: int, end_dts: int,
+        end_ms: int, *, last: bool,
+    ) -> Part | None:  # fmt: skip
+        video = segment.video[cursor.video : v_end]
+        audio = segment.audio[cursor.audio : a_end]
+        if not video and not audio:
+            return None
+        part = Part(
+            fmt=segment.fmt,
+            sequence=segment.sequence,
+            index=cursor.index,
+            duration_ms=max(end_ms - cursor.start_ms, 1),
+            video=video,
+            audio=audio,
+            video_end_dts=end_dts,
+            independent=video[0].keyframe if video else True,  # audio frames all are
+            last=last,
+            discontinuity=segment.discontinuity,
+        )
+        cursor.video, cursor.audio, cursor.start_ms = v_end, a_end, end_ms
+        cursor.index += 1
+        return part
+
+    def _close_all(self, until_ms: int | None) -> list[Output]:
         current, self._current = self._current, None
         if current is not None:
             if until_ms is not None:
@@ -279,7 +414,7 @@ class Segmenter:
             self._finish_last(current)
             self._closing.append(current)
             self._pending_audio.extend(kept)
-        out = list(self._closing)
+        out = [item for segment in self._closing for item in self._finish(segment)]
         self._closing.clear()
         self._emitted = False
         self._last_keyframe_ms = None
@@ -314,3 +449,8 @@ class Segmenter:
             current.fmt = TrackFormat(self.video_config, self.audio_config)
         elif self._opened:
             self._format_changed = True
+
+
+def _time(packet: MediaPacket, by_video: bool) -> int:
+    """Where a part boundary is measured: video decode time, or audio presentation time."""
+    return packet.dts_ms if by_video else packet.pts_ms

@@ -66,7 +66,7 @@ from packager.hls.playlists import (
     render_vod,
 )
 from packager.hls.rendition import RenditionStats
-from packager.hls.segment import Segment, TrackFormat
+from packager.hls.segment import Part, Segment, TrackFormat
 from packager.hls.segmenter import Segmenter
 from packager.ladder.codec import TIME_BASE, VOD, Decimator, RungEncoder, rate_for, rung_size
 from packager.types import Rung
@@ -246,8 +246,10 @@ class _RungJob:
             while self.queue.get() is not _END:
                 pass
 
-    def _write(self, segments: list[Segment]) -> None:
-        for segment in segments:
+    def _write(self, out: list[Segment | Part]) -> None:
+        for segment in out:
+            if isinstance(segment, Part):  # never: VOD segments are not cut into parts
+                continue
             if segment.fmt != self.fmt:
                 if self.fmt is not None:  # never: the configs are set before any packet
                     raise RuntimeError(f"{self.spec.name}: the track format changed")
