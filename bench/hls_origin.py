@@ -9,8 +9,13 @@ serves streamd's media directory as static files at the same paths, so both answ
 same bytes:
 
 - playlist: the live's source media playlist (``.../source/live.m3u8``), which changes while
-  it is measured: streamd answers from memory, nginx from the file the packager rewrites;
-- segment: one ~1 MB segment of that live (recording keeps it on disk for the whole run).
+  it is measured: streamd answers its LL-HLS playlist from memory, nginx the plain one the
+  packager writes to disk (smaller: no parts; both sizes are reported);
+- segment: one ~1 MB segment of that live from the first seconds of the run, which streamd
+  reads from disk like nginx (recording keeps it there for the whole run);
+- edge_segment: the newest ~1 MB segment as each run starts, what a viewer at the live edge
+  asks for: streamd still holds it in memory (its LL-HLS parts point into it) for the first
+  seconds of the run, then reads it from disk.
 
 Each round measures both systems on both URLs, alternating which goes first; medians of the
 rounds and their ratios streamd / nginx (targets: playlist >= 0.1, segment >= 0.5). The
@@ -42,7 +47,8 @@ from ingest_density import ensure_media, publisher_argv
 
 PASSWORD = "origin-load-pass-1"
 APT_PACKAGES = ("wrk", "nginx-light")
-TARGETS = {"playlist": 0.1, "segment": 0.5}
+TARGETS = {"playlist": 0.1, "segment": 0.5, "edge_segment": 0.5}
+KINDS = tuple(TARGETS)
 _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 
@@ -118,7 +124,7 @@ def main() -> None:
     media = ensure_media(ffmpeg)
 
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-        system: {"playlist": [], "segment": []} for system in ("streamd", "nginx")
+        system: {kind: [] for kind in KINDS} for system in ("streamd", "nginx")
     }
     with tempfile.TemporaryDirectory(prefix="streamd-bench-origin-") as tmp:
         work = Path(tmp)
@@ -147,13 +153,17 @@ def main() -> None:
             bases = {"streamd": base, "nginx": nginx_base}
             for round_ in range(args.rounds):
                 order = ["streamd", "nginx"] if round_ % 2 == 0 else ["nginx", "streamd"]
-                for kind, path in (("playlist", playlist_path), ("segment", segment_path)):
+                paths = {"playlist": playlist_path, "segment": segment_path}
+                for kind in KINDS:
                     for system in order:
+                        # The edge moves: each run takes the newest segment as it starts.
+                        path = paths.get(kind) or newest_segment(base, playlist_path)
                         got = wrk(wrk_exe, bases[system] + path, args.seconds, args.connections)
                         runs[system][kind].append(got)
                         log(f"round {round_ + 1} {kind} {system}: {got['rps']:.0f} req/s")
             segment_bytes = len(httpx.get(base + segment_path).content)
             playlist_bytes = len(httpx.get(base + playlist_path).content)
+            nginx_playlist_bytes = len(httpx.get(nginx_base + playlist_path).content)
         finally:
             for proc in reversed(procs):
                 proc.terminate()
@@ -164,7 +174,7 @@ def main() -> None:
                     proc.kill()
 
     summary: dict[str, Any] = {}
-    for kind in ("playlist", "segment"):
+    for kind in KINDS:
         ours = median(r["rps"] for r in runs["streamd"][kind])
         theirs = median(r["rps"] for r in runs["nginx"][kind])
         ratio = round(ours / theirs, 3) if ours and theirs else None
@@ -179,8 +189,9 @@ def main() -> None:
             "obs_like_1080p.flv (ffmpeg -re -c copy) throughout",
             "nginx": "nginx-light, 1 worker, sendfile on, access log on, same files",
             "wrk": f"-t1 -c{args.connections} -d{args.seconds}s, {args.rounds} rounds",
-            "playlist_bytes": playlist_bytes, "segment_bytes": segment_bytes,
-        },  # fmt: skip
+            "playlist_bytes": {"streamd": playlist_bytes, "nginx": nginx_playlist_bytes},
+            "segment_bytes": segment_bytes,
+        },
         "machine": {"cpus": _cpus(), "python": platform.python_version()},
         "summary": summary,
         "runs": runs,
@@ -210,6 +221,17 @@ def wait_for_media(base: str, live_id: int) -> tuple[str, str]:
                     return playlist, path
         time.sleep(1)
     raise SystemExit("no segment over 500 kB was listed in 90 s")
+
+
+def newest_segment(base: str, playlist: str) -> str:
+    """The newest listed segment over 500 kB (the last one may be a short one)."""
+    names = [line for line in httpx.get(base + playlist).text.splitlines()
+             if line.startswith("seg_")]  # fmt: skip
+    for name in reversed(names):
+        path = playlist.rsplit("/", 1)[0] + "/" + name
+        if len(httpx.get(base + path).content) > 500_000:
+            return path
+    raise SystemExit("no segment over 500 kB is listed")
 
 
 def _cpus() -> int:

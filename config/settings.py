@@ -116,6 +116,8 @@ class Settings:
     hls_target_duration: float = 2.0
     hls_window: int = 6
     hls_segment_format: SegmentFormat = "cmaf"
+    hls_low_latency: bool = True
+    hls_part_target: float = 0.333
     hls_recording: bool = True
     hls_reconnect_window: float = 30.0
     hls_thumbnail_interval: float = 10.0
@@ -329,6 +331,10 @@ SPECS: tuple[_Spec, ...] = (
           "segments listed in a live media playlist"),
     _Spec("hls_segment_format", "STREAMD_HLS_SEGMENT_FORMAT", p.choice("cmaf", "ts"),
           "cmaf (fragmented MP4) or ts (MPEG-TS)"),
+    _Spec("hls_low_latency", "STREAMD_HLS_LOW_LATENCY", p.boolean,
+          "LL-HLS live playlists (parts, blocking reload); cmaf only; off = plain HLS"),
+    _Spec("hls_part_target", "STREAMD_HLS_PART_TARGET", p.float_range(0.1, 1.0),
+          "LL-HLS part duration in seconds (rounded to whole frames)"),
     _Spec("hls_recording", "STREAMD_HLS_RECORDING", p.boolean,
           "keep every segment and publish a VOD when a live ends"),
     _Spec("hls_reconnect_window", "STREAMD_HLS_RECONNECT_WINDOW", p.float_range(0, 3600),

@@ -44,6 +44,7 @@ class PackagerOptions:
     target_duration: float  # seconds; segments are cut at source keyframes
     window: int  # segments in a live media playlist
     segment_format: SegmentFormat
+    part_target: float  # seconds; 0: no LL-HLS parts (off, or MPEG-TS segments)
     recording: bool  # keep every segment and publish a VOD when the live ends
     reconnect_window: float  # seconds a live waits for its publisher to come back
     thumbnail_interval: float  # seconds between poster refreshes
@@ -67,6 +68,11 @@ class PackagerOptions:
             target_duration=settings.hls_target_duration,
             window=settings.hls_window,
             segment_format=settings.hls_segment_format,
+            part_target=(
+                settings.hls_part_target
+                if settings.hls_low_latency and settings.hls_segment_format == "cmaf"
+                else 0.0
+            ),
             recording=settings.hls_recording,
             reconnect_window=settings.hls_reconnect_window,
             thumbnail_interval=settings.hls_thumbnail_interval,
@@ -91,6 +97,10 @@ class PackagerOptions:
     @property
     def target_ms(self) -> int:
         return round(self.target_duration * 1000)
+
+    @property
+    def part_ms(self) -> int:
+        return round(self.part_target * 1000)
 
     @property
     def target_duration_tag(self) -> int:

@@ -33,6 +33,7 @@ import asyncpg
 
 from db import live_health, live_media, lives
 from db.errors import DB_ERRORS
+from packager.hls.low_latency import LiveIndex
 from packager.metrics import PackagerMetrics
 from packager.options import PackagerOptions
 from packager.pipeline import LivePipeline, PosterWriterFactory, TranscoderFactory
@@ -90,6 +91,8 @@ class Packager:
         self.node = node or socket.gethostname()
         self.clock = clock
         self.lives: dict[int, _Live] = {}
+        # LL-HLS: every live rendition's playlist and fresh media, for the /hls origin.
+        self.live_index = LiveIndex()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._recovery: asyncio.Task[None] | None = None
         self._health: asyncio.Task[None] | None = None
@@ -122,6 +125,7 @@ class Packager:
             session.live_id, f"b{int(self.clock() * 1000)}", self.options, self.storage,
             self.metrics, events=self, ladder_factory=self.ladder_factory,
             thumbnailer_factory=self.thumbnailer_factory, clock=self.clock,
+            live_index=self.live_index if self.options.part_target > 0 else None,
         )  # fmt: skip
         live = self.lives[session.live_id] = _Live(pipeline, subscription)
         self.metrics.pipelines.inc()

@@ -33,6 +33,7 @@ from typing import Protocol
 
 from media.types import AudioConfig, MediaPacket, VideoConfig
 from packager.health import HealthMeter
+from packager.hls.low_latency import LiveIndex
 from packager.hls.playlists import SegmentEntry, render_master
 from packager.hls.rendition import Journal, Rendition, RenditionKind, WallClock, muxer_factory
 from packager.hls.segment import Segment
@@ -107,8 +108,10 @@ class LivePipeline:
         ladder_factory: TranscoderFactory | None = None,
         thumbnailer_factory: PosterWriterFactory | None = None,
         clock: Callable[[], float] = time.time,
+        live_index: LiveIndex | None = None,
     ) -> None:
         self.live_id = live_id
+        self.live_index = live_index  # LL-HLS: renditions publish parts into it
         self.broadcast = broadcast
         self.prefix = f"hls/{live_id}/{broadcast}"
         self.master_key = f"hls/{live_id}/master.m3u8"
@@ -150,6 +153,7 @@ class LivePipeline:
             audio_wait_ms=round(o.audio_wait * 1000),
             plan=self.plan,
             follow=kind == "ladder",
+            part_ms=o.part_ms if self.live_index is not None else 0,
         )
         return Rendition(
             name, kind,
@@ -157,7 +161,7 @@ class LivePipeline:
             muxer_factory=muxer_factory(o.segment_format, round(o.fragment_duration * 1000)),
             window=o.window, minimum_target=o.target_duration_tag, clock=self.wall,
             metrics=self.metrics, keep_segments=o.recording, keep_after_window=o.keep_after_window,
-            journal=self.journal, on_segment=self._on_segment,
+            journal=self.journal, on_segment=self._on_segment, live_index=self.live_index,
         )  # fmt: skip
 
     def attach_journal(self, journal: Journal) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
@@ -27,6 +28,7 @@ from ingest.metrics import IngestMetrics
 from ingest.server import COALESCE_S, LADDER_COALESCE_S, RtmpLimits, RtmpServer
 from ingest.session import PublishSession
 from ingest.whip.server import IceServer, WhipIngest, WhipLimits
+from packager.hls.low_latency import LiveIndex
 from packager.storage.base import Storage, known_object_headers
 from packager.whep.server import WhepLimits, WhepServer
 from streamd.media import build_packager, build_storage
@@ -34,6 +36,7 @@ from streamd.resources import chat_hub, database_pools
 from streamd.worker import running_worker
 from web.app import create_app
 from web.hls import hls_routes
+from web.hls_origin import HlsOrigin
 from web.playback import PlaybackGuard
 from web.whep import whep_routes
 from web.whip import whip_routes
@@ -108,6 +111,7 @@ async def run_server(settings: Settings, database_url: str) -> None:
                         *(whep_routes(whep, guard) if settings.whep_max_viewers > 0 else []),
                         *hls_routes_for(settings, storage, guard),
                     ],
+                    extra_middleware=[hls_origin_for(settings, packager.live_index, guard)],
                     storage=storage,
                 )
                 # VOD transcoding in this process unless STREAMD_VOD_WORKERS=0 (web-only).
@@ -167,6 +171,16 @@ def hls_routes_for(
     /hls reads through the storage: no bucket name in any URL."""
     reader = storage if settings.storage == "s3" else None
     return hls_routes(settings.media_dir, known_object_headers, reader, guard or PlaybackGuard())
+
+
+def hls_origin_for(
+    settings: Settings, lookup: LiveIndex | None, guard: PlaybackGuard | None = None
+) -> Middleware:
+    """The /hls fast path (web.hls_origin): the packager's live renditions from memory, and
+    local storage's files (none with S3: web.hls reads those through the storage)."""
+    root = settings.media_dir if settings.storage != "s3" else None
+    return Middleware(HlsOrigin, lookup=lookup, root=root, headers=known_object_headers,
+                      guard=guard or PlaybackGuard())  # fmt: skip
 
 
 async def _serve_http(settings: Settings, app: Starlette) -> None:

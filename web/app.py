@@ -70,6 +70,7 @@ def create_app(
     registry: CollectorRegistry | None = None,
     stop_live: StopLive | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    extra_middleware: Sequence[Middleware] = (),
     storage: Storage | None = None,
 ) -> Starlette:
     """Build the app; keys and background tasks open when the app starts, not here.
@@ -80,6 +81,8 @@ def create_app(
     by this process (``serve`` passes the RTMP server's); without it, stopping a live only marks
     it ended and NOTIFYs. ``extra_routes`` (/hls) come before the web app's catch-all GET
     route, which is last: a route added to the app afterwards is never reached by GET.
+    ``extra_middleware`` (the /hls origin's fast path) runs inside the request context (request
+    id, access log, metrics), ahead of the router.
     ``storage``: where uploads go (the packager's; without it, uploads answer 503).
     """
     registry = registry if registry is not None else CollectorRegistry()
@@ -153,6 +156,7 @@ def create_app(
                 max_age=600,
             )
         )
+    middleware.extend(extra_middleware)
     handlers: Any = EXCEPTION_HANDLERS
     app = Starlette(
         routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan

@@ -73,7 +73,7 @@ class ObjectReader(Protocol):
     async def get(self, key: str) -> bytes | None: ...
 
 
-def _valid_path(path: str) -> bool:
+def valid_path(path: str) -> bool:
     parts = path.split("/")
     return 1 <= len(parts) <= _MAX_DEPTH and all(_PART.fullmatch(p) for p in parts)
 
@@ -150,7 +150,7 @@ class HlsFiles:
         self.headers = headers
 
     def _locate(self, path: str) -> tuple[Path, os.stat_result] | None:
-        if not _valid_path(path):
+        if not valid_path(path):
             return None
         candidate = self.base.joinpath(*path.split("/"))
         try:
@@ -209,7 +209,7 @@ class HlsObjects:
             return early
         path = request.path_params["path"]
         headers = self.headers(f"hls/{path}")
-        if headers is None or not _valid_path(path):
+        if headers is None or not valid_path(path):
             return _not_found()
         try:
             body = await self.reader.get(f"hls/{path}")

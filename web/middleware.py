@@ -1,12 +1,19 @@
 """Request id, security headers, one access-log line and metrics per request, as one pure ASGI
-middleware."""
+middleware.
+
+Successful ``/hls`` answers are logged at DEBUG, not INFO: with LL-HLS every viewer asks for a
+playlist and a part three times a second, which would bury every other line (and cost more
+than answering them). Their errors are logged as usual, and every request is counted in the
+metrics (``streamd_http_requests_total{route="/hls/{path:path}"}``).
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,6 +30,14 @@ UNMATCHED = "<unmatched>"
 # content into something executable, and no Referer from pages of this origin (reset and
 # verification links carry tokens in their query).
 SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"))
+# Request ids: a random prefix per process and a counter (unique, and no urandom per request).
+_ID_PREFIX = os.urandom(6).hex()
+_ids = itertools.count(1)
+_QUIET_PREFIX = "/hls/"
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ids):020x}"  # 32 hex digits, as a uuid4 had
 
 
 def route_template(scope: Scope) -> str:
@@ -42,7 +57,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
-        request_id = incoming.decode() if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming.decode() if _SAFE_ID.match(incoming) else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500  # if the app dies before sending a start message
         response_started = False
@@ -75,7 +90,9 @@ class RequestContextMiddleware:
                 route = route_template(scope)
                 self.metrics.observe(scope["method"], route, status, elapsed)
                 client = scope.get("client")
-                access_log.info(
+                quiet = status < 400 and scope["path"].startswith(_QUIET_PREFIX)
+                access_log.log(
+                    logging.DEBUG if quiet else logging.INFO,
                     "%s %s %d %.1fms",
                     scope["method"],
                     scope["path"],

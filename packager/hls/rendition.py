@@ -8,11 +8,19 @@ segments in order; the queue is bounded, and when storage cannot keep up new seg
 dropped (counted) rather than memory growing without end. A segment lost either way (dropped,
 or not stored after the backend's retries) is never listed; the next segment listed carries
 EXT-X-DISCONTINUITY, so players reset their timeline across the hole instead of stalling on it.
+
+With LL-HLS (the segmenter cuts parts), publishing and storing part ways: each part is muxed on
+the event loop the moment the segmenter hands it out and published to the rendition's
+:class:`~packager.hls.low_latency.LiveRendition` (the origin serves it from memory, releasing
+the playlist requests held for it); a complete segment is its parts' bytes, listed there at
+once, and then queued to the writer, which stores it and the playlist for everything else
+(recording, other processes, a CDN reading storage). So a slow upload never delays a part.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -23,9 +31,10 @@ from typing import Literal, Protocol
 
 from media.types import AudioConfig, VideoConfig
 from packager.hls.cmaf import CmafMuxer
+from packager.hls.low_latency import LiveIndex, LiveRendition, PartEntry
 from packager.hls.playlists import CMAF_VERSION, TS_VERSION, LivePlaylist, SegmentEntry, Variant
-from packager.hls.segment import Muxer, Segment, TrackFormat
-from packager.hls.segmenter import Segmenter
+from packager.hls.segment import Muxer, Part, Segment, TrackFormat
+from packager.hls.segmenter import Output, Segmenter
 from packager.hls.ts import TS_CODECS, TsMuxer
 from packager.metrics import PackagerMetrics
 from packager.storage.base import Storage, put_object
@@ -107,6 +116,17 @@ def muxer_factory(segment_format: str, fragment_ms: int) -> Callable[[VideoConfi
     return make
 
 
+@dataclass(slots=True)
+class _Job:
+    """A segment for the writer: muxed there, or (LL-HLS) already muxed and listed."""
+
+    segment: Segment
+    completed: float  # monotonic time the segmenter handed it out
+    data: bytes | None = None
+    entry: SegmentEntry | None = None
+    init: tuple[str, bytes] | None = None  # a new init segment to store before it
+
+
 class Rendition:
     def __init__(
         self,
@@ -125,6 +145,7 @@ class Rendition:
         keep_after_window: int,
         journal: Journal | None = None,
         on_segment: Callable[[Rendition, Segment, SegmentEntry], None] | None = None,
+        live_index: LiveIndex | None = None,
     ) -> None:
         self.name = name
         self.kind = kind
@@ -147,13 +168,22 @@ class Rendition:
         self._inits = 0
         self._next_sequence: int | None = None
         self._expired: deque[str] = deque()
-        self._queue: asyncio.Queue[tuple[Segment, float] | None] = asyncio.Queue(QUEUE_SEGMENTS)
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue(QUEUE_SEGMENTS)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"hls-{name}")
         self._warned_full = False
         # A segment was lost (dropped here, or not stored): the next one is queued or listed
         # with EXT-X-DISCONTINUITY, so no playlist ever hides a hole in the timeline.
         self._dropped = False
         self._lost = False
+        # LL-HLS: what the origin serves from memory (parts are cut: segmenter.part_ms > 0).
+        self.live_index = live_index
+        self.live: LiveRendition | None = None
+        self._new_init: tuple[str, bytes] | None = None  # to store with the next segment
+        if live_index is not None and segmenter.part_ms > 0:
+            # Its own playlist: it lists segments at once, self.playlist once they are stored.
+            memory = LivePlaylist(window, version=CMAF_VERSION, minimum_target=minimum_target)
+            self.live = LiveRendition(name, memory, segmenter.part_ms)
+            live_index.add(directory, self.live)
 
     @property
     def playlist_key(self) -> str:
@@ -179,19 +209,80 @@ class Rendition:
         """A shed ladder rung: see `Segmenter.interrupt`."""
         self._enqueue(self.segmenter.interrupt())
 
-    def _enqueue(self, segments: list[Segment]) -> None:
-        for segment in segments:
-            try:
-                self._queue.put_nowait((segment, time.monotonic()))
-                if self._dropped:
-                    segment.discontinuity = True
-                    self._dropped = False
-            except asyncio.QueueFull:
-                self._dropped = True
-                self.metrics.dropped_segments.inc()
-                if not self._warned_full:
-                    self._warned_full = True
-                    log.warning("%s: storage is too slow, dropping segments", self.directory)
+    def _enqueue(self, items: list[Output]) -> None:
+        for item in items:
+            if isinstance(item, Part):
+                self._publish_part(item)
+            elif self.live is not None:
+                self._queue_job(self._publish_segment(item))
+            else:
+                self._queue_job(_Job(item, time.monotonic()))
+
+    def _queue_job(self, job: _Job) -> None:
+        try:
+            self._queue.put_nowait(job)
+            if self._dropped:
+                job.segment.discontinuity = True
+                if job.entry is not None:
+                    job.entry = dataclasses.replace(job.entry, discontinuity=True)
+                self._dropped = False
+        except asyncio.QueueFull:
+            self._dropped = True
+            self.metrics.dropped_segments.inc()
+            if not self._warned_full:
+                self._warned_full = True
+                log.warning("%s: storage is too slow, dropping segments", self.directory)
+
+    # --- LL-HLS: publishing on the event loop ---
+
+    def _publish_part(self, part: Part) -> None:
+        live = self.live
+        assert live is not None, "parts are cut only with a LiveRendition"
+        if self.muxer is None:
+            self.muxer = self.muxer_factory(part.fmt.video)
+            step = self.segmenter.part_step_ms()
+            if step is not None:
+                live.set_part_target(step)
+        assert isinstance(self.muxer, CmafMuxer), "LL-HLS parts are fMP4"
+        if part.fmt != self.fmt:
+            uri, init = self._next_init(part.fmt)
+            live.add_init(uri, init)
+            self._new_init = (uri, init)
+            self.fmt = part.fmt
+        data = self.muxer.media_part(part)
+        entry = PartEntry(part.sequence, part.index, part.duration_ms / 1000, part.independent,
+                          data)  # fmt: skip
+        live.add_part(entry, part.discontinuity)
+
+    def _publish_segment(self, segment: Segment) -> _Job:
+        live = self.live
+        assert live is not None and self.muxer is not None
+        completed = time.monotonic()
+        data = live.segment_bytes(segment.sequence)
+        entry = SegmentEntry(
+            sequence=segment.sequence,
+            uri=f"seg_{segment.sequence}{self.muxer.extension}",
+            duration=segment.duration_ms / 1000,
+            discontinuity=segment.discontinuity,
+            program_date_time=self.clock.at(segment.start_ms),
+            init_uri=self._init_uri,
+            size=len(data),
+        )
+        _, raised = live.add_segment(entry, data)
+        if raised:
+            self._log_raised(entry)
+        self.metrics.publish_seconds.labels(self.kind).observe(time.monotonic() - completed)
+        job = _Job(segment, completed, data, entry, self._new_init)
+        self._new_init = None
+        return job
+
+    def _next_init(self, fmt: TrackFormat) -> tuple[str, bytes]:
+        assert self.muxer is not None
+        init = self.muxer.init_segment(fmt)
+        assert init is not None
+        self._init_uri = "init.mp4" if self._inits == 0 else f"init_{self._inits}.mp4"
+        self._inits += 1
+        return self._init_uri, init
 
     async def close(self, *, ended: bool) -> None:
         """Write what is queued, then the final playlist (with EXT-X-ENDLIST when ``ended``)."""
@@ -200,29 +291,50 @@ class Rendition:
         if ended and self.playlist.entries:
             self.playlist.ended = True
             await self._store_playlist()
+        if self.live is not None:
+            assert self.live_index is not None
+            self.live.end()  # held requests get the last playlist; later ones read storage
+            self.live_index.remove(self.directory)
 
     # --- the writer task ---
 
     async def _run(self) -> None:
         while (job := await self._queue.get()) is not None:
-            segment, completed = job
             try:
-                await self._write(segment, completed)
+                if job.data is None:
+                    await self._write(job.segment, job.completed)
+                else:
+                    await self._store_listed(job)
             except Exception:  # storage errors of any backend: lose this segment, not the live
                 self._lost = True
                 self.metrics.storage_errors.inc()
-                log.exception("%s: could not write segment %d", self.directory, segment.sequence)
+                log.exception(
+                    "%s: could not write segment %d", self.directory, job.segment.sequence
+                )
+
+    async def _store_listed(self, job: _Job) -> None:
+        """LL-HLS: store a segment the origin already lists, then the stored playlist."""
+        assert job.data is not None and job.entry is not None and self.live is not None
+        if job.init is not None:
+            await self._store(f"{self.directory}/{job.init[0]}", job.init[1])
+        entry = job.entry
+        await self._store(f"{self.directory}/{entry.uri}", job.data)
+        self.live.stored(entry.uri)
+        if self._lost:  # a segment before it was not stored: listed after a discontinuity
+            entry = dataclasses.replace(entry, discontinuity=True)
+        evicted, _ = self.playlist.add(entry)  # a raised target was logged when listed
+        self._lost = False
+        listed = await self._store_playlist()
+        await self._stored(job.segment, entry, len(job.data), listed, evicted)
 
     async def _write(self, segment: Segment, completed: float) -> None:
         if self.muxer is None:
             self.muxer = self.muxer_factory(segment.fmt.video)
             self.playlist.version = TS_VERSION if isinstance(self.muxer, TsMuxer) else CMAF_VERSION
         if segment.fmt != self.fmt:
-            init = self.muxer.init_segment(segment.fmt)
-            if init is not None:
-                self._init_uri = "init.mp4" if self._inits == 0 else f"init_{self._inits}.mp4"
-                self._inits += 1
-                await self._store(f"{self.directory}/{self._init_uri}", init)
+            if not isinstance(self.muxer, TsMuxer):
+                uri, init = self._next_init(segment.fmt)
+                await self._store(f"{self.directory}/{uri}", init)
             self.fmt = segment.fmt
         data = await asyncio.to_thread(self.muxer.media_segment, segment)
         if self._next_sequence is None:
@@ -245,15 +357,25 @@ class Rendition:
         evicted, raised = self.playlist.add(entry)
         self._lost = False
         if raised:
-            log.warning(
-                "%s: segment %d lasts %.1f s: EXT-X-TARGETDURATION raised to %d",
-                self.directory, sequence, entry.duration, self.playlist.target_duration,
-            )  # fmt: skip
+            self._log_raised(entry)
         listed = await self._store_playlist()
         self.metrics.publish_seconds.labels(self.kind).observe(time.monotonic() - completed)
+        await self._stored(segment, entry, len(data), listed, evicted)
+
+    def _log_raised(self, entry: SegmentEntry) -> None:
+        log.warning(
+            "%s: segment %d lasts %.1f s: EXT-X-TARGETDURATION raised to %d",
+            self.directory, entry.sequence, entry.duration, self.playlist.target_duration,
+        )  # fmt: skip
+
+    async def _stored(
+        self, segment: Segment, entry: SegmentEntry, size: int, listed: bool,
+        evicted: list[SegmentEntry],
+    ) -> None:  # fmt: skip
+        """A segment and the playlist listing it are stored: account, tell, expire."""
         self.metrics.segments.labels(self.kind).inc()
-        self.metrics.segment_bytes.labels(self.kind).inc(len(data))
-        self.stats.add(segment, len(data))
+        self.metrics.segment_bytes.labels(self.kind).inc(size)
+        self.stats.add(segment, size)
         if self.journal is not None:
             self.journal.segment(self.name, entry)
             if (variant := self.variant(entry.uri)) is not None:

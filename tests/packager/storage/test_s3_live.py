@@ -185,7 +185,7 @@ async def test_a_stalled_bucket_keeps_memory_bounded_and_the_live_recovers(
             await asyncio.sleep(0.05)
             queued = [job for job in list(source._queue._queue) if job is not None]  # type: ignore[attr-defined]
             peak_queue = max(peak_queue, len(queued))
-            peak_bytes = max(peak_bytes, sum(segment.size for segment, _ in queued))
+            peak_bytes = max(peak_bytes, sum(job.segment.size for job in queued))
             assert storage.budget.pending_bytes <= budget
             assert proxy.held <= storage.options.max_concurrency
         assert live.counter("storage_errors") >= 2  # segments lost while S3 was away
