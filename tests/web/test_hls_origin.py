@@ -29,8 +29,8 @@ from web import hls_origin
 from web.errors import error_response
 from web.hls import hls_routes
 from web.hls_origin import HlsOrigin
-from web.middleware import RequestContextMiddleware
 from web.metrics import HttpMetrics
+from web.middleware import RequestContextMiddleware
 
 DIR = "hls/4/b1/source"
 URL = f"/{DIR}/live.m3u8"
@@ -77,7 +77,7 @@ def make_app(index: LiveIndex, root: Path, guard: GuardFn | None = None) -> Star
             Middleware(RequestContextMiddleware, metrics=HttpMetrics(CollectorRegistry())),
             Middleware(
                 HlsOrigin, lookup=index, root=root, headers=known_object_headers, guard=guard
-            ),  # fmt: skip
+            ),
         ],
     )
 

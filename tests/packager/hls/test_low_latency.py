@@ -120,8 +120,8 @@ def test_positions() -> None:
 
 
 def entry(sequence: int, start: datetime, duration: float = 2.0) -> SegmentEntry:
-    return SegmentEntry(sequence, f"seg_{sequence}.m4s", duration, False,
-                        start + timedelta(seconds=sequence * duration), "init.mp4", 100)  # fmt: skip
+    when = start + timedelta(seconds=sequence * duration)
+    return SegmentEntry(sequence, f"seg_{sequence}.m4s", duration, False, when, "init.mp4", 100)
 
 
 def filled(window: int, segments: int, name: str = "source") -> LiveRendition:
