@@ -72,9 +72,10 @@ class Part:
     segment is complete. A segment's parts, in order, hold exactly its packets, so the segment's
     bytes are its parts' bytes end to end (one fMP4 fragment each).
 
-    ``duration_ms`` spans from the part's start (the segment's start for its first part, else
-    its first video sample's decode time) to the next part's; the parts of a segment add up to
-    its EXTINF. ``video_end_dts`` is the decode time right after its last video sample.
+    ``duration_ms`` spans from its first video sample's decode time to the next part's (the
+    segment's end for its last part); the parts of a segment add up to its EXTINF when the
+    encoder's frame reordering delay is constant. ``video_end_dts`` is the decode time right
+    after its last video sample.
     """
 
     fmt: TrackFormat

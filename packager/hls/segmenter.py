@@ -89,13 +89,14 @@ class CutPlan:
 class _PartCursor:
     """How much of one segment has gone out as parts."""
 
-    __slots__ = ("audio", "index", "start_ms", "video")
+    __slots__ = ("anchor_ms", "audio", "index", "start_ms", "video")
 
-    def __init__(self, start_ms: int) -> None:
+    def __init__(self, anchor_ms: int) -> None:
         self.video = 0  # packets already in parts
         self.audio = 0
         self.index = 0  # of the next part
-        self.start_ms = start_ms  # of the next part
+        self.anchor_ms = anchor_ms  # where part 0 starts: part k starts k steps later
+        self.start_ms = anchor_ms  # of the next part
 
 
 Output = Segment | Part
@@ -287,7 +288,11 @@ class Segmenter:
         if self.plan is not None and not self.follow:
             self.plan.add(start, segment.sequence)
         if self.part_ms > 0:
-            self._cursors[segment.sequence] = _PartCursor(start)
+            # Parts are cut on the decode timeline, from the keyframe's decode time: with
+            # B-frames, the frames decoded in [dts0 + k step, dts0 + (k+1) step) are those shown
+            # in [pts0 + k step, ...), so the parts of a rendition with B-frames and of one
+            # without (the ladder) hold the same pictures.
+            self._cursors[segment.sequence] = _PartCursor(first.dts_ms)
 
     def _sequence_for(self, start_ms: int) -> int:
         if self._next_sequence is None:  # the rendition's first segment
@@ -316,7 +321,8 @@ class Segmenter:
         """A complete segment, after its last part when parts are cut."""
         cursor = self._cursors.pop(segment.sequence, None)
         if cursor is not None:
-            end = segment.start_ms + segment.duration_ms
+            video = segment.fmt.video is not None
+            end = segment.video_end_dts if video else segment.start_ms + segment.duration_ms
             part = self._part(segment, cursor, len(segment.video), len(segment.audio),
                               segment.video_end_dts, end, last=True)  # fmt: skip
             if part is not None:
@@ -337,7 +343,7 @@ class Segmenter:
         if step is None:
             return
         while True:
-            end = segment.start_ms + (cursor.index + 1) * step - PART_TOLERANCE_MS
+            end = cursor.anchor_ms + (cursor.index + 1) * step - PART_TOLERANCE_MS
             # The part's first packet stays in it whatever its time: a part is never empty.
             cut = (cursor.video if by_video else cursor.audio) + 1
             while cut < len(packets) and _time(packets[cut], by_video) < end:
