@@ -4,8 +4,7 @@ A :class:`LiveRendition` holds, in memory, what a low-latency player asks for at
 the media playlist with ``EXT-X-PART`` for the parts of its last segments and of the segment in
 progress, ``EXT-X-PRELOAD-HINT`` for the next part, ``EXT-X-RENDITION-REPORT`` for its sibling
 renditions; the parts' bytes; the init segments; and each segment's bytes until storage has it
-(so a listed segment is never a 404 while S3 is still uploading it) and while its parts are
-kept (they point into those bytes, so that costs nothing more). The rendition publishes into
+(so a listed segment is never a 404 while S3 is still uploading it). The rendition publishes into
 it on the event loop the moment a part is muxed, and every playlist request held for that part
 (blocking reload, ``_HLS_msn``/``_HLS_part``) is released by that same call: one shared future
 per rendition, no polling, no thread per request.
@@ -15,8 +14,10 @@ Rendering is by hand rather than with the ``m3u8`` library: a playlist changes w
 rendered once, and only when asked for.
 
 Parts are kept while their segment is within three target durations of the live edge (the
-spec's advice for how long EXT-X-PART tags stay listed); bytes are memoryviews into the
-segment's bytes once it is complete, so a part costs no second copy.
+spec's advice for how long EXT-X-PART tags stay listed). A segment is muxed whole, as one
+fragment, rather than as its parts end to end: the FFmpeg 9 HLS demuxer misreads segments of
+several fragments in a master with more than one variant ("Packet corrupt"), and the segments
+are what every player that does not speak LL-HLS, and the recording, read.
 """
 
 from __future__ import annotations
@@ -56,13 +57,6 @@ class PartEntry:
         return part_uri(self.sequence, self.index)
 
 
-@dataclass(slots=True)
-class _Held:
-    sequence: int
-    data: bytes
-    stored: bool = False
-
-
 @dataclass(frozen=True, slots=True)
 class Position:
     """Where a playlist's live edge is: the segment in progress and how many of its parts are
@@ -92,8 +86,7 @@ class LiveRendition:
         self.init: dict[str, bytes] = {}
         self.current_init: str | None = None
         self._init_changed_at: int | None = None  # first msn muxed with current_init
-        # Complete segments' bytes, and whether storage has them yet.
-        self._segments: dict[str, _Held] = {}
+        self._segments: dict[str, bytes] = {}  # complete, until storage has them
         self._partial: list[PartEntry] = []  # parts of the segment in progress
         self._partial_msn: int | None = None
         self._partial_discontinuity = False
@@ -120,23 +113,11 @@ class LiveRendition:
         self.parts.append(entry)
         self._changed()
 
-    def segment_bytes(self, sequence: int) -> bytes:
-        """The bytes of the segment whose parts are all out: its parts end to end (which then
-        point into them)."""
-        parts = [p for p in self._partial if p.sequence == sequence]
-        data = b"".join(p.data for p in parts)
-        view, offset = memoryview(data), 0
-        for part in parts:
-            size = len(part.data)
-            part.data = view[offset : offset + size]
-            offset += size
-        return data
-
     def add_segment(self, entry: SegmentEntry, data: bytes) -> tuple[list[SegmentEntry], bool]:
         """List the complete segment (served from here until :meth:`stored`); returns what
         ``LivePlaylist.add`` says."""
         self._partial, self._partial_msn = [], None
-        self._segments[entry.uri] = _Held(entry.sequence, data)
+        self._segments[entry.uri] = data
         evicted, raised = self.playlist.add(entry)
         for old in evicted:
             self._segments.pop(old.uri, None)
@@ -145,12 +126,8 @@ class LiveRendition:
         return evicted, raised
 
     def stored(self, uri: str) -> None:
-        """Storage has the segment: readers get it from there once its parts are gone."""
-        held = self._segments.get(uri)
-        if held is not None:
-            held.stored = True
-            if not self.parts or held.sequence < self.parts[0].sequence:
-                del self._segments[uri]
+        """Storage has the segment: readers get it from there."""
+        self._segments.pop(uri, None)
 
     def end(self) -> None:
         self.playlist.ended = True
@@ -168,8 +145,6 @@ class LiveRendition:
                 break
         while self.parts and self.parts[0].sequence < oldest:
             self.parts.popleft()
-        for uri in [u for u, h in self._segments.items() if h.stored and h.sequence < oldest]:
-            del self._segments[uri]
 
     def _changed(self) -> None:
         self.version += 1
@@ -206,9 +181,7 @@ class LiveRendition:
                 if part.uri == name:
                     return part.data
             return None
-        if (held := self._segments.get(name)) is not None:
-            return held.data
-        return self.init.get(name)
+        return self._segments.get(name) or self.init.get(name)
 
     def hinted(self, name: str) -> bool:
         """Whether ``name`` is the part the playlist hints at (it will exist shortly)."""

@@ -15,6 +15,8 @@ the event loop the moment the segmenter hands it out and published to the rendit
 the playlist requests held for it); a complete segment is its parts' bytes, listed there at
 once, and then queued to the writer, which stores it and the playlist for everything else
 (recording, other processes, a CDN reading storage). So a slow upload never delays a part.
+Parts and segments have a muxer each (their own fragment numbers and audio clock): a segment
+is one fragment, whatever its parts (see packager.hls.low_latency).
 """
 
 from __future__ import annotations
@@ -179,6 +181,7 @@ class Rendition:
         self.live_index = live_index
         self.live: LiveRendition | None = None
         self._new_init: tuple[str, bytes] | None = None  # to store with the next segment
+        self._part_muxer = CmafMuxer()
         if live_index is not None and segmenter.part_ms > 0:
             # Its own playlist: it lists segments at once, self.playlist once they are stored.
             memory = LivePlaylist(window, version=CMAF_VERSION, minimum_target=minimum_target)
@@ -249,7 +252,7 @@ class Rendition:
             live.add_init(uri, init)
             self._new_init = (uri, init)
             self.fmt = part.fmt
-        data = self.muxer.media_part(part)
+        data = self._part_muxer.media_part(part)
         entry = PartEntry(part.sequence, part.index, part.duration_ms / 1000, part.independent,
                           data)  # fmt: skip
         live.add_part(entry, part.discontinuity)
@@ -258,7 +261,7 @@ class Rendition:
         live = self.live
         assert live is not None and self.muxer is not None
         completed = time.monotonic()
-        data = live.segment_bytes(segment.sequence)
+        data = self.muxer.media_segment(segment)
         entry = SegmentEntry(
             sequence=segment.sequence,
             uri=f"seg_{segment.sequence}{self.muxer.extension}",
@@ -320,8 +323,14 @@ class Rendition:
         entry = job.entry
         await self._store(f"{self.directory}/{entry.uri}", job.data)
         self.live.stored(entry.uri)
-        if self._lost:  # a segment before it was not stored: listed after a discontinuity
-            entry = dataclasses.replace(entry, discontinuity=True)
+        # The stored playlist numbers what it lists without holes, as players count on: a
+        # segment that could not be stored (the origin still serves it from memory) is
+        # skipped here, with a discontinuity, and the next one takes its number.
+        if self._next_sequence is None:
+            self._next_sequence = entry.sequence
+        entry = dataclasses.replace(entry, sequence=self._next_sequence,
+                                    discontinuity=entry.discontinuity or self._lost)  # fmt: skip
+        self._next_sequence += 1
         evicted, _ = self.playlist.add(entry)  # a raised target was logged when listed
         self._lost = False
         listed = await self._store_playlist()

@@ -76,12 +76,17 @@ async def test_a_pipeline_publishes_an_ll_playlist_with_parts_and_a_hint(tmp_pat
     assert playlist.preload_hint.hint_type == "PART"
     assert playlist.preload_hint.uri == "part_4_4.m4s"
     assert live.position == Position(msn=4, parts=4, last_complete=3)
-    # Media from memory: parts are fMP4 fragments, a segment is its parts end to end.
+    # Media from memory: parts are fMP4 fragments; a stored segment is read from storage.
     parts = [live.media(part_uri(2, i)) for i in range(6)]
     assert all(p is not None and bytes(p[4:8]) == b"moof" for p in parts)
-    segment = live.media("seg_2.m4s")
-    assert segment is not None and bytes(segment) == b"".join(bytes(p) for p in parts if p)
+    assert live.media("seg_2.m4s") is None
     assert live.media("init.mp4") is not None
+    # A segment is one fragment with the same samples as its parts (players that do not
+    # speak LL-HLS, and FFmpeg's HLS demuxer with several variants, read segments).
+    segment = (tmp_path / SOURCE / "seg_2.m4s").read_bytes()
+    assert segment.count(b"moof") == 1
+    sizes = sum(len(p) - 8 - int.from_bytes(bytes(p[:4])) for p in parts if p is not None)
+    assert len(segment) - 8 - int.from_bytes(segment[:4]) == sizes  # mdat payloads
     # The stored playlist is plain HLS (what non-origin readers get): no parts, version 7.
     stored = (tmp_path / SOURCE / "live.m3u8").read_text()
     assert "#EXT-X-PART" not in stored and "#EXT-X-VERSION:7" in stored
@@ -91,13 +96,21 @@ async def test_a_pipeline_publishes_an_ll_playlist_with_parts_and_a_hint(tmp_pat
     assert live.ended and live.render().decode().endswith("#EXT-X-ENDLIST\n")
 
 
-async def test_segments_stay_in_memory_only_while_their_parts_are_listed(tmp_path: Path) -> None:
+async def test_old_parts_leave_memory(tmp_path: Path) -> None:
     pipeline, index, _ = await published(tmp_path, 14.5)
     live = live_of(index)
-    assert live.media("seg_6.m4s") is not None  # parts listed
-    assert live.media("seg_2.m4s") is None  # stored, parts gone: read from disk
+    assert live.media(part_uri(6, 0)) is not None
     assert live.media(part_uri(2, 0)) is None
     await pipeline.finish()
+
+
+async def test_a_segment_is_served_from_memory_until_storage_has_it() -> None:
+    live = filled(6, 2)
+    live.add_part(PartEntry(2, 0, 0.333, True, b"p"), discontinuity=False)
+    live.add_segment(entry(2, datetime(2026, 1, 1, tzinfo=UTC)), b"segment 2")
+    assert live.media("seg_2.m4s") == b"segment 2"
+    live.stored("seg_2.m4s")
+    assert live.media("seg_2.m4s") is None
 
 
 async def test_a_waiter_is_released_by_the_part_it_waits_for() -> None:
@@ -130,7 +143,8 @@ def filled(window: int, segments: int, name: str = "source") -> LiveRendition:
     for n in range(segments):
         for i in range(6):
             live.add_part(PartEntry(n, i, 0.3333, i == 0, b"p"), discontinuity=False)
-        live.add_segment(entry(n, start), live.segment_bytes(n))
+        live.add_segment(entry(n, start), b"segment")
+        live.stored(f"seg_{n}.m4s")
     return live
 
 
