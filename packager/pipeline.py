@@ -134,6 +134,7 @@ class LivePipeline:
         self._audio: AudioConfig | None = None
         self._offset: int | None = None  # input ms + offset = output ms, this session
         self._timeline_end = 0  # output ms just past everything fed so far
+        self._last_dts = -1  # of the last video packet fed
         self._ladder: Transcoder | None = None
         self._generation = 0
         self._generation_end: dict[int, int] = {}  # ladder generation -> its session's end
@@ -229,16 +230,23 @@ class LivePipeline:
             self.health.audio(len(packet.data))
         if self._offset is None:
             # A session starts at its first video keyframe (or its first audio frame when it
-            # has no video), placed right after what the previous session left.
+            # has no video), placed right after what the previous session left: its first
+            # picture is shown where the last segment ends (players jump no hole at the
+            # discontinuity), decode times still going forward.
             if self._video is not None and not (packet.kind == "video" and packet.keyframe):
                 return
             self._offset = self._timeline_end - packet.dts_ms
+            end = self.source.segmenter.last_end_ms
+            if end is not None and packet.kind == "video":
+                self._offset = max(end - packet.pts_ms, self._last_dts + 1 - packet.dts_ms)
             self.wall.anchor(packet.pts_ms + self._offset, self.clock())
         out = MediaPacket(
             packet.kind, packet.dts_ms + self._offset, packet.pts_ms + self._offset,
             packet.keyframe, packet.data,
         )  # fmt: skip
         self._timeline_end = max(self._timeline_end, out.pts_ms + 34, out.dts_ms + 34)
+        if out.kind == "video":
+            self._last_dts = out.dts_ms
         self.source.push(out)
         if out.kind == "video":
             if self._ladder is not None:

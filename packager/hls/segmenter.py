@@ -133,6 +133,9 @@ class Segmenter:
         self._audio_high = -(1 << 62)
         self._video_high = -(1 << 62)
         self._cursors: dict[int, _PartCursor] = {}  # segment sequence -> its parts so far
+        #: Where the segment closed by the last flush (or gap) ends: a session that follows
+        #: is placed there (packager.pipeline), so the timeline has no hole.
+        self.last_end_ms: int | None = None
         self._part_step: float | None = None
 
     @property
@@ -418,6 +421,7 @@ class Segmenter:
             else:
                 kept = []
             self._finish_last(current)
+            self.last_end_ms = current.start_ms + current.duration_ms
             self._closing.append(current)
             self._pending_audio.extend(kept)
         out = [item for segment in self._closing for item in self._finish(segment)]

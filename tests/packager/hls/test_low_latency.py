@@ -184,3 +184,32 @@ def test_a_discontinuity_and_a_new_init_in_the_segment_in_progress() -> None:
     assert tail.index("#EXT-X-DISCONTINUITY") < tail.index('#EXT-X-MAP:URI="init_1.mp4"')
     assert tail.index('#EXT-X-MAP:URI="init_1.mp4"') < tail.index("part_2_0.m4s")
     assert m3u8.loads(text).segments[-1].parts[0].uri == "part_2_0.m4s"
+
+
+@pytest.mark.parametrize("low_latency", [True, False])
+@pytest.mark.parametrize("cts_ms", [0, 67])
+async def test_a_reconnect_continues_where_the_last_segment_ended(
+    tmp_path: Path, low_latency: bool, cts_ms: int
+) -> None:
+    """The first picture after a reconnect is shown exactly where the last segment before it
+    ends (EXTINF), B-frames or not, LL or plain: players have no hole to jump (hls.js reported
+    bufferStalledError and bufferSeekOverHole there before), and decode times go on."""
+    storage = LocalStorage(tmp_path)
+    options = packager_options(hls_ladder=(), hls_low_latency=low_latency)
+    pipeline = LivePipeline(3, "b1", options, storage, PackagerMetrics(), live_index=LiveIndex())
+    seen: list[tuple[int, int, bool, int]] = []
+    pipeline.source.on_segment = lambda _r, s, _e: seen.append(
+        (s.start_ms, s.duration_ms, s.discontinuity, s.video[0].dts_ms)
+    )
+    for session in range(2):
+        pipeline.feed(VIDEO)
+        pipeline.feed(AUDIO)
+        # The publisher comes back with timestamps of its own (here from 50 s).
+        for packet in synthetic(5, cts_ms=cts_ms, start_ms=50_000 * session):
+            pipeline.feed(packet)
+        pipeline.end_session()
+    await pipeline.finish()
+    assert len(seen) == 6 and [d for _, _, d, _ in seen] == [False] * 3 + [True, False, False]
+    last_before, first_after = seen[2], seen[3]
+    assert first_after[0] == last_before[0] + last_before[1]
+    assert first_after[3] > max(dts for *_, dts in seen[:3])
