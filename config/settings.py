@@ -78,6 +78,8 @@ class Settings:
     rtmps_port: int | None = None
     rtmps_cert: Path | None = None
     rtmps_key: Path | None = None
+    http_tls_cert: Path | None = None
+    http_tls_key: Path | None = None
     rtmp_max_connections: int = 1000
     rtmp_handshake_timeout: float = 10.0
     rtmp_idle_timeout: float = 30.0
@@ -199,7 +201,12 @@ class Settings:
         """The URL printed for browsers: the public URL, or one built from the bind address."""
         if self.public_url:
             return self.public_url.rstrip("/")
-        return f"http://{_display_host(self.http_host)}:{self.http_port}"
+        scheme = "https" if self.http_tls else "http"
+        return f"{scheme}://{_display_host(self.http_host)}:{self.http_port}"
+
+    @property
+    def http_tls(self) -> bool:
+        return self.http_tls_cert is not None
 
     def whip_url(self) -> str | None:
         """OBS's WHIP Server field, when WHIP is on."""
@@ -259,6 +266,9 @@ SPECS: tuple[_Spec, ...] = (
           "RTMPS port (needs STREAMD_RTMPS_CERT and STREAMD_RTMPS_KEY)"),
     _Spec("rtmps_cert", "STREAMD_RTMPS_CERT", p.file, "PEM certificate chain for RTMPS"),
     _Spec("rtmps_key", "STREAMD_RTMPS_KEY", p.file, "PEM private key for RTMPS"),
+    _Spec("http_tls_cert", "STREAMD_HTTP_TLS_CERT", p.file,
+          "PEM certificate chain: the HTTP listener serves HTTPS (LL-HLS on Apple devices)"),
+    _Spec("http_tls_key", "STREAMD_HTTP_TLS_KEY", p.file, "PEM private key of the HTTPS listener"),
     _Spec("rtmp_max_connections", "STREAMD_RTMP_MAX_CONNECTIONS", p.int_range(1, 100_000),
           "RTMP connections accepted at once; more are closed at once"),
     _Spec("rtmp_handshake_timeout", "STREAMD_RTMP_HANDSHAKE_TIMEOUT", p.positive_float,
@@ -504,6 +514,11 @@ def load_settings(
         raise ConfigError(
             f"STREAMD_RTMPS_PORT={settings.rtmps_port} is invalid: expected it together with "
             "both STREAMD_RTMPS_CERT and STREAMD_RTMPS_KEY (or none of the three)"
+        )
+    if (settings.http_tls_cert is None) != (settings.http_tls_key is None):
+        raise ConfigError(
+            "STREAMD_HTTP_TLS_CERT and STREAMD_HTTP_TLS_KEY are invalid: expected both (HTTPS) "
+            "or neither (HTTP)"
         )
     if settings.http_port == settings.rtmp_port and settings.http_host == settings.rtmp_host:
         raise ConfigError(

@@ -206,6 +206,10 @@ def http_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
         forwarded_allow_ips=list(settings.trusted_proxies),
         server_header=False,
         timeout_graceful_shutdown=10,
+        # HTTPS when a certificate is set (Apple devices need it for LL-HLS). HTTP/1.1 either
+        # way: uvicorn has no HTTP/2 (a TLS-terminating proxy in front can add it).
+        ssl_certfile=settings.http_tls_cert,
+        ssl_keyfile=settings.http_tls_key,
         **WEBSOCKET_OPTIONS,
     )
 

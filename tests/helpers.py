@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -40,6 +41,45 @@ def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files in ``directory``."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
 def free_port() -> int:
     import socket
 
@@ -66,7 +106,12 @@ class ServeProcess:
             stderr=subprocess.PIPE,
             text=True,
         )
-        self.base_url = f"http://127.0.0.1:{self.http_port}"
+        scheme = "https" if self.env.get("STREAMD_HTTP_TLS_CERT") else "http"
+        self.base_url = f"{scheme}://127.0.0.1:{self.http_port}"
+        cert = self.env.get("STREAMD_HTTP_TLS_CERT")
+        self.verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=cert) if cert else True
+        )
 
     def wait_healthy(self, timeout: float = 60) -> None:
         import time
@@ -79,7 +124,8 @@ class ServeProcess:
                 _, err = self.proc.communicate()
                 raise AssertionError(f"serve exited with {self.proc.returncode}: {err}")
             try:
-                if httpx.get(self.base_url + "/health", timeout=1).status_code == 200:
+                answer = httpx.get(self.base_url + "/health", timeout=1, verify=self.verify)
+                if answer.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -31,6 +31,7 @@ from ingest.server import MAX_LOW_WATER, RtmpLimits, RtmpProtocol, RtmpServer
 from ingest.session import PublishSession
 from media.types import AudioConfig, MediaPacket, VideoConfig
 from tests.flv_samples import DATA_DIR
+from tests.helpers import self_signed
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 SYSTEM_FFMPEG = shutil.which("ffmpeg")
@@ -468,48 +469,10 @@ async def test_hostile_inputs_close_only_their_connection(
     assert rtmp.metric("streamd_rtmp_connections") == 0
 
 
-def _self_signed(tmp_path: Any) -> tuple[Any, Any]:
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 async def test_rtmps(rtmp: Harness, tmp_path: Any) -> None:
     import ssl
 
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     tls = await rtmp.server.listen("127.0.0.1", 0, context)

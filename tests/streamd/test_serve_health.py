@@ -20,7 +20,7 @@ import imageio_ffmpeg
 import pytest
 from websockets.sync.client import connect
 
-from tests.helpers import ServeProcess, cli_env, run_cli
+from tests.helpers import ServeProcess, cli_env, run_cli, self_signed, serving
 
 pytestmark = pytest.mark.slow
 
@@ -121,3 +121,32 @@ def test_health_of_a_real_publish(data_dir: Path) -> None:
             publisher.communicate()
         code, _, err = server.stop(timeout=60)
     assert code == 0, err[-4000:]
+
+
+def test_serve_speaks_https_with_a_certificate(tmp_path: Path) -> None:
+    """STREAMD_HTTP_TLS_CERT/KEY: the HTTP listener serves HTTPS (Apple devices need it for
+    LL-HLS), prints https:// URLs, and a plain-HTTP request gets no page."""
+    cert, key = self_signed(tmp_path)
+    with tempfile.TemporaryDirectory(prefix="streamd-https-") as var:  # see test_serve_ladder
+        env = cli_env(Path(var), STREAMD_HTTP_TLS_CERT=str(cert), STREAMD_HTTP_TLS_KEY=str(key))
+        log = _serve_https(env)
+    assert any("https://127.0.0.1:" in line for line in log)
+
+
+def _serve_https(env: dict[str, str]) -> list[str]:
+    with serving(env) as (server, log):
+        assert server.base_url.startswith("https://")
+        answer = httpx.get(f"{server.base_url}/health", verify=server.verify)
+        assert answer.status_code == 200
+        hls = httpx.get(f"{server.base_url}/hls/1/master.m3u8", verify=server.verify)
+        assert hls.status_code == 404 and hls.json()["error"]["code"] == "not_found"
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{server.http_port}/health", timeout=2)
+    return log
+
+
+def test_half_a_certificate_is_a_config_error(tmp_path: Path) -> None:
+    cert, _ = self_signed(tmp_path)
+    done = run_cli("serve", env=cli_env(tmp_path / "var", STREAMD_HTTP_TLS_CERT=str(cert)))
+    assert done.returncode != 0
+    assert "STREAMD_HTTP_TLS_CERT and STREAMD_HTTP_TLS_KEY are invalid" in done.stderr

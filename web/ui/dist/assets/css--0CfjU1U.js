@@ -1,1 +1,0 @@
-import"./index-BNYCRL3c.js";

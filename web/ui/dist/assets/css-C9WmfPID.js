@@ -1,0 +1,1 @@
+import"./css-CDqzg6Ql.js";

@@ -1,1 +1,0 @@
-import"./css--0CfjU1U.js";
