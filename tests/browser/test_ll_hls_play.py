@@ -127,9 +127,12 @@ def test_hls_js_low_latency_plays_three_minutes_switches_and_rides_a_reconnect(
     finally:
         context.close()
         for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
+            if proc is not None:
+                if proc.poll() is None:
+                    proc.kill()
                 proc.wait()
+                if proc.stderr is not None:
+                    proc.stderr.close()
 
 
 def _path(request: Request) -> str:
