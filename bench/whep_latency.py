@@ -99,14 +99,15 @@ new MutationObserver(() => document.querySelectorAll('video').forEach(hook))
 class Camera:
     """Writes frames into the publisher in real time; remembers when each mark was written."""
 
-    def __init__(self, stdin: Any) -> None:
+    def __init__(self, stdin: Any, width: int = WIDTH, height: int = HEIGHT) -> None:
         self.stdin = stdin
+        self.width, self.height = width, height
         self.written: dict[int, list[float]] = {}  # mark number mod 100 -> wall times
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        black = bytes([BLACK]) * (WIDTH * HEIGHT)
+        black = bytes([BLACK]) * (self.width * self.height)
         start = time.monotonic()
         n = 0
         while not self.stopped.is_set():
@@ -116,8 +117,8 @@ class Camera:
             if n % FPS == 0:
                 number = (n // FPS) % 100
                 left, right = mark_levels(number)
-                row = bytes([left]) * (WIDTH // 2) + bytes([right]) * (WIDTH // 2)
-                frame = row * HEIGHT
+                row = bytes([left]) * (self.width // 2) + bytes([right]) * (self.width // 2)
+                frame = row * self.height
                 self.written.setdefault(number, []).append(time.time())
             else:
                 frame = black

@@ -1,0 +1,370 @@
+"""LL-HLS as viewers get it from ``streamd serve`` on its defaults: part lag, 1,000 held playlist
+requests, and glass to glass in hls.js with LL-HLS on against the same live with it off.
+
+1. **Part lag** (source rendition). ``ffmpeg -re -c copy`` publishes ``obs_like_1080p.flv``
+   (ingest_density.py's 1080p30 H.264 with B-frames + AAC, 2 s keyframes) and reports its
+   progress (``-progress``, every 50 ms). A client here does what an LL-HLS player does: a
+   blocking reload for the hinted part, again and again. A part's lag is the wall time the
+   response listing it arrived minus the wall time the publisher sent its last frame: the
+   publisher sends media time t at t0 + t, t0 being the smallest (report wall time - media
+   time) seen after the first 2 s (segment_lag.py's method; it underestimates by at most the
+   few ms between a send and its report). The same run checks EXT-X-PROGRAM-DATE-TIME: each
+   segment's PDT minus the wall time its first frame was sent. Target: median lag <= 0.1 s.
+2. **Held requests**: 1,000 connections each ask for the hinted part's playlist at once
+   (``_HLS_msn``/``_HLS_part``); reported: serve's RSS before and while they are held, its CPU
+   while they are held, how many came back 200, and the spread between the first and the last
+   answer (target: all within one part, 0.334 s). Three repeats.
+3. **Glass to glass** (whep_latency.py's method): a 1280x720 "camera" written by this script into
+   ffmpeg (x264 veryfast zerolatency, no B-frames, 2 s GOP, AAC) in real time, a numbered mark
+   once a second; Chromium's watch page (hls.js) reports when it shows each mark. Once with
+   streamd's defaults (LL-HLS on), once with ``STREAMD_HLS_LOW_LATENCY=false``, alternating,
+   each on the source (720p) and on a rung (360p) chosen in the page's quality menu. Targets:
+   LL median <= 2.0 s (source), <= 3.0 s (rung).
+
+    .venv/bin/python bench/ll_hls.py [--lag-seconds 60] [--g2g-seconds 20] [--rounds 2]
+        [--output bench/results/ll_hls.json]
+
+JSON on stdout; progress on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from _util import cpu_seconds, log, median, rss_bytes, streamd_cli, streamd_env, wait_until
+from ingest_density import ensure_media
+from playwright.sync_api import Browser, sync_playwright
+from whep_latency import CHROMIUM_ARGS, FFMPEG, FPS, HOOK, Camera, decode_mark
+
+REPO = Path(__file__).resolve().parent.parent
+PASSWORD = "low-latency-pass-19"
+TICKS = 90_000
+_PART = re.compile(r'#EXT-X-PART:DURATION=([\d.]+),URI="([^"]+)"')
+_HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part_(\d+)_(\d+)\.m4s"')
+_PDT_SEG = re.compile(
+    r"#EXT-X-PROGRAM-DATE-TIME:(\S+)\n(?:#EXT-X-PART:[^\n]*\n)*#EXTINF:[^\n]*\n(\S+)"
+)
+
+
+@contextlib.contextmanager
+def serving(
+    tmp: Path, name: str, **settings: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str, Any]]]:
+    env = streamd_env(tmp / name, **settings)
+    streamd_cli(env, "user", "create", "--username", "bench", "--email", "bench@example.com",
+                "--password-stdin", "--role", "creator", stdin=PASSWORD + "\n")  # fmt: skip
+    live = json.loads(streamd_cli(env, "live", "create", "--user", "bench", "--title", name))
+    base = f"http://127.0.0.1:{env['STREAMD_HTTP_PORT']}"
+    serve = subprocess.Popen([sys.executable, "-m", "streamd", "serve"], env=env, cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_until("serve", lambda: httpx.get(f"{base}/health").status_code == 200, 60,
+                   (httpx.HTTPError,))  # fmt: skip
+        live["rtmp"] = f"rtmp://127.0.0.1:{env['STREAMD_RTMP_PORT']}/live/{live['stream_key']}"
+        yield serve, base, live
+    finally:
+        serve.terminate()
+        serve.wait(timeout=60)
+
+
+def source_playlist(base: str, live_id: int) -> str:
+    """The URL of the live's source media playlist, once it lists a segment."""
+    url: str | None = None
+
+    def listed() -> bool:
+        nonlocal url
+        master = httpx.get(f"{base}/hls/{live_id}/master.m3u8")
+        if not master.is_success:
+            return False
+        names = [line for line in master.text.splitlines() if "/source/" in line]
+        url = f"{base}/hls/{live_id}/{names[0]}" if names else None
+        return url is not None and "#EXTINF" in httpx.get(url).text
+
+    wait_until("the source playlist", listed, 90, (httpx.HTTPError,))
+    assert url is not None
+    return url
+
+
+def video_samples(part: bytes) -> tuple[int, int] | None:
+    """Decode times (90 kHz) of the first and the last video sample of an fMP4 fragment."""
+    pos = 0
+    while pos + 8 <= len(part):
+        size, kind = struct.unpack(">I4s", part[pos : pos + 8])
+        if kind == b"moof":
+            inner = pos + 8
+            while inner + 8 <= pos + size:
+                tsize, tkind = struct.unpack(">I4s", part[inner : inner + 8])
+                if tkind == b"traf":
+                    boxes = _children(part, inner + 8, inner + tsize)
+                    if struct.unpack(">I", boxes[b"tfhd"][4:8])[0] == 1:
+                        first = struct.unpack(">Q", boxes[b"tfdt"][4:12])[0]
+                        trun = boxes[b"trun"]
+                        count = struct.unpack(">I", trun[4:8])[0]
+                        durations = [struct.unpack(">I", trun[12 + 16 * i : 16 + 16 * i])[0]
+                                     for i in range(count)]  # fmt: skip
+                        return first, first + sum(durations[:-1])
+                inner += tsize
+        pos += size
+    return None
+
+
+def _children(data: bytes, start: int, end: int) -> dict[bytes, bytes]:
+    out = {}
+    while start + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[start : start + 8])
+        out[kind] = data[start + 8 : start + size]
+        start += size
+    return out
+
+
+def _progress(stdout: Any, samples: list[tuple[float, float]]) -> None:
+    for raw in stdout:
+        line = raw.decode(errors="replace").strip()
+        if line.startswith("out_time_us=") and line[12:].lstrip("-").isdigit():
+            samples.append((time.time(), int(line[12:]) / 1e6))
+
+
+def part_lag(playlist: str, seconds: float, samples: list[tuple[float, float]]) -> dict[str, Any]:
+    """Blocking reloads for ``seconds``: when each part was listed, and each segment's PDT."""
+    listed: dict[str, float] = {}
+    pdts: dict[str, float] = {}
+    directory = playlist.rsplit("/", 1)[0]
+    with httpx.Client(timeout=10) as client:
+        text = client.get(playlist).text
+        known = {uri for _, uri in _PART.findall(text)}
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            hint = _HINT.search(text)
+            assert hint, text
+            text = client.get(f"{playlist}?_HLS_msn={hint[1]}&_HLS_part={hint[2]}").text
+            now = time.time()
+            for _, uri in _PART.findall(text):
+                if uri not in known and uri not in listed:
+                    listed[uri] = now
+            for stamp, uri in _PDT_SEG.findall(text):
+                pdts.setdefault(uri, _parse_pdt(stamp))
+        ends = {}
+        for uri in listed:
+            got = video_samples(client.get(f"{directory}/{uri}").content)
+            if got is not None:
+                ends[uri] = got[1] / TICKS
+        starts = {}
+        for uri in pdts:
+            got = video_samples(client.get(f"{directory}/{uri}").content)
+            if got is not None:
+                starts[uri] = got[0] / TICKS
+    steady = [wall - media for wall, media in samples if media > 2]
+    t0 = min(steady)
+    lags = sorted(round(listed[u] - (t0 + ends[u]), 4) for u in ends)
+    pdt_offsets = sorted(round(pdts[u] - (t0 + starts[u]), 4) for u in starts)
+    return {
+        "parts": len(lags),
+        "lag_s": {
+            "median": median(lags),
+            "p90": lags[int(len(lags) * 0.9)] if lags else None,
+            "max": lags[-1] if lags else None,
+        },
+        "pdt_minus_send_s": {
+            "median": median(pdt_offsets),
+            "min": pdt_offsets[0],
+            "max": pdt_offsets[-1],
+            "segments": len(pdt_offsets),
+        },
+    }
+
+
+def _parse_pdt(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+async def _held(host: str, port: int, path: str, n: int) -> tuple[list[float], list[int]]:
+    async def one() -> tuple[float, int]:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        status_line = await reader.readline()
+        at = time.time()
+        await reader.read()
+        writer.close()
+        return at, int(status_line.split()[1])
+
+    results = await asyncio.gather(*(one() for _ in range(n)))
+    return [r[0] for r in results], [r[1] for r in results]
+
+
+def held_requests(playlist: str, pid: int, n: int) -> dict[str, Any]:
+    text = httpx.get(playlist).text
+    hint = _HINT.search(text)
+    assert hint, text
+    # One part ahead of the hint: every request is held for about a part.
+    msn, part = int(hint[1]), int(hint[2]) + 1
+    url = httpx.URL(f"{playlist}?_HLS_msn={msn}&_HLS_part={part}")
+    rss_before, cpu_before, started = rss_bytes(pid), cpu_seconds(pid), time.monotonic()
+    peak = [rss_before]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.02):
+            peak.append(rss_bytes(pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    answered, statuses = asyncio.run(_held(url.host, url.port or 80, url.raw_path.decode(), n))
+    stop.set()
+    sampler.join()
+    elapsed = time.monotonic() - started
+    return {
+        "requests": n,
+        "ok": sum(1 for s in statuses if s == 200),
+        "release_spread_s": round(max(answered) - min(answered), 4),
+        "rss_before_mib": round(rss_before / 2**20, 1),
+        "rss_peak_mib": round(max(peak) / 2**20, 1),
+        "cpu_cores_while_held": round((cpu_seconds(pid) - cpu_before) / elapsed, 3),
+        "held_s": round(elapsed, 3),
+    }
+
+
+def watch(browser: Browser, base: str, live_id: int, quality: str, seconds: float,
+          camera: Camera) -> list[float]:  # fmt: skip
+    context = browser.new_context(base_url=base, viewport={"width": 1280, "height": 800})
+    try:
+        context.add_init_script(f"localStorage.setItem('streamd.lowLatency', '0');{HOOK}")
+        page = context.new_page()
+        page.goto(f"/lives/{live_id}")
+        page.wait_for_function("() => window.__marks.length > 0", timeout=90_000)
+        page.select_option("select[data-test=quality]", label=quality)
+        page.wait_for_function(
+            f"() => document.querySelector('[data-test=player]').dataset.level === '{quality}'",
+            timeout=30_000,
+        )
+        time.sleep(6)  # settled on that rendition
+        page.evaluate("() => { window.__marks = []; }")
+        time.sleep(seconds)
+        marks = page.evaluate("() => window.__marks")
+    finally:
+        context.close()
+    latencies = []
+    for shown, left, right in marks:
+        number = decode_mark(left, right)
+        value = camera.latency(shown, number) if number is not None else None
+        if value is not None:
+            latencies.append(round(value, 3))
+    return latencies
+
+
+def glass_to_glass(tmp: Path, rounds: int, seconds: float) -> dict[str, Any]:
+    modes = {"ll_on": {}, "ll_off": {"STREAMD_HLS_LOW_LATENCY": "false"}}
+    results: dict[str, dict[str, list[float]]] = {
+        mode: {"source": [], "rung": []} for mode in modes
+    }
+    with sync_playwright() as playwright:
+        chromium = shutil.which("chromium") or "/usr/bin/chromium"
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        for round_ in range(rounds):
+            order = list(modes) if round_ % 2 == 0 else list(reversed(modes))
+            for mode in order:
+                with serving(tmp, f"{mode}-{round_}", **modes[mode]) as (_, base, live):
+                    publisher = subprocess.Popen(
+                        [FFMPEG, "-hide_banner", "-loglevel", "error",
+                         "-f", "rawvideo", "-pix_fmt", "gray", "-video_size", "1280x720",
+                         "-framerate", str(FPS), "-i", "-",
+                         "-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+                         "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
+                         "-bf", "0", "-g", str(2 * FPS), "-keyint_min", str(2 * FPS),
+                         "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-b:v", "2500k",
+                         "-c:a", "aac", "-b:a", "128k", "-f", "flv", live["rtmp"]],
+                        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                    )  # fmt: skip
+                    camera = Camera(publisher.stdin, 1280, 720)
+                    camera.thread.start()
+                    try:
+                        source_playlist(base, live["id"])
+                        time.sleep(6)
+                        for rendition, label in (("source", "720p"), ("rung", "360p")):
+                            got = watch(browser, base, live["id"], label, seconds, camera)
+                            results[mode][rendition] += got
+                            log(f"round {round_ + 1} {mode} {rendition}: median "
+                                f"{median(got)} s over {len(got)}")  # fmt: skip
+                    finally:
+                        camera.stopped.set()
+                        publisher.kill()
+                        publisher.wait()
+        browser.close()
+    return {
+        mode: {
+            rendition: {"median_s": median(values), "samples": len(values), "values": values}
+            for rendition, values in by_rendition.items()
+        }
+        for mode, by_rendition in results.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lag-seconds", type=float, default=60)
+    parser.add_argument("--held", type=int, default=1000)
+    parser.add_argument("--g2g-seconds", type=float, default=20)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--skip-g2g", action="store_true")
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    media = ensure_media(shutil.which("ffmpeg") or FFMPEG)
+    report: dict[str, Any] = {"benchmark": "ll_hls"}
+    with tempfile.TemporaryDirectory(prefix="streamd-bench-llhls-") as tmp_name:
+        tmp = Path(tmp_name)
+        with serving(tmp, "lag") as (serve, base, live):
+            samples: list[tuple[float, float]] = []
+            publisher = subprocess.Popen(
+                [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-nostats",
+                 "-progress", "pipe:1", "-stats_period", "0.05", "-re",
+                 "-readrate_initial_burst", "0", "-stream_loop", "-1", "-i", str(media),
+                 "-c", "copy", "-f", "flv", live["rtmp"]],
+                stdout=subprocess.PIPE,
+            )  # fmt: skip
+            threading.Thread(target=_progress, args=(publisher.stdout, samples),
+                             daemon=True).start()  # fmt: skip
+            try:
+                playlist = source_playlist(base, live["id"])
+                time.sleep(4)
+                report["part_lag"] = part_lag(playlist, args.lag_seconds, samples)
+                log(f"part lag: {report['part_lag']['lag_s']}")
+                report["held_requests"] = [
+                    held_requests(playlist, serve.pid, args.held) for _ in range(3)
+                ]
+                log(f"held: {report['held_requests']}")
+            finally:
+                publisher.kill()
+                publisher.wait()
+        if not args.skip_g2g:
+            report["glass_to_glass"] = glass_to_glass(tmp, args.rounds, args.g2g_seconds)
+    report["settings"] = {
+        "streamd": "streamd serve with its default settings (LL-HLS on, part target 0.333 s, "
+        "default ladder, recording, posters); LL off: STREAMD_HLS_LOW_LATENCY=false",
+        "part_lag_publisher": "obs_like_1080p.flv, ffmpeg -re -c copy",
+        "g2g_publisher": "1280x720p30 camera, x264 veryfast zerolatency, no B-frames, 2 s GOP",
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
