@@ -1,9 +1,11 @@
 """LL-HLS as viewers get it from ``streamd serve`` on its defaults: part lag, 1,000 held playlist
 requests, and glass to glass in hls.js with LL-HLS on against the same live with it off.
 
-1. **Part lag** (source rendition). ``ffmpeg -re -c copy`` publishes ``obs_like_1080p.flv``
-   (ingest_density.py's 1080p30 H.264 with B-frames + AAC, 2 s keyframes) and reports its
-   progress (``-progress``, every 50 ms). A client here does what an LL-HLS player does: a
+1. **Part lag** (source rendition). ``ffmpeg -re -c copy`` publishes ``obs_like_1080p_bf0.flv``
+   (ingest_density.py's 1080p30 H.264 4.5 Mbit/s + AAC, 2 s keyframes, made here without
+   B-frames: ffmpeg's progress reports the highest *presentation* time muxed, which with
+   B-frames runs a reordering delay ahead of what was sent) and reports its progress
+   (``-progress``, every 50 ms). A client here does what an LL-HLS player does: a
    blocking reload for the hinted part, again and again. A part's lag is the wall time the
    response listing it arrived minus the wall time the publisher sent its last frame: the
    publisher sends media time t at t0 + t, t0 being the smallest (report wall time - media
@@ -47,7 +49,7 @@ from typing import Any
 
 import httpx
 from _util import cpu_seconds, log, median, rss_bytes, streamd_cli, streamd_env, wait_until
-from ingest_density import ensure_media
+from ingest_density import CACHE
 from playwright.sync_api import Browser, sync_playwright
 from whep_latency import CHROMIUM_ARGS, FFMPEG, FPS, HOOK, Camera, decode_mark
 
@@ -80,6 +82,27 @@ def serving(
     finally:
         serve.terminate()
         serve.wait(timeout=60)
+
+
+def ensure_media_without_b_frames() -> Path:
+    path = CACHE / "obs_like_1080p_bf0.flv"
+    if path.exists():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    log(f"generating {path}")
+    partial = path.with_suffix(".partial.flv")
+    subprocess.run(
+        [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+         "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "30",
+         "-c:v", "libx264", "-preset", "veryfast", "-b:v", "4500k", "-maxrate", "4500k",
+         "-bufsize", "9000k", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
+         "-profile:v", "high", "-bf", "0", "-pix_fmt", "yuv420p",
+         "-c:a", "aac", "-b:a", "160k", "-ar", "48000", "-ac", "2", "-f", "flv", str(partial)],
+        check=True, timeout=900,
+    )  # fmt: skip
+    partial.rename(path)
+    return path
 
 
 def source_playlist(base: str, live_id: int) -> str:
@@ -142,6 +165,7 @@ def _progress(stdout: Any, samples: list[tuple[float, float]]) -> None:
 def part_lag(playlist: str, seconds: float, samples: list[tuple[float, float]]) -> dict[str, Any]:
     """Blocking reloads for ``seconds``: when each part was listed, and each segment's PDT."""
     listed: dict[str, float] = {}
+    ends: dict[str, float] = {}
     pdts: dict[str, float] = {}
     directory = playlist.rsplit("/", 1)[0]
     with httpx.Client(timeout=10) as client:
@@ -156,13 +180,12 @@ def part_lag(playlist: str, seconds: float, samples: list[tuple[float, float]]) 
             for _, uri in _PART.findall(text):
                 if uri not in known and uri not in listed:
                     listed[uri] = now
+                    # Fetched at once: parts leave memory three target durations later.
+                    got = video_samples(client.get(f"{directory}/{uri}").content)
+                    if got is not None:
+                        ends[uri] = got[1] / TICKS
             for stamp, uri in _PDT_SEG.findall(text):
                 pdts.setdefault(uri, _parse_pdt(stamp))
-        ends = {}
-        for uri in listed:
-            got = video_samples(client.get(f"{directory}/{uri}").content)
-            if got is not None:
-                ends[uri] = got[1] / TICKS
         starts = {}
         for uri in pdts:
             got = video_samples(client.get(f"{directory}/{uri}").content)
@@ -325,7 +348,7 @@ def main() -> None:
     parser.add_argument("--skip-g2g", action="store_true")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
-    media = ensure_media(shutil.which("ffmpeg") or FFMPEG)
+    media = ensure_media_without_b_frames()
     report: dict[str, Any] = {"benchmark": "ll_hls"}
     with tempfile.TemporaryDirectory(prefix="streamd-bench-llhls-") as tmp_name:
         tmp = Path(tmp_name)
@@ -357,7 +380,7 @@ def main() -> None:
     report["settings"] = {
         "streamd": "streamd serve with its default settings (LL-HLS on, part target 0.333 s, "
         "default ladder, recording, posters); LL off: STREAMD_HLS_LOW_LATENCY=false",
-        "part_lag_publisher": "obs_like_1080p.flv, ffmpeg -re -c copy",
+        "part_lag_publisher": "obs_like_1080p_bf0.flv (no B-frames), ffmpeg -re -c copy",
         "g2g_publisher": "1280x720p30 camera, x264 veryfast zerolatency, no B-frames, 2 s GOP",
     }
     text = json.dumps(report, indent=2)

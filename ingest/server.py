@@ -51,7 +51,8 @@ TICK_S = 1.0
 # Read coalescing (ingest.pacing): at most this much added latency in the middle of a keyframe
 # interval, none for a keyframe. With the transcoded ladder downstream, frames must come
 # evenly: its encoders queue bursts (100 ms of coalescing added 60-80 ms to the rungs' segment
-# lag), so the wiring asks for less there.
+# lag), so the wiring asks for less there; so it does for LL-HLS, whose parts (1/3 s) are
+# listed as soon as the frame after them arrives.
 COALESCE_S = 0.1
 LADDER_COALESCE_S = 0.025
 READ_SIZE = MAX_LOW_WATER  # room offered to each socket read

@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 OutputCallback = Callable[[str, LadderItem], None]
 LADDER_FLUSH_TIMEOUT_S = 10.0
 _AUDIO_BACKLOG_MS = 10_000  # source audio replayed to a rung that appears late
+#: EXT-X-PROGRAM-DATE-TIME: a session's wall-clock anchor is refined over this much of its
+#: media (before its first segment, of the 2 s target, is out): see WallClock.refine.
+PDT_REFINE_MS = 1500
 
 
 class PosterWriterFactory(Protocol):
@@ -135,6 +138,8 @@ class LivePipeline:
         self._offset: int | None = None  # input ms + offset = output ms, this session
         self._timeline_end = 0  # output ms just past everything fed so far
         self._last_dts = -1  # of the last video packet fed
+        self._refine_until = 0  # output ms: until then the session's PDT anchor is refined
+        self._refine_shift = 0
         self._ladder: Transcoder | None = None
         self._generation = 0
         self._generation_end: dict[int, int] = {}  # ladder generation -> its session's end
@@ -240,11 +245,17 @@ class LivePipeline:
             if end is not None and packet.kind == "video":
                 self._offset = max(end - packet.pts_ms, self._last_dts + 1 - packet.dts_ms)
             self.wall.anchor(packet.pts_ms + self._offset, self.clock())
+            self._refine_until = packet.pts_ms + self._offset + PDT_REFINE_MS
+            # The keyframe's PDT is when it was sent (at its decode time on the publisher's
+            # clock): later frames' decode times, shifted by its composition offset.
+            self._refine_shift = packet.pts_ms - packet.dts_ms
         out = MediaPacket(
             packet.kind, packet.dts_ms + self._offset, packet.pts_ms + self._offset,
             packet.keyframe, packet.data,
         )  # fmt: skip
         self._timeline_end = max(self._timeline_end, out.pts_ms + 34, out.dts_ms + 34)
+        if out.kind == "video" and out.dts_ms < self._refine_until:
+            self.wall.refine(out.dts_ms + self._refine_shift, self.clock())
         if out.kind == "video":
             self._last_dts = out.dts_ms
         self.source.push(out)

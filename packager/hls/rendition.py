@@ -64,6 +64,25 @@ class WallClock:
             wall_s = max(wall_s, last_wall + (media_ms - last_ms) / 1000)
         self._anchors.append((media_ms, wall_s))
 
+    def refine(self, media_ms: int, wall_s: float) -> None:
+        """A later packet of the session that set the last anchor arrived at ``wall_s``: if it
+        says the session's media started earlier on the wall clock, move the anchor there.
+
+        A session's first packets wait while the publish is set up (the stream key checked)
+        and then come in a burst, so the first keyframe's arrival is late by that wait (0.5 s
+        measured); packets that arrive at the publisher's pace tell the real start. The
+        pipeline refines over the session's first seconds, before its first segment is out.
+        """
+        if not self._anchors:
+            return
+        anchor_ms, anchor_wall = self._anchors[-1]
+        candidate = wall_s - (media_ms - anchor_ms) / 1000
+        if len(self._anchors) >= 2:  # never before where the previous session ended
+            before_ms, before_wall = self._anchors[-2]
+            candidate = max(candidate, before_wall + (anchor_ms - before_ms) / 1000)
+        if candidate < anchor_wall:
+            self._anchors[-1] = (anchor_ms, candidate)
+
     def at(self, media_ms: int) -> datetime:
         media, wall = self._anchors[0] if self._anchors else (0, 0.0)
         for anchor_ms, anchor_wall in reversed(self._anchors):

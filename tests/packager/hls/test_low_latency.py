@@ -14,6 +14,7 @@ import pytest
 
 from packager.hls.low_latency import LiveIndex, LiveRendition, PartEntry, Position, part_uri
 from packager.hls.playlists import LivePlaylist, SegmentEntry
+from packager.hls.rendition import WallClock
 from packager.metrics import PackagerMetrics
 from packager.pipeline import LivePipeline
 from packager.storage.local import LocalStorage
@@ -213,3 +214,17 @@ async def test_a_reconnect_continues_where_the_last_segment_ended(
     last_before, first_after = seen[2], seen[3]
     assert first_after[0] == last_before[0] + last_before[1]
     assert first_after[3] > max(dts for *_, dts in seen[:3])
+
+
+def test_the_wall_clock_anchor_is_refined_by_packets_that_came_at_the_publishers_pace() -> None:
+    """A session's first keyframe arrives late (the publish was being set up): packets at
+    the publisher's pace move its PDT anchor back, never later and never before the end of
+    the previous session."""
+    clock = WallClock()
+    clock.anchor(0, 100.5)  # waited 0.5 s
+    clock.refine(500, 100.6)  # the burst: says the start was at 100.1
+    clock.refine(1000, 101.2)  # at pace, late: says 100.2, ignored
+    assert clock.at(0).timestamp() == pytest.approx(100.1)
+    clock.anchor(10_000, 120.0)  # a reconnect
+    clock.refine(10_500, 105.0)  # would put it before the first session's end: clamped
+    assert clock.at(10_000).timestamp() == pytest.approx(110.1)
