@@ -1,17 +1,15 @@
 """LL-HLS as viewers get it from ``streamd serve`` on its defaults: part lag, 1,000 held playlist
 requests, and glass to glass in hls.js with LL-HLS on against the same live with it off.
 
-1. **Part lag** (source rendition). ``ffmpeg -re -c copy`` publishes ``obs_like_1080p_bf0.flv``
-   (ingest_density.py's 1080p30 H.264 4.5 Mbit/s + AAC, 2 s keyframes, made here without
-   B-frames: ffmpeg's progress reports the highest *presentation* time muxed, which with
-   B-frames runs a reordering delay ahead of what was sent) and reports its progress
-   (``-progress``, every 50 ms). A client here does what an LL-HLS player does: a
-   blocking reload for the hinted part, again and again. A part's lag is the wall time the
-   response listing it arrived minus the wall time the publisher sent its last frame: the
-   publisher sends media time t at t0 + t, t0 being the smallest (report wall time - media
-   time) seen after the first 2 s (segment_lag.py's method; it underestimates by at most the
-   few ms between a send and its report). The same run checks EXT-X-PROGRAM-DATE-TIME: each
-   segment's PDT minus the wall time its first frame was sent. Target: median lag <= 0.1 s.
+1. **Part lag** (source rendition). This script publishes ``obs_like_1080p.flv``
+   (ingest_density.py's 1080p30 H.264 4.5 Mbit/s with B-frames + AAC, 2 s keyframes) over RTMP
+   itself, with streamd's own sans-IO client (``ingest.rtmp.client``) on a blocking socket,
+   each FLV tag when the wall clock reaches its timestamp (as ``ffmpeg -re`` does), noting
+   when each video frame left (``sendall`` returned). A client does what an LL-HLS player does:
+   a blocking reload for the hinted part, again and again. A part's lag is the wall time the
+   response listing it arrived minus the wall time its last frame (in decode order) was sent.
+   The same run checks EXT-X-PROGRAM-DATE-TIME: each segment's PDT minus the wall time its
+   first frame was sent. Targets: median lag <= 0.1 s, PDT within 50 ms.
 2. **Held requests**: 1,000 connections each ask for the hinted part's playlist at once
    (``_HLS_msn``/``_HLS_part``); reported: serve's RSS before and while they are held, its CPU
    while they are held, how many came back 200, and the spread between the first and the last
@@ -49,9 +47,11 @@ from typing import Any
 
 import httpx
 from _util import cpu_seconds, log, median, rss_bytes, streamd_cli, streamd_env, wait_until
-from ingest_density import CACHE
+from ingest_density import ensure_media
 from playwright.sync_api import Browser, sync_playwright
 from whep_latency import CHROMIUM_ARGS, FFMPEG, FPS, HOOK, Camera, decode_mark
+
+from ingest.rtmp.client import RtmpClient
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "low-latency-pass-19"
@@ -84,25 +84,70 @@ def serving(
         serve.wait(timeout=60)
 
 
-def ensure_media_without_b_frames() -> Path:
-    path = CACHE / "obs_like_1080p_bf0.flv"
-    if path.exists():
-        return path
-    CACHE.mkdir(parents=True, exist_ok=True)
-    log(f"generating {path}")
-    partial = path.with_suffix(".partial.flv")
-    subprocess.run(
-        [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-         "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30",
-         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "30",
-         "-c:v", "libx264", "-preset", "veryfast", "-b:v", "4500k", "-maxrate", "4500k",
-         "-bufsize", "9000k", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
-         "-profile:v", "high", "-bf", "0", "-pix_fmt", "yuv420p",
-         "-c:a", "aac", "-b:a", "160k", "-ar", "48000", "-ac", "2", "-f", "flv", str(partial)],
-        check=True, timeout=900,
-    )  # fmt: skip
-    partial.rename(path)
-    return path
+def flv_tags(path: Path) -> list[tuple[int, int, bytes]]:
+    """(type, timestamp ms, payload) of each audio and video tag of an FLV file."""
+    data = path.read_bytes()
+    pos = int.from_bytes(data[5:9], "big") + 4
+    tags = []
+    while pos + 11 <= len(data):
+        kind, size = data[pos] & 0x1F, int.from_bytes(data[pos + 1 : pos + 4], "big")
+        stamp = int.from_bytes(data[pos + 4 : pos + 7], "big") | data[pos + 7] << 24
+        if kind in (8, 9):
+            tags.append((kind, stamp, data[pos + 11 : pos + 11 + size]))
+        pos += 15 + size
+    return tags
+
+
+class Publisher:
+    """Publishes an FLV file in a loop, each tag at its time; remembers when each video tag
+    (by its timestamp on the published timeline) was sent."""
+
+    def __init__(self, url: str, media: Path) -> None:
+        host_port, _, key = url.removeprefix("rtmp://").partition("/live/")
+        host, _, port = host_port.partition(":")
+        self.address, self.key = (host, int(port)), key
+        self.tags = flv_tags(media)
+        self.sent: dict[int, float] = {}  # video timestamp (ms) -> wall time sent
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import socket
+
+        sock = socket.create_connection(self.address)
+        client = RtmpClient()
+        sock.sendall(client.data_to_send())
+        while not client.handshake.complete:
+            client.receive_data(sock.recv(65536))
+        client.set_chunk_size(65536)
+        client.connect("live")
+        client.publish_sequence(self.key)
+        client.publish(1, self.key)
+        sock.sendall(client.data_to_send())
+        time.sleep(0.5)  # the publish is accepted (or the socket closed: sendall raises)
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            sock.recv(65536)
+        sock.setblocking(True)
+        start, loop_ms = time.time(), self.tags[-1][1] + 33
+        loops = 0
+        while not self.stop.is_set():
+            for kind, stamp, payload in self.tags:
+                ts = stamp + loops * loop_ms
+                delay = start + ts / 1000 - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+                if kind == 9:
+                    client.send_video(1, ts, payload)
+                else:
+                    client.send_audio(1, ts, payload)
+                sock.sendall(client.data_to_send())
+                if kind == 9:
+                    self.sent[ts] = time.time()
+                if self.stop.is_set():
+                    break
+            loops += 1
+        sock.close()
 
 
 def source_playlist(base: str, live_id: int) -> str:
@@ -155,14 +200,7 @@ def _children(data: bytes, start: int, end: int) -> dict[bytes, bytes]:
     return out
 
 
-def _progress(stdout: Any, samples: list[tuple[float, float]]) -> None:
-    for raw in stdout:
-        line = raw.decode(errors="replace").strip()
-        if line.startswith("out_time_us=") and line[12:].lstrip("-").isdigit():
-            samples.append((time.time(), int(line[12:]) / 1e6))
-
-
-def part_lag(playlist: str, seconds: float, samples: list[tuple[float, float]]) -> dict[str, Any]:
+def part_lag(playlist: str, seconds: float, publisher: Publisher) -> dict[str, Any]:
     """Blocking reloads for ``seconds``: when each part was listed, and each segment's PDT."""
     listed: dict[str, float] = {}
     ends: dict[str, float] = {}
@@ -191,10 +229,13 @@ def part_lag(playlist: str, seconds: float, samples: list[tuple[float, float]]) 
             got = video_samples(client.get(f"{directory}/{uri}").content)
             if got is not None:
                 starts[uri] = got[0] / TICKS
-    steady = [wall - media for wall, media in samples if media > 2]
-    t0 = min(steady)
-    lags = sorted(round(listed[u] - (t0 + ends[u]), 4) for u in ends)
-    pdt_offsets = sorted(round(pdts[u] - (t0 + starts[u]), 4) for u in starts)
+    # The published timeline starts at the first keyframe sent (streamd's output time 0).
+    sent = publisher.sent
+    origin = min(sent)
+    lags = sorted(round(listed[u] - sent[origin + round(ends[u] * 1000)], 4)
+                  for u in ends if origin + round(ends[u] * 1000) in sent)  # fmt: skip
+    pdt_offsets = sorted(round(pdts[u] - sent[origin + round(starts[u] * 1000)], 4)
+                         for u in starts if origin + round(starts[u] * 1000) in sent)  # fmt: skip
     return {
         "parts": len(lags),
         "lag_s": {
@@ -348,39 +389,31 @@ def main() -> None:
     parser.add_argument("--skip-g2g", action="store_true")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
-    media = ensure_media_without_b_frames()
+    media = ensure_media(shutil.which("ffmpeg") or FFMPEG)
     report: dict[str, Any] = {"benchmark": "ll_hls"}
     with tempfile.TemporaryDirectory(prefix="streamd-bench-llhls-") as tmp_name:
         tmp = Path(tmp_name)
         with serving(tmp, "lag") as (serve, base, live):
-            samples: list[tuple[float, float]] = []
-            publisher = subprocess.Popen(
-                [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-nostats",
-                 "-progress", "pipe:1", "-stats_period", "0.05", "-re",
-                 "-readrate_initial_burst", "0", "-stream_loop", "-1", "-i", str(media),
-                 "-c", "copy", "-f", "flv", live["rtmp"]],
-                stdout=subprocess.PIPE,
-            )  # fmt: skip
-            threading.Thread(target=_progress, args=(publisher.stdout, samples),
-                             daemon=True).start()  # fmt: skip
+            publisher = Publisher(live["rtmp"], media)
+            publisher.thread.start()
             try:
                 playlist = source_playlist(base, live["id"])
                 time.sleep(4)
-                report["part_lag"] = part_lag(playlist, args.lag_seconds, samples)
+                report["part_lag"] = part_lag(playlist, args.lag_seconds, publisher)
                 log(f"part lag: {report['part_lag']['lag_s']}")
                 report["held_requests"] = [
                     held_requests(playlist, serve.pid, args.held) for _ in range(3)
                 ]
                 log(f"held: {report['held_requests']}")
             finally:
-                publisher.kill()
-                publisher.wait()
+                publisher.stop.set()
+                publisher.thread.join(timeout=10)
         if not args.skip_g2g:
             report["glass_to_glass"] = glass_to_glass(tmp, args.rounds, args.g2g_seconds)
     report["settings"] = {
         "streamd": "streamd serve with its default settings (LL-HLS on, part target 0.333 s, "
         "default ladder, recording, posters); LL off: STREAMD_HLS_LOW_LATENCY=false",
-        "part_lag_publisher": "obs_like_1080p_bf0.flv (no B-frames), ffmpeg -re -c copy",
+        "part_lag_publisher": "obs_like_1080p.flv sent in real time by this script over RTMP",
         "g2g_publisher": "1280x720p30 camera, x264 veryfast zerolatency, no B-frames, 2 s GOP",
     }
     text = json.dumps(report, indent=2)
