@@ -9,7 +9,9 @@ requests, and glass to glass in hls.js with LL-HLS on against the same live with
    a blocking reload for the hinted part, again and again. A part's lag is the wall time the
    response listing it arrived minus the wall time its last frame (in decode order) was sent.
    The same run checks EXT-X-PROGRAM-DATE-TIME: each segment's PDT minus the wall time its
-   first frame was sent. Targets: median lag <= 0.1 s, PDT within 50 ms.
+   first frame was sent. Targets: median lag <= 0.1 s, PDT within 50 ms. Run twice: on local
+   storage (the default), and with ``STREAMD_STORAGE=s3`` on moto's S3 server in its own
+   process (parts come from streamd's memory either way; segments are uploaded).
 2. **Held requests**: 1,000 connections each ask for the hinted part's playlist at once
    (``_HLS_msn``/``_HLS_part``); reported: serve's RSS before and while they are held, its CPU
    while they are held, how many came back 200, and the spread between the first and the last
@@ -380,6 +382,55 @@ def glass_to_glass(tmp: Path, rounds: int, seconds: float) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def moto_s3() -> Iterator[dict[str, str]]:
+    """moto's S3 server (the tests' own) in a process, a bucket, and the settings using it."""
+    import os
+
+    import boto3
+    from _util import free_port
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
+        os.environ.setdefault(name, value)
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        wait_until("moto", lambda: bool(client.create_bucket(Bucket="ll-bench")), 30,
+                   (Exception,))  # fmt: skip
+        yield {"STREAMD_STORAGE": "s3", "STREAMD_S3_BUCKET": "ll-bench",
+               "STREAMD_S3_ENDPOINT_URL": endpoint, "STREAMD_S3_REGION": "us-east-1"}  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def lag_run(tmp: Path, name: str, media: Path, seconds: float, held: int,
+            **settings: str) -> dict[str, Any]:  # fmt: skip
+    """Part lag, PDT and (local storage only) held requests against one serve."""
+    out: dict[str, Any] = {}
+    with serving(tmp, name, **settings) as (serve, base, live):
+        publisher = Publisher(live["rtmp"], media)
+        publisher.thread.start()
+        try:
+            playlist = source_playlist(base, live["id"])
+            time.sleep(4)
+            out["part_lag"] = part_lag(playlist, seconds, publisher)
+            log(f"{name}: part lag {out['part_lag']['lag_s']}")
+            if held:
+                out["held_requests"] = [held_requests(playlist, serve.pid, held) for _ in range(3)]
+                log(f"held: {out['held_requests']}")
+        finally:
+            publisher.stop.set()
+            publisher.thread.join(timeout=10)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lag-seconds", type=float, default=60)
@@ -393,21 +444,12 @@ def main() -> None:
     report: dict[str, Any] = {"benchmark": "ll_hls"}
     with tempfile.TemporaryDirectory(prefix="streamd-bench-llhls-") as tmp_name:
         tmp = Path(tmp_name)
-        with serving(tmp, "lag") as (serve, base, live):
-            publisher = Publisher(live["rtmp"], media)
-            publisher.thread.start()
-            try:
-                playlist = source_playlist(base, live["id"])
-                time.sleep(4)
-                report["part_lag"] = part_lag(playlist, args.lag_seconds, publisher)
-                log(f"part lag: {report['part_lag']['lag_s']}")
-                report["held_requests"] = [
-                    held_requests(playlist, serve.pid, args.held) for _ in range(3)
-                ]
-                log(f"held: {report['held_requests']}")
-            finally:
-                publisher.stop.set()
-                publisher.thread.join(timeout=10)
+        local = lag_run(tmp, "lag", media, args.lag_seconds, args.held)
+        report["part_lag"] = local["part_lag"]
+        report["held_requests"] = local["held_requests"]
+        with moto_s3() as s3_settings:
+            s3 = lag_run(tmp, "lag-s3", media, args.lag_seconds, 0, **s3_settings)
+        report["part_lag_s3"] = s3["part_lag"]
         if not args.skip_g2g:
             report["glass_to_glass"] = glass_to_glass(tmp, args.rounds, args.g2g_seconds)
     report["settings"] = {

@@ -182,6 +182,12 @@ async def test_a_stalled_bucket_keeps_memory_bounded_and_the_live_recovers(
         assert key is not None
         proxy.inject("stall", method="PUT")
         peak_queue = peak_bytes = 0
+        # LL-HLS goes on from memory while S3 is stalled: parts keep coming, and segments
+        # are listed (and served from memory) before storage has them.
+        ll = source.live
+        assert ll is not None
+        parts_before = len(list(ll.parts))
+        first_position = ll.position
         for _ in range(160):  # 8 s of stall
             await asyncio.sleep(0.05)
             queued = [job for job in list(source._queue._queue) if job is not None]  # type: ignore[attr-defined]
@@ -189,6 +195,12 @@ async def test_a_stalled_bucket_keeps_memory_bounded_and_the_live_recovers(
             peak_bytes = max(peak_bytes, sum(job.segment.size for job in queued))
             assert storage.budget.pending_bytes <= budget
             assert proxy.held <= storage.options.max_concurrency
+        position = ll.position
+        assert position.msn >= first_position.msn + 3, (first_position, position)
+        assert position.last_complete is not None
+        newest = f"seg_{position.last_complete}.m4s"
+        assert ll.media(newest) is not None  # listed, not stored, served from memory
+        assert parts_before > 0
         assert live.counter("storage_errors") >= 2  # segments lost while S3 was away
         assert peak_queue <= QUEUE_SEGMENTS
         assert peak_bytes < QUEUE_SEGMENTS * 2_000_000
