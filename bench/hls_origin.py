@@ -11,11 +11,8 @@ same bytes:
 - playlist: the live's source media playlist (``.../source/live.m3u8``), which changes while
   it is measured: streamd answers its LL-HLS playlist from memory, nginx the plain one the
   packager writes to disk (smaller: no parts; both sizes are reported);
-- segment: one ~1 MB segment of that live from the first seconds of the run, which streamd
-  reads from disk like nginx (recording keeps it there for the whole run);
-- edge_segment: the newest ~1 MB segment as each run starts, what a viewer at the live edge
-  asks for: streamd still holds it in memory (its LL-HLS parts point into it) for the first
-  seconds of the run, then reads it from disk.
+- segment: one ~1 MB segment of that live (recording keeps it on disk for the whole run),
+  which streamd reads from disk like nginx (segments are in its memory only until stored).
 
 Each round measures both systems on both URLs, alternating which goes first; medians of the
 rounds and their ratios streamd / nginx (targets: playlist >= 0.1, segment >= 0.5). The
@@ -47,7 +44,7 @@ from ingest_density import ensure_media, publisher_argv
 
 PASSWORD = "origin-load-pass-1"
 APT_PACKAGES = ("wrk", "nginx-light")
-TARGETS = {"playlist": 0.1, "segment": 0.5, "edge_segment": 0.5}
+TARGETS = {"playlist": 0.1, "segment": 0.5}
 KINDS = tuple(TARGETS)
 _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
@@ -156,8 +153,7 @@ def main() -> None:
                 paths = {"playlist": playlist_path, "segment": segment_path}
                 for kind in KINDS:
                     for system in order:
-                        # The edge moves: each run takes the newest segment as it starts.
-                        path = paths.get(kind) or newest_segment(base, playlist_path)
+                        path = paths[kind]
                         got = wrk(wrk_exe, bases[system] + path, args.seconds, args.connections)
                         runs[system][kind].append(got)
                         log(f"round {round_ + 1} {kind} {system}: {got['rps']:.0f} req/s")
@@ -221,17 +217,6 @@ def wait_for_media(base: str, live_id: int) -> tuple[str, str]:
                     return playlist, path
         time.sleep(1)
     raise SystemExit("no segment over 500 kB was listed in 90 s")
-
-
-def newest_segment(base: str, playlist: str) -> str:
-    """The newest listed segment over 500 kB (the last one may be a short one)."""
-    names = [line for line in httpx.get(base + playlist).text.splitlines()
-             if line.startswith("seg_")]  # fmt: skip
-    for name in reversed(names):
-        path = playlist.rsplit("/", 1)[0] + "/" + name
-        if len(httpx.get(base + path).content) > 500_000:
-            return path
-    raise SystemExit("no segment over 500 kB is listed")
 
 
 def _cpus() -> int:
