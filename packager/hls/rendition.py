@@ -12,11 +12,12 @@ EXT-X-DISCONTINUITY, so players reset their timeline across the hole instead of 
 With LL-HLS (the segmenter cuts parts), publishing and storing part ways: each part is muxed on
 the event loop the moment the segmenter hands it out and published to the rendition's
 :class:`~packager.hls.low_latency.LiveRendition` (the origin serves it from memory, releasing
-the playlist requests held for it); a complete segment is its parts' bytes, listed there at
-once, and then queued to the writer, which stores it and the playlist for everything else
-(recording, other processes, a CDN reading storage). So a slow upload never delays a part.
-Parts and segments have a muxer each (their own fragment numbers and audio clock): a segment
-is one fragment, whatever its parts (see packager.hls.low_latency).
+the playlist requests held for it); a complete segment is muxed whole (one fragment, whatever
+its parts: see packager.hls.low_latency), listed there at once, and then queued to the writer,
+which stores it and the playlist for everything else (recording, other processes, a CDN
+reading storage). So a slow upload never delays a part. Parts and segments have a muxer each
+(their own fragment numbers and audio clock). A new init segment goes to storage with the next
+segment queued, and again with the one after if that one is dropped or fails.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
@@ -145,7 +146,7 @@ class _Job:
     completed: float  # monotonic time the segmenter handed it out
     data: bytes | None = None
     entry: SegmentEntry | None = None
-    init: tuple[str, bytes] | None = None  # a new init segment to store before it
+    inits: list[tuple[str, bytes]] = field(default_factory=list)  # to store before it
 
 
 class Rendition:
@@ -199,7 +200,7 @@ class Rendition:
         # LL-HLS: what the origin serves from memory (parts are cut: segmenter.part_ms > 0).
         self.live_index = live_index
         self.live: LiveRendition | None = None
-        self._new_init: tuple[str, bytes] | None = None  # to store with the next segment
+        self._new_inits: list[tuple[str, bytes]] = []  # to store with the next segment
         self._part_muxer = CmafMuxer()
         if live_index is not None and segmenter.part_ms > 0:
             # Its own playlist: it lists segments at once, self.playlist once they are stored.
@@ -249,6 +250,7 @@ class Rendition:
                     job.entry = dataclasses.replace(job.entry, discontinuity=True)
                 self._dropped = False
         except asyncio.QueueFull:
+            self._new_inits[:0] = job.inits  # the next segment needs them stored
             self._dropped = True
             self.metrics.dropped_segments.inc()
             if not self._warned_full:
@@ -269,7 +271,7 @@ class Rendition:
         if part.fmt != self.fmt:
             uri, init = self._next_init(part.fmt)
             live.add_init(uri, init)
-            self._new_init = (uri, init)
+            self._new_inits.append((uri, init))
             self.fmt = part.fmt
         data = self._part_muxer.media_part(part)
         entry = PartEntry(part.sequence, part.index, part.duration_ms / 1000, part.independent,
@@ -294,8 +296,8 @@ class Rendition:
         if raised:
             self._log_raised(entry)
         self.metrics.publish_seconds.labels(self.kind).observe(time.monotonic() - completed)
-        job = _Job(segment, completed, data, entry, self._new_init)
-        self._new_init = None
+        job = _Job(segment, completed, data, entry, self._new_inits)
+        self._new_inits = []
         return job
 
     def _next_init(self, fmt: TrackFormat) -> tuple[str, bytes]:
@@ -337,8 +339,12 @@ class Rendition:
     async def _store_listed(self, job: _Job) -> None:
         """LL-HLS: store a segment the origin already lists, then the stored playlist."""
         assert job.data is not None and job.entry is not None and self.live is not None
-        if job.init is not None:
-            await self._store(f"{self.directory}/{job.init[0]}", job.init[1])
+        for done, (uri, init) in enumerate(job.inits):
+            try:
+                await self._store(f"{self.directory}/{uri}", init)
+            except Exception:
+                self._new_inits[:0] = job.inits[done:]  # with the next segment, then
+                raise
         entry = job.entry
         await self._store(f"{self.directory}/{entry.uri}", job.data)
         self.live.stored(entry.uri)

@@ -6,6 +6,7 @@ packets fed as fast as the pipeline takes them."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -228,3 +229,42 @@ def test_the_wall_clock_anchor_is_refined_by_packets_that_came_at_the_publishers
     clock.anchor(10_000, 120.0)  # a reconnect
     clock.refine(10_500, 105.0)  # would put it before the first session's end: clamped
     assert clock.at(10_000).timestamp() == pytest.approx(110.1)
+
+
+class GatedStorage(LocalStorage):
+    """Local storage whose writes wait while the gate is closed (a stalled backend)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gate = asyncio.Event()
+
+    async def put(self, key: str, data: bytes, content_type: str, cache_control: str) -> None:
+        await self.gate.wait()
+        await super().put(key, data, content_type, cache_control)
+
+
+async def test_an_init_segment_of_a_dropped_segment_is_stored_with_the_next(
+    tmp_path: Path,
+) -> None:
+    """LL-HLS lists a new init segment at once; storage gets it with the next segment queued.
+    When that segment is dropped (the queue is full), the init goes with the one after."""
+    storage = GatedStorage(tmp_path)
+    options = packager_options(hls_ladder=(), hls_recording=True, hls_window=60)
+    pipeline = LivePipeline(3, "b1", options, storage, PackagerMetrics(), live_index=LiveIndex())
+    pipeline.feed(VIDEO)
+    pipeline.feed(AUDIO)
+    for packet in synthetic(40):  # 20 segments: 1 being written, 16 queued, the rest dropped
+        pipeline.feed(packet)
+    wider = dataclasses.replace(VIDEO, width=1280, height=720)
+    pipeline.feed(wider)  # a new init segment, while the queue is still full
+    for packet in synthetic(4, start_ms=40_000):
+        pipeline.feed(packet)
+    await asyncio.sleep(0.05)
+    assert pipeline.metrics.dropped_segments._value.get() >= 3
+    storage.gate.set()
+    for packet in synthetic(6, start_ms=44_000):  # the publisher goes on
+        pipeline.feed(packet)
+    await pipeline.finish()
+    assert (tmp_path / SOURCE / "init_1.mp4").exists()
+    stored = (tmp_path / SOURCE / "live.m3u8").read_text()
+    assert 'URI="init_1.mp4"' in stored
