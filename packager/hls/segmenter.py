@@ -22,8 +22,8 @@ audio clock keeps them in place, so only the boundary moves, by a frame or three
 source's audio long before their encoded video, so their audio boundaries are always exact.
 
 LL-HLS parts (``part_ms`` > 0): a segment in progress is also cut into parts at fixed offsets
-from its start (start + k x step, on the video decode timeline), so renditions cut at the
-same segment starts cut their parts at the same times too. The step is ``part_ms`` rounded to a
+from its first frame's decode time (dts0 + k x step), so renditions cut at the same segment
+starts cut their parts at the same times too. The step is ``part_ms`` rounded to a
 whole number of the source's frames (10 frames at 30 fps for 333 ms), so every part lasts the
 same and none exceeds the PART-TARGET the playlist announces; the source picks it and records
 it in the :class:`CutPlan`, and ladder renditions take it from there. A part is handed out
