@@ -48,7 +48,6 @@ from web.hls import CORS, PRIVATE_CACHE_CONTROL, ObjectHeaders, valid_path
 
 log = logging.getLogger(__name__)
 
-Buffer = bytes | memoryview
 #: A held request gives up after this many target durations (RFC 8216bis: three).
 HOLD_TARGETS = 3
 #: Blocking and delta responses stay cacheable this many target durations.
@@ -81,7 +80,7 @@ class LiveMedia(Protocol):
     @property
     def target_duration(self) -> int: ...
 
-    def media(self, name: str) -> Buffer | None: ...
+    def media(self, name: str) -> bytes | None: ...
 
     def hinted(self, name: str) -> bool: ...
 
@@ -257,7 +256,7 @@ class HlsOrigin:
             if data is None:
                 await _error(send, 404, "not_found", "no such HLS file")
                 return
-        await _answer(send, scope, bytes(data), content_type,
+        await _answer(send, scope, data, content_type,
                       PRIVATE_CACHE_CONTROL if private else cache)  # fmt: skip
 
     # --- files ---

@@ -37,8 +37,6 @@ SKIP_TARGETS = 6
 #: Parts listed for segments this many target durations from the live edge.
 PART_TARGETS_KEPT = 3
 
-Buffer = bytes | memoryview
-
 
 def part_uri(sequence: int, index: int) -> str:
     return f"part_{sequence}_{index}.m4s"
@@ -50,7 +48,7 @@ class PartEntry:
     index: int
     duration: float  # seconds
     independent: bool
-    data: Buffer
+    data: bytes
 
     @property
     def uri(self) -> str:
@@ -85,14 +83,12 @@ class LiveRendition:
         self.group: dict[str, LiveRendition] = {self.name: self}  # the broadcast's renditions
         self.init: dict[str, bytes] = {}
         self.current_init: str | None = None
-        self._init_changed_at: int | None = None  # first msn muxed with current_init
         self._segments: dict[str, bytes] = {}  # complete, until storage has them
         self._partial: list[PartEntry] = []  # parts of the segment in progress
         self._partial_msn: int | None = None
         self._partial_discontinuity = False
         self._rendered: dict[bool, bytes] = {}
         self._waiter: asyncio.Future[None] | None = None
-        self.version = 0
 
     # --- the rendition publishes ---
 
@@ -147,7 +143,6 @@ class LiveRendition:
             self.parts.popleft()
 
     def _changed(self) -> None:
-        self.version += 1
         self._rendered.clear()
         for sibling in self.group.values():
             if sibling is not self:
@@ -174,7 +169,7 @@ class LiveRendition:
     def ended(self) -> bool:
         return self.playlist.ended
 
-    def media(self, name: str) -> Buffer | None:
+    def media(self, name: str) -> bytes | None:
         """A part, an init segment, or a segment storage does not have yet."""
         if name.startswith("part_"):
             for part in reversed(self.parts):
