@@ -3,8 +3,9 @@ lives) plays a live for three minutes without a stall, with blocking playlist re
 close to the live edge, switching rendition on the way; then the publisher drops for 4 s and
 comes back inside the reconnect window, and playback goes on (that the timeline has no hole is
 asserted on the segments, in tests/packager/hls/test_low_latency.py: hls.js runs dry during
-the outage and may nudge its playhead once while it recovers, so a seek here proves nothing). Nothing is mocked: ``streamd serve`` (LL-HLS is its default), embedded PostgreSQL,
-ffmpeg over RTMP; the test watches only the DOM, the network and the media element."""
+the outage and may nudge its playhead once while it recovers, so a seek here proves nothing).
+Nothing is mocked: ``streamd serve`` (LL-HLS is its default), embedded PostgreSQL, ffmpeg over
+RTMP; the test watches only the DOM, the network and the media element."""
 
 from __future__ import annotations
 
