@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -23,6 +24,14 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 def log(message: str) -> None:
     """Progress goes to stderr; stdout is kept for the JSON result."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def emit(report: dict[str, Any], output: Path | None) -> None:
+    """The result: JSON on stdout, and in ``output`` when given."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    if output:
+        output.write_text(text + "\n")
 
 
 def median(values: Iterable[float]) -> float | None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import shutil
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _util import REPO, free_port, log, median, streamd_cli, streamd_env, wait_until
+from _util import REPO, emit, free_port, log, median, streamd_cli, streamd_env, wait_until
 from ingest_density import ensure_media, publisher_argv
 
 PASSWORD = "origin-load-pass-1"
@@ -188,14 +189,11 @@ def main() -> None:
             "playlist_bytes": {"streamd": playlist_bytes, "nginx": nginx_playlist_bytes},
             "segment_bytes": segment_bytes,
         },
-        "machine": {"cpus": _cpus(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "summary": summary,
         "runs": runs,
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(report, args.output)
 
 
 def wait_for_media(base: str, live_id: int) -> tuple[str, str]:
@@ -217,12 +215,6 @@ def wait_for_media(base: str, live_id: int) -> tuple[str, str]:
                     return playlist, path
         time.sleep(1)
     raise SystemExit("no segment over 500 kB was listed in 90 s")
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _util import cpu_seconds, log, median, rss_bytes, streamd_cli, streamd_env, wait_until
+from _util import cpu_seconds, emit, log, median, rss_bytes, streamd_cli, streamd_env, wait_until
 from ingest_density import ensure_media
 from playwright.sync_api import Browser, sync_playwright
 from whep_latency import CHROMIUM_ARGS, FFMPEG, FPS, HOOK, Camera, decode_mark
@@ -458,10 +458,7 @@ def main() -> None:
         "part_lag_publisher": "obs_like_1080p.flv sent in real time by this script over RTMP",
         "g2g_publisher": "1280x720p30 camera, x264 veryfast zerolatency, no B-frames, 2 s GOP",
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(report, args.output)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 import imageio_ffmpeg
-from _util import log, median, streamd_cli, streamd_env, wait_until
+from _util import emit, log, median, streamd_cli, streamd_env, wait_until
 from playwright.sync_api import Browser, sync_playwright
 
 REPO = Path(__file__).resolve().parent.parent
@@ -226,10 +226,7 @@ def main() -> None:
             "/lives/:id": shipped[f"/lives/{live['id']}"]["scripts"],
         },
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(report, args.output)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 import imageio_ffmpeg
-from _util import log, median, streamd_cli, streamd_env, wait_until
+from _util import emit, log, median, streamd_cli, streamd_env, wait_until
 from playwright.sync_api import Browser, sync_playwright
 
 REPO = Path(__file__).resolve().parent.parent
@@ -237,10 +237,7 @@ def main() -> None:
         "ratio_hls_vs_whep": round(hls / whep, 2) if hls and whep else None,
         "target_whep_median_s": 0.5,
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(report, args.output)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import httpx
 import imageio_ffmpeg
 from _util import (
     cpu_seconds,
+    emit,
     log,
     median,
     process_tree,
@@ -278,10 +279,7 @@ def main() -> None:
         "summary": summary,
         "runs": runs,
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(report, args.output)
 
 
 if __name__ == "__main__":
