@@ -15,7 +15,6 @@ import io
 import json
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ import imageio_ffmpeg
 import m3u8
 import pytest
 
-from tests.helpers import ServeProcess, cli_env, run_cli
+from tests.helpers import cli_env, run_cli, serving
 from tests.packager.hls_harness import check_media_playlist
 
 pytestmark = pytest.mark.slow
@@ -101,14 +100,8 @@ def test_serve_transcodes_a_1080p_publish_into_the_ladder(
     assert made.returncode == 0, made.stderr
     created = run_cli("live", "create", "--user", "lena", "--title", "1080p", env=env)
     live = json.loads(created.stdout)
-    server = ServeProcess(env)
-    # Read serve's log as it comes, so a chatty server never blocks on a full pipe.
-    log: list[str] = []
-    assert server.proc.stderr is not None
-    reader = threading.Thread(target=lambda: log.extend(server.proc.stderr or []), daemon=True)
-    reader.start()
-    try:
-        server.wait_healthy()
+    # serve's log is read as it comes, so a chatty server never blocks on a full pipe.
+    with serving(env) as (server, log):
         publish = subprocess.run(
             [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
              "-i", str(obs_like_1080p), "-c", "copy", "-f", "flv",
@@ -173,13 +166,5 @@ def test_serve_transcodes_a_1080p_publish_into_the_ladder(
             )  # fmt: skip
             assert played.returncode == 0, played.stderr
             assert played.stderr == "", (index, played.stderr)
-    finally:
-        if server.proc.poll() is None:
-            server.proc.terminate()
-        code = server.proc.wait(timeout=60)
-        reader.join(timeout=10)
-        for pipe in (server.proc.stdout, server.proc.stderr):
-            if pipe is not None:
-                pipe.close()
-    assert code == 0, "".join(log[-40:])
+    assert server.proc.returncode == 0, "".join(log[-40:])
     assert not any("dropping until the next keyframe" in line for line in log), "".join(log)
