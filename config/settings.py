@@ -205,6 +205,11 @@ class Settings:
         return f"{scheme}://{_display_host(self.http_host)}:{self.http_port}"
 
     @property
+    def hls_parts(self) -> bool:
+        """LL-HLS is in effect: on, with CMAF segments (MPEG-TS stays plain HLS)."""
+        return self.hls_low_latency and self.hls_segment_format == "cmaf"
+
+    @property
     def http_tls(self) -> bool:
         return self.http_tls_cert is not None
 

@@ -68,11 +68,7 @@ class PackagerOptions:
             target_duration=settings.hls_target_duration,
             window=settings.hls_window,
             segment_format=settings.hls_segment_format,
-            part_target=(
-                settings.hls_part_target
-                if settings.hls_low_latency and settings.hls_segment_format == "cmaf"
-                else 0.0
-            ),
+            part_target=settings.hls_part_target if settings.hls_parts else 0.0,
             recording=settings.hls_recording,
             reconnect_window=settings.hls_reconnect_window,
             thumbnail_interval=settings.hls_thumbnail_interval,

@@ -125,7 +125,7 @@ class Packager:
             session.live_id, f"b{int(self.clock() * 1000)}", self.options, self.storage,
             self.metrics, events=self, ladder_factory=self.ladder_factory,
             thumbnailer_factory=self.thumbnailer_factory, clock=self.clock,
-            live_index=self.live_index if self.options.part_target > 0 else None,
+            live_index=self.live_index,
         )  # fmt: skip
         live = self.lives[session.live_id] = _Live(pipeline, subscription)
         self.metrics.pipelines.inc()

@@ -82,7 +82,7 @@ async def run_server(settings: Settings, database_url: str) -> None:
             # The packager ends a live once its reconnect window has passed.
             end_lives=False,
             coalesce_s=(
-                LADDER_COALESCE_S if settings.hls_ladder or settings.hls_low_latency else COALESCE_S
+                LADDER_COALESCE_S if settings.hls_ladder or settings.hls_parts else COALESCE_S
             ),
         )
         whip = build_whip(settings, gate, rtmp.metrics, on_session)
