@@ -8,17 +8,29 @@
   parts are sent by one ``curl --parallel --parallel-max 4`` process (each ``-T`` reading its
   part's bytes from a file of its own), so the client costs the same as the baseline's.
 - baseline: one Starlette route under uvicorn (uvloop and the HTTP parser ``serve`` gets) that
-  streams ``request.stream()`` to a file in 1 MiB writes off the event loop, and
-  ``curl --upload-file`` sending the whole file in one request.
+  streams ``request.stream()`` to a new file in 1 MiB writes off the event loop, and
+  ``curl --upload-file`` sending the whole file in one request, to a new file per upload (as
+  streamd writes, and as any endpoint that keeps what it receives must).
+
+Pages: on this VM, copying into page-cache pages the guest has not touched lately costs
+several times what copying into recently freed ones does (``copy_folio_from_iter_atomic`` is
+two thirds of the server's profile). Until stop 32 the baseline rewrote one file and the
+streamd side wrote and deleted its part files each round, right before the baseline's turn:
+the baseline filled warm pages, streamd cold ones, and streamd looked half as fast (0.45-0.5x)
+at the same server CPU per byte as a bare endpoint writing new files. Now every upload goes to
+a new file on both sides and is kept, the part files are written once, and the side that goes
+first alternates.
 
 Reported per system: MB/s of the transfer (streamd: parts only, and parts + complete), the
-server's RSS before, its peak during the upload and after (sampled every 50 ms), medians of
-the rounds, and the ratio streamd / baseline (target >= 0.8; RSS flat).
+server's CPU-seconds (user + system, its whole process tree) per GiB received, its RSS before,
+its peak during the upload and after (sampled every 50 ms), medians of the rounds, and the
+ratio streamd / baseline (target >= 0.8; RSS flat).
 
     .venv/bin/python bench/vod_upload.py [--size-mib 1024] [--rounds 3]
         [--output bench/results/vod_upload.json]
 
-JSON on stdout; progress on stderr. Needs about 4x the file size free in $TMPDIR.
+JSON on stdout; progress on stderr. Needs (2 + 2 x rounds) x the file size free in $TMPDIR
+(every upload is kept until the end, on both sides).
 """
 
 from __future__ import annotations
@@ -33,12 +45,14 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 from _util import (
     Processes,
+    cpu_seconds,
     free_port,
     is_listening,
     log,
@@ -65,9 +79,9 @@ def baseline_app(directory: Path) -> Any:
     from starlette.routing import Route
 
     async def upload(request: Request) -> JSONResponse:
-        target = directory / "upload.bin"
+        target = directory / f"upload-{uuid.uuid4().hex}.bin"
         size = 0
-        with open(target, "wb") as fh:  # noqa: ASYNC230 - writes below go to a thread
+        with open(target, "xb") as fh:  # noqa: ASYNC230 - writes below go to a thread
             pending = bytearray()
             async for chunk in request.stream():
                 pending += chunk
@@ -122,6 +136,15 @@ class RssSampler:
         self._thread.join()
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU-seconds (user + system) of a process and its children."""
+    total = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(member)
+    return total
+
+
 def curl(*args: str) -> None:
     done = subprocess.run(["curl", "-sS", "--fail", "-o", "/dev/null", *args],
                           capture_output=True, text=True)  # fmt: skip
@@ -146,11 +169,15 @@ def streamd_round(base: str, token: str, source: Path, part_dir: Path) -> dict[s
     r.raise_for_status()
     up = r.json()
     part_size = up["part_size"]
+    # The parts as files curl can -T, written once for every round (not timed) and kept: see
+    # "Pages" in the docstring.
     files = []
-    with open(source, "rb") as src:  # the parts as files curl can -T (not timed)
+    with open(source, "rb") as src:
         for part in up["parts"]:
             path = part_dir / f"part-{part['number']:05d}"
-            path.write_bytes(src.read(part_size))
+            chunk = src.read(part_size)
+            if not path.exists() or path.stat().st_size != len(chunk):
+                path.write_bytes(chunk)
             files.append((path, part["url"]))
     args = ["--parallel", "--parallel-max", str(PARALLEL)]
     for path, url in files:
@@ -163,8 +190,6 @@ def streamd_round(base: str, token: str, source: Path, part_dir: Path) -> dict[s
     total_s = time.perf_counter() - started
     if r.status_code != 202:
         raise SystemExit(f"complete: {r.status_code} {r.text}")
-    for path, _ in files:
-        path.unlink()
     return {"parts_s": parts_s, "total_s": total_s, "video_id": up["video_id"]}
 
 
@@ -211,28 +236,42 @@ def main() -> None:
                 "username": "bench", "password": "correct horse battery staple"})  # fmt: skip
             r.raise_for_status()
             token = r.json()["access_token"]
-            for n in range(args.rounds):
+
+            def streamd_side(n: int) -> None:
                 with RssSampler(serve.pid) as rss:
                     before = rss.now()
+                    cpu_before = tree_cpu(serve.pid)
                     timing = streamd_round(base, token, source, work / "parts")
+                    cpu_s = tree_cpu(serve.pid) - cpu_before
                     time.sleep(1)
                     after = rss.now()
                 results["streamd"].append({
-                    **timing, "mb_s_parts": size / 1e6 / timing["parts_s"],
+                    **timing, "cpu_s_per_gib": cpu_s / (size / (1 << 30)),
+                    "mb_s_parts": size / 1e6 / timing["parts_s"],
                     "mb_s_total": size / 1e6 / timing["total_s"], "rss_before": before,
                     "rss_peak": rss.peak, "rss_after": after})  # fmt: skip
                 log(f"round {n + 1} streamd: {results['streamd'][-1]['mb_s_parts']:.0f} MB/s")
+
+            def baseline_side(n: int) -> None:
                 with RssSampler(baseline.pid) as rss:
                     before = rss.now()
+                    cpu_before = tree_cpu(baseline.pid)
                     started = time.perf_counter()
                     curl("-T", str(source), f"http://127.0.0.1:{port}/upload")
                     seconds = time.perf_counter() - started
+                    cpu_s = tree_cpu(baseline.pid) - cpu_before
                     time.sleep(1)
                     after = rss.now()
                 results["baseline"].append({
-                    "total_s": seconds, "mb_s_total": size / 1e6 / seconds,
+                    "total_s": seconds, "cpu_s_per_gib": cpu_s / (size / (1 << 30)),
+                    "mb_s_total": size / 1e6 / seconds,
                     "rss_before": before, "rss_peak": rss.peak, "rss_after": after})  # fmt: skip
                 log(f"round {n + 1} baseline: {results['baseline'][-1]['mb_s_total']:.0f} MB/s")
+
+            for n in range(args.rounds):  # the side that goes first alternates
+                first, second = (streamd_side, baseline_side)[:: 1 if n % 2 == 0 else -1]
+                first(n)
+                second(n)
         finally:
             procs.stop_all()
             serve.terminate()
@@ -256,6 +295,9 @@ def main() -> None:
         "baseline_mb_s": med("baseline", "mb_s_total"),
         "ratio_parts": med("streamd", "mb_s_parts") / med("baseline", "mb_s_total"),
         "ratio_with_complete": med("streamd", "mb_s_total") / med("baseline", "mb_s_total"),
+        # Parts and complete (streamd); the whole request (baseline).
+        "streamd_cpu_s_per_gib": med("streamd", "cpu_s_per_gib"),
+        "baseline_cpu_s_per_gib": med("baseline", "cpu_s_per_gib"),
         # Peak over the RSS before each upload (medians), and what stayed from the first
         # round's end to the last's: flat means the second is ~0 however large the file.
         "streamd_rss_peak_over_before_mib": med("streamd", "rss_growth") / MIB,
